@@ -1,0 +1,253 @@
+"""Stage 2: the VGG16 backbone, ``features[:30]`` (conv1_1 .. conv5_3 + ReLU, stride 16).
+
+An 800 x 800 x 3 input gives a 512 x 50 x 50 feature map: four 2 x 2 max-pools halve it four
+times, 800 / 16 = 50; the fifth pool (layer 30) is left out.
+
+Weights are found in this order (:func:`load_backbone`):
+
+1. a local file, named by the ``weights`` argument or ``$FRCNN_VGG16_WEIGHTS``: a state_dict of a
+   whole torchvision VGG16 (``features.0.weight`` ...) or of its features (``0.weight`` ...),
+   loaded with ``weights_only=True``;
+2. torchvision's ImageNet weights from the torch hub cache (``$TORCH_HOME``);
+3. the same, downloaded, when allowed and the host answers within a few seconds;
+4. otherwise random (seeded) weights, and the result says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision.models import VGG16_Weights, vgg16
+
+WEIGHTS_ENV = "FRCNN_VGG16_WEIGHTS"
+OFFLINE_ENV = "FRCNN_OFFLINE"
+VGG16_FEATURE_LAYERS = 30
+STRIDE = 16
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# A reachability probe is cheap; a hung TCP connect on a closed network is not.
+PROBE_TIMEOUT_S = 3.0
+DOWNLOAD_TIMEOUT_S = 600.0
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used: unreadable, or not a VGG16 state_dict."""
+
+
+@dataclass(frozen=True)
+class BackboneParams:
+    """How the image is fed to the backbone.
+
+    ``normalize=False`` reproduces the tutorial's missing ImageNet normalisation (bug B13).
+    """
+
+    normalize: bool = True
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """The feature extractor and where its weights came from.
+
+    Attributes:
+        features: ``vgg16().features[:30]`` in eval mode.
+        weights: ``"imagenet"``, ``"random"`` or the path of the file the weights came from.
+        note: one sentence for the user on how the weights were found (or why not).
+    """
+
+    features: nn.Sequential
+    weights: str
+    note: str
+
+
+@dataclass(frozen=True)
+class BackboneResult:
+    """Attributes:
+    features (Tensor[1, 512, Hf, Wf]): the feature map, float32, contiguous.
+    seconds: wall time of the forward pass.
+    """
+
+    features: torch.Tensor
+    seconds: float
+
+
+def _features_module() -> nn.Sequential:
+    return nn.Sequential(*list(vgg16(weights=None).features)[:VGG16_FEATURE_LAYERS])
+
+
+def _random_features(seed: int) -> nn.Sequential:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _features_module()
+
+
+def load_weights_file(path: str | os.PathLike[str]) -> nn.Sequential:
+    """Build ``features[:30]`` from a local state_dict file (whole VGG16 or features only).
+
+    Raises:
+        WeightsError: the file is missing, unreadable or holds something else.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise WeightsError(f"{path.name} is not a readable PyTorch weights file ({exc})") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path.name} does not hold a state_dict")
+    if any(str(k).startswith("features.") for k in state):
+        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    module = _features_module()
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise WeightsError(f"{path.name} is not a VGG16 state_dict (missing {missing[0]})")
+    for key, value in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise WeightsError(f"{path.name}: {key} has shape {shape}, VGG16 needs {tuple(value.shape)}")
+    module.load_state_dict({k: state[k] for k in expected})
+    return module
+
+
+def imagenet_cache_path() -> Path:
+    """Where torchvision keeps the downloaded ImageNet VGG16 weights."""
+    name = os.path.basename(urlparse(VGG16_Weights.IMAGENET1K_V1.url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def _host_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _download_bounded(url: str, dest: Path, timeout: float) -> bool:
+    """Download in a daemon thread so a stalled transfer cannot hang the caller."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    done: list[bool] = []
+
+    def fetch() -> None:
+        try:
+            torch.hub.download_url_to_file(url, str(dest), progress=False)
+            done.append(True)
+        except Exception:  # any network or disk failure means "not available"
+            done.append(False)
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(done and done[0])
+
+
+def _from_imagenet_file(path: Path) -> nn.Sequential:
+    module = _features_module()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(
+        {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    )
+    return module
+
+
+def load_backbone(
+    weights: str | None = None,
+    seed: int = 0,
+    allow_download: bool | None = None,
+) -> Backbone:
+    """Build the VGG16 feature extractor, finding weights as the module docstring says.
+
+    Args:
+        weights: ``None`` or ``"auto"`` (file from ``$FRCNN_VGG16_WEIGHTS``, else ImageNet, else
+            random), ``"imagenet"`` (the same without the file), ``"random"``, or a file path.
+        seed: seed of the random initialisation.
+        allow_download: try to download ImageNet weights when they are not cached. Defaults to
+            true unless ``$FRCNN_OFFLINE`` is set.
+
+    Raises:
+        WeightsError: an explicitly named weights file cannot be used.
+    """
+    if allow_download is None:
+        allow_download = os.environ.get(OFFLINE_ENV, "") in ("", "0")
+    choice = (weights or "auto").strip()
+    if choice == "auto" and os.environ.get(WEIGHTS_ENV):
+        choice = os.environ[WEIGHTS_ENV]
+    if choice not in ("auto", "imagenet", "random"):
+        module = load_weights_file(choice)
+        return Backbone(module.eval(), str(choice), f"Weights loaded from {choice}.")
+    if choice == "random":
+        return Backbone(_random_features(seed).eval(), "random", "Random weights were asked for.")
+    cached = imagenet_cache_path()
+    if cached.is_file():
+        try:
+            return Backbone(
+                _from_imagenet_file(cached).eval(), "imagenet", f"ImageNet weights from {cached}."
+            )
+        except Exception:  # a half-written cache file: fall through to download or random
+            cached.unlink(missing_ok=True)
+    url = VGG16_Weights.IMAGENET1K_V1.url
+    if allow_download and _host_reachable(url):
+        started = time.perf_counter()
+        if _download_bounded(url, cached, DOWNLOAD_TIMEOUT_S):
+            seconds = time.perf_counter() - started
+            return Backbone(
+                _from_imagenet_file(cached).eval(),
+                "imagenet",
+                f"ImageNet weights downloaded in {seconds:.0f} s to {cached}.",
+            )
+    reason = "download disabled" if not allow_download else "no network access to the weights"
+    return Backbone(
+        _random_features(seed).eval(),
+        "random",
+        f"ImageNet weights not found ({reason}): using random weights (seed {seed}). "
+        f"Put VGG16 weights at {cached} or set {WEIGHTS_ENV}=/path/to/vgg16.pth.",
+    )
+
+
+def image_to_tensor(image: torch.Tensor, params: BackboneParams) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> [1, 3, H, W] float32 in [0, 1], ImageNet-normalised unless the B13
+    variant is asked for."""
+    x = image.permute(2, 0, 1).float().div_(255.0)[None]  # [1, 3, H, W]
+    if params.normalize:
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+def run_backbone(
+    image: torch.Tensor, backbone: nn.Module, params: BackboneParams | None = None
+) -> BackboneResult:
+    """Stage 2: the feature map of one image.
+
+    Args:
+        image (Tensor[H, W, 3]): uint8 RGB in the input frame, on the backbone's device.
+        backbone: the ``features[:30]`` module (never modified).
+
+    Returns:
+        BackboneResult with features [1, 512, H // 16, W // 16].
+    """
+    params = params or BackboneParams()
+    x = image_to_tensor(image, params)
+    memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = backbone(x.contiguous(memory_format=memory_format))
+    # A plain copy made outside inference mode, so later stages may train on it (autograd
+    # refuses inference tensors).
+    out = out.contiguous().clone()
+    if out.device.type == "cuda":
+        torch.cuda.synchronize(out.device)
+    return BackboneResult(features=out, seconds=time.perf_counter() - started)

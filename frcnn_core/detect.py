@@ -1,0 +1,114 @@
+"""Stage 14: detection at test time, and how the detections match the ground truth.
+
+    300 test proposals -> RoI pool -> head -> softmax -> per-class decode + clip
+    -> score >= threshold -> per-class NMS -> top max_detections
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+
+from frcnn_core.boxes import SCALE_CLAMP, decode
+from frcnn_core.head import HeadOutput
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """SPEC stage 14 settings; ``match_iou`` is the IoU a detection needs to count as a true
+    positive."""
+
+    score_threshold: float = 0.05
+    nms_iou: float = 0.5
+    max_detections: int = 100
+    match_iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Attributes:
+    boxes (Tensor[D, 4]), scores (Tensor[D]), labels (Tensor[D]) int64 class ids in 1..C,
+        best score first.
+    candidates: (class, RoI) pairs before the score threshold; above it; after NMS.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    candidates: tuple[int, int, int]
+
+
+def detect(
+    rois: torch.Tensor, output: HeadOutput, image_size: tuple[int, int], params: DetectParams
+) -> Detections:
+    """Stage 14 after the head has scored the test proposals.
+
+    Args:
+        rois (Tensor[R, 4]): test-time proposals.
+        output: the head's scores [R, C+1] and deltas [R, C+1, 4] for those RoIs.
+    """
+    probs = torch.softmax(output.scores.detach().float(), dim=1)  # [R, C+1]
+    r, k = probs.shape
+    deltas = output.deltas.detach().float()[:, 1:].reshape(-1, 4)  # [R*C, 4], background dropped
+    ref = rois.float()[:, None, :].expand(r, k - 1, 4).reshape(-1, 4)
+    boxes = clip_boxes_to_image(decode(ref, deltas, SCALE_CLAMP), image_size)  # [R*C, 4]
+    scores = probs[:, 1:].reshape(-1)
+    labels = torch.arange(1, k, device=probs.device).repeat(r)
+    n_all = int(scores.numel())
+    keep = torch.nonzero(scores >= params.score_threshold).squeeze(1)
+    keep = keep[remove_small_boxes(boxes[keep], 1e-2)]
+    n_scored = int(keep.numel())
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = batched_nms(boxes, scores, labels, params.nms_iou)
+    n_nms = int(keep.numel())
+    keep = keep[: params.max_detections]
+    return Detections(boxes[keep], scores[keep], labels[keep], (n_all, n_scored, n_nms))
+
+
+@dataclass(frozen=True)
+class Match:
+    """How detections meet the ground truth.
+
+    Attributes:
+        best_iou (Tensor[D]): IoU of each detection with its best GT box (any class).
+        best_gt (Tensor[D]): index of that box (-1 when there is no GT).
+        true_positive (Tensor[D]): bool; greedy by score, each GT box matched once, same class,
+            IoU >= match_iou.
+        gt_found (Tensor[G]): bool, GT boxes matched by some detection.
+    """
+
+    best_iou: torch.Tensor
+    best_gt: torch.Tensor
+    true_positive: torch.Tensor
+    gt_found: torch.Tensor
+
+
+def match_detections(
+    detections: Detections, gt_boxes: torch.Tensor, gt_labels: torch.Tensor, match_iou: float
+) -> Match:
+    """Match detections (best score first) to GT boxes, as in PASCAL VOC evaluation."""
+    d, g = detections.boxes.shape[0], gt_boxes.shape[0]
+    device = detections.boxes.device
+    if g == 0 or d == 0:
+        return Match(
+            torch.zeros(d, device=device),
+            torch.full((d,), -1, dtype=torch.int64, device=device),
+            torch.zeros(d, dtype=torch.bool, device=device),
+            torch.zeros(g, dtype=torch.bool, device=device),
+        )
+    ious = box_iou(detections.boxes, gt_boxes.to(device, torch.float32))  # [D, G]
+    best_iou, best_gt = ious.max(dim=1)
+    same_class = detections.labels[:, None] == gt_labels.to(device)[None, :]
+    candidate = (ious >= match_iou) & same_class
+    gt_found = torch.zeros(g, dtype=torch.bool, device=device)
+    true_positive = torch.zeros(d, dtype=torch.bool, device=device)
+    # D <= max_detections (100): a loop over detections in score order is the definition.
+    for i in range(d):
+        free = candidate[i] & ~gt_found
+        if bool(free.any()):
+            j = int(torch.where(free, ious[i], torch.full_like(ious[i], -1.0)).argmax())
+            gt_found[j] = True
+            true_positive[i] = True
+    return Match(best_iou, best_gt, true_positive, gt_found)

@@ -1,0 +1,139 @@
+"""Ground-truth boxes as users give them: parsed, checked and cleaned with a reason for each fix.
+
+Class ids follow SPEC section 1: 0 is background, 1..C are the user's labels in order of first
+appearance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+MAX_LABEL_CHARS = 40
+MAX_BOXES = 500
+DEFAULT_LABEL = "object"
+
+
+class BoxesError(ValueError):
+    """Boxes that cannot be read at all; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Clean boxes in one frame with their labels.
+
+    Attributes:
+        boxes (Tensor[G, 4]): float32 (x1, y1, x2, y2), x1 < x2 and y1 < y2, inside the image.
+        labels: G class names.
+        notes: one line per box that was fixed or dropped, for the user.
+    """
+
+    boxes: torch.Tensor
+    labels: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The distinct labels in order of first appearance; class id = index + 1."""
+        return tuple(dict.fromkeys(self.labels))
+
+    @property
+    def class_ids(self) -> torch.Tensor:
+        """Tensor[G] int64 ids in 1..C."""
+        index = {name: i + 1 for i, name in enumerate(self.class_names)}
+        return torch.tensor([index[x] for x in self.labels], dtype=torch.int64)
+
+    def subset(self, keep: list[int]) -> GroundTruth:
+        return GroundTruth(self.boxes[keep], tuple(self.labels[i] for i in keep), self.notes)
+
+
+def clean_label(label: object) -> str:
+    """Labels are plain text: trimmed, one line, at most ``MAX_LABEL_CHARS``; empty -> "object"."""
+    text = " ".join(str(label if label is not None else "").split())
+    return text[:MAX_LABEL_CHARS] or DEFAULT_LABEL
+
+
+def clean_boxes(
+    raw: list[tuple[object, object, object, object]],
+    labels: list[object],
+    image_size: tuple[int, int],
+) -> GroundTruth:
+    """Make user boxes valid for an image of ``image_size = (H, W)``.
+
+    Inverted corners are swapped; boxes are clipped to the image; a box that is not four
+    numbers, has NaN, or has no area inside the image is dropped. Each fix is noted.
+    """
+    height, width = image_size
+    kept: list[list[float]] = []
+    kept_labels: list[str] = []
+    notes: list[str] = []
+    for i, (box, label) in enumerate(zip(raw, labels, strict=True)):
+        name = f"box {i + 1}"
+        if len(kept) >= MAX_BOXES:
+            notes.append(f"only the first {MAX_BOXES} boxes are used")
+            break
+        try:
+            x1, y1, x2, y2 = (float(v) for v in box)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            notes.append(f"{name} dropped: its coordinates are not four numbers")
+            continue
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            notes.append(f"{name} dropped: it has a missing or non-finite coordinate")
+            continue
+        if x1 > x2 or y1 > y2:
+            x1, x2 = min(x1, x2), max(x1, x2)
+            y1, y2 = min(y1, y2), max(y1, y2)
+            notes.append(f"{name}: corners were inverted and have been swapped")
+        cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+        cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+        if cx2 - cx1 < 1 or cy2 - cy1 < 1:
+            notes.append(f"{name} dropped: it has no area inside the {width} x {height} image")
+            continue
+        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+            notes.append(f"{name}: clipped to the image")
+        kept.append([cx1, cy1, cx2, cy2])
+        kept_labels.append(clean_label(label))
+    boxes = torch.tensor(kept, dtype=torch.float32).reshape(-1, 4)
+    return GroundTruth(boxes, tuple(kept_labels), tuple(notes))
+
+
+def parse_boxes(data: object) -> tuple[list[object], list[object]]:
+    """Read the boxes JSON of SPEC section 6: a list of ``{"box": [x1, y1, x2, y2], "label": s}``,
+    or an object with such a list under ``"boxes"`` (the sample sidecars).
+
+    Raises:
+        BoxesError: the structure is not that.
+    """
+    if isinstance(data, dict) and "boxes" in data:
+        data = data["boxes"]
+    if not isinstance(data, list):
+        raise BoxesError('boxes must be a JSON list of {"box": [x1, y1, x2, y2], "label": "..."}')
+    boxes: list[object] = []
+    labels: list[object] = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or "box" not in item:
+            raise BoxesError(f'boxes[{i}] is not an object with a "box" entry')
+        box = item["box"]
+        if not isinstance(box, list) or len(box) != 4:
+            raise BoxesError(f"boxes[{i}].box must be a list of four numbers")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            raise BoxesError(f"boxes[{i}].box must hold numbers only")
+        boxes.append(box)
+        labels.append(item.get("label", DEFAULT_LABEL))
+    return boxes, labels
+
+
+def read_boxes_file(path: str | os.PathLike[str]) -> tuple[list[object], list[object]]:
+    """Read and parse a boxes JSON file; :class:`BoxesError` with a one-line reason otherwise."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise BoxesError(f"cannot read boxes file {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BoxesError(f"boxes file {path} is not valid JSON ({exc})") from exc
+    return parse_boxes(data)

@@ -1,0 +1,203 @@
+"""Stage 1: load an image safely and resize it, with its boxes, to the input frame.
+
+Every way a user's file can be odd is handled here and reported as :class:`ImageError` with a
+one-sentence message, or accepted with a note: 16-bit, RGBA, palette, CMYK, grayscale, EXIF
+rotation (shown upright; boxes are in the upright frame), animated (first frame), tiny or very
+thin images. A decompression bomb is refused from its header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# 40 megapixels decodes to 120 MB of RGB: enough for any camera photo a class will upload,
+# small enough that thirty students at once cannot exhaust the server.
+MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 50 * 1024 * 1024
+EXIF_ORIENTATION = 0x0112
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image in the upright frame.
+
+    Attributes:
+        pixels: uint8 RGB array [H, W, 3].
+        notes: what was done to make it usable (e.g. "16-bit PNG scaled to 8 bits").
+        format: the file format PIL recognised ("PNG", "JPEG", ...).
+    """
+
+    pixels: np.ndarray
+    notes: tuple[str, ...] = ()
+    format: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) in pixels."""
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+@dataclass(frozen=True)
+class ResizeParams:
+    """Stage 1 settings: the input frame is ``height x width``; boxes are scaled by
+    ``(width / W, height / H)`` and, like the tutorial, truncated to whole pixels unless
+    ``truncate_boxes`` is false."""
+
+    height: int = 800
+    width: int = 800
+    truncate_boxes: bool = True
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """The image and boxes in the input frame.
+
+    Attributes:
+        pixels: uint8 RGB array [height, width, 3].
+        gt_boxes (Tensor[G, 4]): float32 (x1, y1, x2, y2) in the input frame.
+        scale: (sx, sy), input-frame pixels per original pixel.
+        original_size: (H, W) of the upright original.
+        dropped: indices of the original boxes that vanished in the input frame (e.g. under one
+            pixel tall after truncation).
+    """
+
+    pixels: np.ndarray
+    gt_boxes: torch.Tensor
+    scale: tuple[float, float]
+    original_size: tuple[int, int]
+    dropped: tuple[int, ...] = field(default=())
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def _to_rgb(img: Image.Image, notes: list[str]) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+            notes.append("16-bit image scaled to 8 bits")
+        else:
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+            notes.append(f"{mode}-mode image stretched to 8 bits")
+        gray = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+        notes.append("transparency flattened onto white")
+    elif mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif mode in ("L", "1"):
+        notes.append("grayscale shown as RGB")
+    return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
+    """Decode an image file (path or bytes) to upright uint8 RGB.
+
+    Raises:
+        ImageError: empty, not an image, truncated or corrupt, too many pixels, too large.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = "the upload"
+    else:
+        name = os.path.basename(os.fspath(source))
+        try:
+            with open(source, "rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ImageError(f"{name} cannot be read: {exc.strerror or exc}") from exc
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes).")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name} is over {MAX_FILE_BYTES // 2**20} MB.")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{name} is {width} x {height} = {width * height / 1e6:.0f} megapixels; "
+                    f"the limit is {MAX_PIXELS / 1e6:.0f}. Please downscale it first."
+                )
+            if img.format not in SUPPORTED_FORMATS:
+                raise ImageError(
+                    f"{name} is a {img.format} file; use JPEG, PNG, WebP or BMP."
+                )
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                img.seek(0)
+                notes.append(f"animated image: the first of {frames} frames is used")
+            img.load()
+            fmt = img.format or ""
+            if img.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1):
+                img = ImageOps.exif_transpose(img)
+                notes.append("EXIF orientation applied: shown upright")
+            pixels = _to_rgb(img, notes)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name} is not an image file that can be read (JPEG, PNG, WebP, BMP).")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).") from exc
+    if min(pixels.shape[:2]) < 1:
+        raise ImageError(f"{name} has no pixels.")
+    return LoadedImage(pixels=pixels, notes=tuple(notes), format=fmt)
+
+
+def resize_to_input(
+    pixels: np.ndarray, gt_boxes: torch.Tensor, params: ResizeParams | None = None
+) -> InputImage:
+    """Stage 1: resize to the input frame (bicubic) and scale the boxes with it.
+
+    Args:
+        pixels: uint8 RGB [H, W, 3].
+        gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2) in original pixels, already valid
+            (see :func:`frcnn_core.ground_truth.clean_boxes`).
+
+    Returns:
+        InputImage. Boxes that become empty in the input frame are dropped and listed.
+    """
+    params = params or ResizeParams()
+    h, w = pixels.shape[:2]
+    resized = cv2.resize(pixels, (params.width, params.height), interpolation=cv2.INTER_CUBIC)
+    sx, sy = params.width / w, params.height / h
+    scale = torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    boxes = gt_boxes.to(torch.float64).reshape(-1, 4) * scale
+    if params.truncate_boxes:
+        boxes = boxes.trunc()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, params.width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, params.height)
+    ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    dropped = tuple(int(i) for i in torch.nonzero(~ok).squeeze(1))
+    return InputImage(
+        pixels=np.ascontiguousarray(resized),
+        gt_boxes=boxes[ok].float(),
+        scale=(sx, sy),
+        original_size=(h, w),
+        dropped=dropped,
+    )

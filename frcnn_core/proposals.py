@@ -1,0 +1,131 @@
+"""Stage 9: the proposal layer, from 22500 scored anchors to at most 2000 region proposals.
+
+    decode -> clip to image -> drop boxes under min_size -> top pre_nms_n by object probability
+    -> NMS -> top post_nms_n
+
+Train versus test is an explicit argument (12000 / 2000 when training, 6000 / 300 at test time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import clip_boxes_to_image, nms, remove_small_boxes
+
+from frcnn_core.boxes import SCALE_CLAMP, decode
+
+
+@dataclass(frozen=True)
+class ProposalParams:
+    """Proposal-layer settings (SPEC stage 9).
+
+    ``bug_b7_logit_rank`` ranks by the raw object logit instead of the softmax probability;
+    ``bug_b8_index_order`` makes NMS visit boxes by descending anchor index instead of score,
+    as the tutorial's ``order = order.argsort()[::-1]`` did.
+    """
+
+    nms_iou: float = 0.7
+    pre_nms_train: int = 12000
+    post_nms_train: int = 2000
+    pre_nms_test: int = 6000
+    post_nms_test: int = 300
+    min_size: float = 16.0
+    scale_clamp: float = SCALE_CLAMP
+    bug_b7_logit_rank: bool = False
+    bug_b8_index_order: bool = False
+
+    def counts(self, training: bool) -> tuple[int, int]:
+        """(pre_nms_n, post_nms_n) for the mode."""
+        if training:
+            return self.pre_nms_train, self.post_nms_train
+        return self.pre_nms_test, self.post_nms_test
+
+
+@dataclass(frozen=True)
+class ProposalResult:
+    """Every intermediate of the proposal layer. Index tensors are int64.
+
+    Attributes:
+        decoded (Tensor[N, 4]): every anchor moved by its predicted deltas.
+        clipped (Tensor[N, 4]): the same clipped to the image.
+        size_keep (Tensor[M]): indices into ``decoded`` of boxes at least ``min_size`` wide and tall.
+        pre_nms_index (Tensor[P]): the top ``pre_nms_n`` of ``size_keep`` by score, best first.
+        nms_keep (Tensor[Q]): positions in ``pre_nms_index`` that NMS kept, in visiting order.
+        keep_index (Tensor[R]): anchor indices of the final proposals (R <= post_nms_n).
+        rois (Tensor[R, 4]): the proposals, float32.
+        scores (Tensor[R]): their ranking scores.
+        rank_scores (Tensor[N]): the score every anchor was ranked by.
+        training: which pre/post-NMS counts were used.
+    """
+
+    decoded: torch.Tensor
+    clipped: torch.Tensor
+    size_keep: torch.Tensor
+    pre_nms_index: torch.Tensor
+    nms_keep: torch.Tensor
+    keep_index: torch.Tensor
+    rois: torch.Tensor
+    scores: torch.Tensor
+    rank_scores: torch.Tensor
+    training: bool
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "decoded": int(self.decoded.shape[0]),
+            "after_min_size": int(self.size_keep.numel()),
+            "pre_nms": int(self.pre_nms_index.numel()),
+            "after_nms": int(self.nms_keep.numel()),
+            "kept": int(self.keep_index.numel()),
+        }
+
+
+def propose(
+    anchors: torch.Tensor,
+    locs: torch.Tensor,
+    scores: torch.Tensor,
+    image_size: tuple[int, int],
+    params: ProposalParams,
+    training: bool,
+) -> ProposalResult:
+    """Stage 9 on one image.
+
+    Args:
+        anchors (Tensor[N, 4]): every anchor (not only the inside ones), (x1, y1, x2, y2).
+        locs (Tensor[N, 4]): RPN deltas.
+        scores (Tensor[N, 2]): RPN (background, object) logits.
+        image_size: (H, W) of the input frame.
+        training: choose the train or test pre/post-NMS counts.
+    """
+    locs = locs.detach().float()
+    scores = scores.detach().float()
+    anchors = anchors.to(locs.device, torch.float32)
+    pre_n, post_n = params.counts(training)
+    decoded = decode(anchors, locs, params.scale_clamp)  # [N, 4]
+    clipped = clip_boxes_to_image(decoded, image_size)
+    if params.bug_b7_logit_rank:
+        rank_scores = scores[:, 1]
+    else:
+        rank_scores = torch.softmax(scores, dim=1)[:, 1]
+    size_keep = remove_small_boxes(clipped, params.min_size)  # [M]
+    order = torch.argsort(rank_scores[size_keep], descending=True, stable=True)[:pre_n]
+    pre_nms_index = size_keep[order]  # [P]
+    boxes = clipped[pre_nms_index]
+    if params.bug_b8_index_order:
+        # The tutorial's NMS visited boxes by descending anchor index: priority = index.
+        nms_keep = nms(boxes, pre_nms_index.float(), params.nms_iou)
+    else:
+        nms_keep = nms(boxes, rank_scores[pre_nms_index], params.nms_iou)
+    keep_index = pre_nms_index[nms_keep[:post_n]]
+    return ProposalResult(
+        decoded=decoded,
+        clipped=clipped,
+        size_keep=size_keep,
+        pre_nms_index=pre_nms_index,
+        nms_keep=nms_keep,
+        keep_index=keep_index,
+        rois=clipped[keep_index],
+        scores=rank_scores[keep_index],
+        rank_scores=rank_scores,
+        training=training,
+    )
