@@ -202,9 +202,7 @@ def anchor_targets(
     )
     labels = sample_anchors(labels_unsampled, params)
     if gt_boxes.shape[0] > 0:
-        targets = anchor_deltas(
-            inside, gt_boxes.to(device)[argmax_gt], params.bug_b5_width_assign
-        )
+        targets = anchor_deltas(inside, gt_boxes.to(device)[argmax_gt], params.bug_b5_width_assign)
     else:
         targets = torch.zeros((inside.shape[0], 4), dtype=torch.float32, device=device)
     labels_all = torch.full((n,), -1, dtype=torch.int64, device=device)

@@ -105,7 +105,9 @@ def load_weights_file(path: str | os.PathLike[str]) -> nn.Sequential:
     if not isinstance(state, dict):
         raise WeightsError(f"{path.name} does not hold a state_dict")
     if any(str(k).startswith("features.") for k in state):
-        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        state = {
+            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+        }
     module = _features_module()
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
@@ -115,7 +117,9 @@ def load_weights_file(path: str | os.PathLike[str]) -> nn.Sequential:
         got = state[key]
         if not isinstance(got, torch.Tensor) or got.shape != value.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise WeightsError(f"{path.name}: {key} has shape {shape}, VGG16 needs {tuple(value.shape)}")
+            raise WeightsError(
+                f"{path.name}: {key} has shape {shape}, VGG16 needs {tuple(value.shape)}"
+            )
     module.load_state_dict({k: state[k] for k in expected})
     return module
 

@@ -89,4 +89,6 @@ def decode(
 def smooth_l1_sum(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """Sum of smooth-L1 (Huber) over all elements: ``0.5 x^2 / beta`` if ``|x| < beta``, else
     ``|x| - 0.5 beta``. Returns a 0-d tensor (0 when the inputs are empty)."""
-    return torch.nn.functional.smooth_l1_loss(pred, target.to(pred.dtype), beta=beta, reduction="sum")
+    return torch.nn.functional.smooth_l1_loss(
+        pred, target.to(pred.dtype), beta=beta, reduction="sum"
+    )

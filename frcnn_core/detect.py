@@ -1,7 +1,7 @@
 """Stage 14: detection at test time, and how the detections match the ground truth.
 
-    300 test proposals -> RoI pool -> head -> softmax -> per-class decode + clip
-    -> score >= threshold -> per-class NMS -> top max_detections
+300 test proposals -> RoI pool -> head -> softmax -> per-class decode + clip
+-> score >= threshold -> per-class NMS -> top max_detections
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class DetectParams:
     positive."""
 
     score_threshold: float = 0.05
-    nms_iou: float = 0.5
+    class_nms_iou: float = 0.5
     max_detections: int = 100
     match_iou: float = 0.5
 
@@ -61,7 +61,7 @@ def detect(
     keep = keep[remove_small_boxes(boxes[keep], 1e-2)]
     n_scored = int(keep.numel())
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    keep = batched_nms(boxes, scores, labels, params.nms_iou)
+    keep = batched_nms(boxes, scores, labels, params.class_nms_iou)
     n_nms = int(keep.numel())
     keep = keep[: params.max_detections]
     return Detections(boxes[keep], scores[keep], labels[keep], (n_all, n_scored, n_nms))

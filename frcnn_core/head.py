@@ -52,9 +52,7 @@ class FastRCNNHead(nn.Module):
                 self.score.bias.zero_()
                 self.loc.bias.zero_()
 
-    def forward(
-        self, pooled: torch.Tensor, relu: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pooled: torch.Tensor, relu: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: pooled (Tensor[S, 512, 7, 7]); ``relu=False`` is bug B11.
 
         Returns: scores [S, C+1], deltas [S, C+1, 4]."""
@@ -114,7 +112,10 @@ class UnreducedLossError(RuntimeError):
 
 
 def head_loss(
-    output: HeadOutput, labels: torch.Tensor, targets: torch.Tensor, params: HeadParams = HeadParams()
+    output: HeadOutput,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    params: HeadParams = HeadParams(),
 ) -> HeadLoss:
     """Stage 13: ``CE(scores, labels) + lambda * sum_{pos} smoothL1(deltas[label] - t) / N_pos``.
 

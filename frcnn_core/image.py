@@ -145,9 +145,7 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
                     f"the limit is {MAX_PIXELS / 1e6:.0f}. Please downscale it first."
                 )
             if img.format not in SUPPORTED_FORMATS:
-                raise ImageError(
-                    f"{name} is a {img.format} file; use JPEG, PNG, WebP or BMP."
-                )
+                raise ImageError(f"{name} is a {img.format} file; use JPEG, PNG, WebP or BMP.")
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 img.seek(0)
@@ -160,8 +158,15 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
             pixels = _to_rgb(img, notes)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name} is not an image file that can be read (JPEG, PNG, WebP, BMP).")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{name} claims too many pixels to decode safely "
+            f"(the limit is {MAX_PIXELS / 1e6:.0f} megapixels)."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{name} is not an image file that can be read (JPEG, PNG, WebP, BMP)."
+        ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).") from exc
     if min(pixels.shape[:2]) < 1:

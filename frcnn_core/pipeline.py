@@ -18,9 +18,9 @@ from torch import nn
 from frcnn_core.anchor_targets import AnchorTargetParams, AnchorTargetResult, anchor_targets
 from frcnn_core.anchors import AnchorParams, AnchorResult, generate_anchors
 from frcnn_core.backbone import Backbone, BackboneParams, run_backbone
-from frcnn_core.detect import DetectParams, Detections, detect
-from frcnn_core.head import FastRCNNHead, HeadLoss, HeadOutput, HeadParams, head_forward, head_loss
+from frcnn_core.detect import Detections, DetectParams, detect
 from frcnn_core.ground_truth import clean_boxes
+from frcnn_core.head import FastRCNNHead, HeadLoss, HeadOutput, HeadParams, head_forward, head_loss
 from frcnn_core.image import InputImage, ResizeParams, resize_to_input
 from frcnn_core.proposal_targets import (
     ProposalTargetParams,
@@ -71,11 +71,15 @@ class PipelineParams:
         for name, text in overrides.items():
             stage, fname = _resolve(name)
             if stage is None:
-                params = dataclasses.replace(params, **{fname: _parse(text, type(getattr(params, fname)), name)})
+                params = dataclasses.replace(
+                    params, **{fname: _parse(text, type(getattr(params, fname)), name)}
+                )
                 continue
             sub = getattr(params, stage)
             value = _parse(text, type(getattr(sub, fname)), name)
-            params = dataclasses.replace(params, **{stage: dataclasses.replace(sub, **{fname: value})})
+            params = dataclasses.replace(
+                params, **{stage: dataclasses.replace(sub, **{fname: value})}
+            )
         return params
 
 
@@ -135,11 +139,15 @@ class DetectorHeads(nn.Module):
     same weights.
     """
 
-    def __init__(self, num_classes: int, anchors_per_cell: int = 9, seed: int = 0, hidden: int = 4096):
+    def __init__(
+        self, num_classes: int, anchors_per_cell: int = 9, seed: int = 0, hidden: int = 4096
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.rpn = RPNHead(FEATURE_CHANNELS, anchors_per_cell, seed=seed)
-        self.head = FastRCNNHead(num_classes, FEATURE_CHANNELS * 7 * 7, hidden=hidden, seed=seed + 1)
+        self.head = FastRCNNHead(
+            num_classes, FEATURE_CHANNELS * 7 * 7, hidden=hidden, seed=seed + 1
+        )
 
 
 @dataclass(frozen=True)
@@ -178,7 +186,9 @@ def prepare_input(
     gt = clean_boxes(raw_boxes, raw_labels, (pixels.shape[0], pixels.shape[1]))
     image = resize_to_input(pixels, gt.boxes, params)
     notes = list(image_notes) + list(gt.notes)
-    notes += [f"box {gt.labels[i]!r} vanished when scaled to the input frame" for i in image.dropped]
+    notes += [
+        f"box {gt.labels[i]!r} vanished when scaled to the input frame" for i in image.dropped
+    ]
     kept = [i for i in range(len(gt.labels)) if i not in set(image.dropped)]
     labels = tuple(gt.labels[i] for i in kept)
     class_names = tuple(dict.fromkeys(labels))
@@ -285,21 +295,19 @@ def run_pipeline(
 
 
 def run_detection(
-    image: InputImage,
     features: torch.Tensor,
+    proposals: ProposalResult,
     heads: DetectorHeads,
-    anchors: AnchorResult,
-    rpn: RPNOutput,
+    image_size: tuple[int, int],
     params: PipelineParams,
-) -> tuple[ProposalResult, HeadOutput, Detections]:
-    """Stage 14: test-time proposals (6000 / 300), head, per-class decoding and NMS."""
+) -> tuple[HeadOutput, Detections]:
+    """Stage 14 on test-time proposals (``propose(..., training=False)``: 6000 / 300): RoI pool,
+    head, per-class decoding, score threshold and per-class NMS."""
     with torch.no_grad():
-        proposals = propose(
-            anchors.anchors, rpn.locs, rpn.scores, image.size, params.proposals, training=False
-        )
-        pooled = pool_rois(features, proposals.rois, params.roi_pool)
+        rois = proposals.rois.to(features.device)
+        pooled = pool_rois(features, rois, params.roi_pool)
         head = head_forward(pooled.pooled, heads.head, params.head)
-        return proposals, head, detect(proposals.rois, head, image.size, params.detect)
+        return head, detect(rois, head, image_size, params.detect)
 
 
 def summary(result: PipelineResult, weights: str) -> dict[str, Any]:

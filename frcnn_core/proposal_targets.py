@@ -95,7 +95,11 @@ def proposal_targets(
         max_iou = torch.zeros(r, device=device)
         gt_assignment = torch.zeros(r, dtype=torch.int64, device=device)
     generator = torch.Generator().manual_seed(params.seed)
-    pos_candidates = torch.nonzero(max_iou >= params.roi_pos_iou).squeeze(1) if g else max_iou.new_zeros(0, dtype=torch.int64)
+    pos_candidates = (
+        torch.nonzero(max_iou >= params.roi_pos_iou).squeeze(1)
+        if g
+        else max_iou.new_zeros(0, dtype=torch.int64)
+    )
     neg_candidates = torch.nonzero(
         (max_iou < params.roi_neg_iou_hi) & (max_iou >= params.roi_neg_iou_lo)
     ).squeeze(1)

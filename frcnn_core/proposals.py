@@ -49,7 +49,7 @@ class ProposalResult:
     Attributes:
         decoded (Tensor[N, 4]): every anchor moved by its predicted deltas.
         clipped (Tensor[N, 4]): the same clipped to the image.
-        size_keep (Tensor[M]): indices into ``decoded`` of boxes at least ``min_size`` wide and tall.
+        size_keep (Tensor[M]): indices of boxes at least ``min_size`` wide and tall.
         pre_nms_index (Tensor[P]): the top ``pre_nms_n`` of ``size_keep`` by score, best first.
         nms_keep (Tensor[Q]): positions in ``pre_nms_index`` that NMS kept, in visiting order.
         keep_index (Tensor[R]): anchor indices of the final proposals (R <= post_nms_n).

@@ -35,7 +35,10 @@ class RPNHead(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 512, anchors_per_cell: int = 9, mid_channels: int = 512,
+        self,
+        in_channels: int = 512,
+        anchors_per_cell: int = 9,
+        mid_channels: int = 512,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -78,7 +81,9 @@ class RPNOutput:
         return torch.softmax(self.scores.detach(), dim=1)[:, 1]
 
 
-def rpn_forward(features: torch.Tensor, head: RPNHead, params: RPNParams = RPNParams()) -> RPNOutput:
+def rpn_forward(
+    features: torch.Tensor, head: RPNHead, params: RPNParams = RPNParams()
+) -> RPNOutput:
     """Stage 7: run the RPN head on the backbone's feature map."""
     locs, scores = head(features, relu=not params.bug_b6_no_relu)
     return RPNOutput(locs=locs, scores=scores)
@@ -122,6 +127,8 @@ def rpn_loss(
         cls = output.scores.sum() * 0.0
     pos = labels == 1
     n_pos = int(pos.sum())
-    loc_sum = smooth_l1_sum(output.locs[pos], targets.to(output.locs.device)[pos], params.smooth_l1_beta)
+    loc_sum = smooth_l1_sum(
+        output.locs[pos], targets.to(output.locs.device)[pos], params.smooth_l1_beta
+    )
     loc = params.loss_lambda * loc_sum / max(n_pos, 1)
     return RPNLoss(cls=cls, loc=loc, loc_sum=loc_sum, n_sampled=n_sampled, n_pos=n_pos)

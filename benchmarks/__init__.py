@@ -1,0 +1,1 @@
+"""Benchmarks of frcnn_core; run ``python -m benchmarks.bench_stages``."""

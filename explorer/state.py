@@ -1,0 +1,123 @@
+"""Per-browser-session state shared by all pages: the image, the user's boxes, the parameters.
+
+Everything lives in ``st.session_state`` (one per browser tab), so a user's boxes, parameters
+and trained weights are never seen by another session, and survive page switches and reruns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from explorer.samples import DEFAULT_SAMPLE, samples
+from frcnn_core.pipeline import PipelineParams
+
+IMAGE = "image"
+BOXES = "boxes"
+PARAMS = "params"
+TRAINED = "trained"
+BOXES_VERSION = "boxes_version"
+WIDGET_PREFIX = "w:"
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The current image: its file bytes and where it came from.
+
+    Attributes:
+        name: sample name or uploaded file name.
+        data: the file's bytes (decoded on demand, cached by digest).
+        digest: sha256 of ``data``, the cache key of everything computed from it.
+        sample: True for a shipped sample.
+    """
+
+    name: str
+    data: bytes
+    digest: str
+    sample: bool
+
+
+def digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def init() -> None:
+    """Set up a new session: the tutorial's zebra sample with its four boxes, default params."""
+    if IMAGE not in st.session_state:
+        catalogue = samples()
+        if catalogue:
+            name = DEFAULT_SAMPLE if DEFAULT_SAMPLE in catalogue else next(iter(catalogue))
+            choose_sample(name)
+        else:
+            st.session_state[IMAGE] = None
+            st.session_state[BOXES] = []
+    st.session_state.setdefault(PARAMS, PipelineParams())
+    st.session_state.setdefault(BOXES_VERSION, 0)
+
+
+def image() -> ImageChoice | None:
+    return st.session_state.get(IMAGE)
+
+
+def choose_sample(name: str) -> None:
+    sample = samples()[name]
+    data = sample.path.read_bytes()
+    set_image(ImageChoice(name, data, digest_of(data), True), sample.box_dicts())
+
+
+def set_image(choice: ImageChoice, boxes: list[dict[str, Any]]) -> None:
+    """Switch image; boxes are in the new image's original pixels."""
+    st.session_state[IMAGE] = choice
+    set_boxes(boxes)
+
+
+def boxes() -> list[dict[str, Any]]:
+    """The user's boxes: ``[{"box": [x1, y1, x2, y2], "label": str}]`` in original pixels."""
+    return st.session_state.get(BOXES, [])
+
+
+def set_boxes(new: list[dict[str, Any]]) -> None:
+    st.session_state[BOXES] = [{"box": list(b["box"]), "label": b["label"]} for b in new]
+    st.session_state[BOXES_VERSION] = st.session_state.get(BOXES_VERSION, 0) + 1
+
+
+def boxes_key() -> tuple[tuple[tuple[float, ...], str], ...]:
+    """The boxes as a hashable value, for cache keys."""
+    return tuple((tuple(float(v) for v in b["box"]), str(b["label"])) for b in boxes())
+
+
+def params() -> PipelineParams:
+    return st.session_state.get(PARAMS) or PipelineParams()
+
+
+def set_params(new: PipelineParams) -> None:
+    st.session_state[PARAMS] = new
+
+
+def set_param(path: str, value: Any) -> None:
+    """Set one parameter by ``"stage.field"`` (or a top-level ``"field"``)."""
+    current = params()
+    if "." not in path:
+        set_params(dataclasses.replace(current, **{path: value}))
+        return
+    stage, field = path.split(".", 1)
+    sub = dataclasses.replace(getattr(current, stage), **{field: value})
+    set_params(dataclasses.replace(current, **{stage: sub}))
+
+
+def get_param(path: str) -> Any:
+    current: Any = params()
+    for part in path.split("."):
+        current = getattr(current, part)
+    return current
+
+
+def reset_params() -> None:
+    """Back to the tutorial's defaults; every parameter widget is rebuilt from them."""
+    set_params(PipelineParams())
+    for key in [k for k in st.session_state if str(k).startswith(WIDGET_PREFIX)]:
+        del st.session_state[key]

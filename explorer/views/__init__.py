@@ -1,0 +1,1 @@
+"""Figure builders, one module per page: results in, plotly figures out (no streamlit)."""

@@ -1,0 +1,132 @@
+"""Widgets every page uses: parameter sliders bound to session state, the page guard, notes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import streamlit as st
+
+from explorer import state
+from explorer.compute import Stages
+from frcnn_core.image import ImageError
+
+log = logging.getLogger("frcnn_explorer")
+
+
+def param_slider(
+    path: str,
+    label: str,
+    min_value: float,
+    max_value: float,
+    step: float,
+    help: str | None = None,
+    fmt: str | None = None,
+) -> Any:
+    """A slider bound to the session's parameter ``path`` ("stage.field").
+
+    The parameter (not the widget) is the source of truth, so the value survives page switches
+    and "reset to tutorial defaults" rebuilds the widget from it.
+    """
+    current = state.get_param(path)
+    cast = int if isinstance(current, int) and isinstance(step, int) else float
+    value = st.slider(
+        label,
+        min_value=cast(min_value),
+        max_value=cast(max_value),
+        value=cast(current),
+        step=cast(step),
+        key=f"{state.WIDGET_PREFIX}{path}",
+        help=help,
+        format=fmt,
+    )
+    if value != current:
+        state.set_param(path, cast(value))
+    return value
+
+
+def param_select(
+    path: str,
+    label: str,
+    options: Sequence[Any],
+    format_func=str,
+    help: str | None = None,
+    horizontal: bool = True,
+) -> Any:
+    """A radio bound to the session's parameter ``path``."""
+    current = state.get_param(path)
+    value = st.radio(
+        label,
+        options=list(options),
+        index=list(options).index(current),
+        key=f"{state.WIDGET_PREFIX}{path}",
+        format_func=format_func,
+        help=help,
+        horizontal=horizontal,
+    )
+    if value != current:
+        state.set_param(path, value)
+    return value
+
+
+def param_toggle(path: str, label: str, help: str | None = None) -> bool:
+    current = bool(state.get_param(path))
+    value = st.toggle(label, value=current, key=f"{state.WIDGET_PREFIX}{path}", help=help)
+    if value != current:
+        state.set_param(path, bool(value))
+    return value
+
+
+def intro(title: str, text: str, shapes: str | None = None) -> None:
+    """The page title, a plain-language explanation, and the stage's shapes."""
+    st.title(title)
+    st.markdown(text)
+    if shapes:
+        st.caption(f"Shapes: {shapes}")
+
+
+def no_boxes_notice(stages: Stages) -> None:
+    if stages.gt_boxes.shape[0] == 0:
+        st.info(
+            "No ground-truth boxes yet: every anchor is background. Draw boxes on the "
+            "**Image & ground truth** page to see positives."
+        )
+
+
+@contextlib.contextmanager
+def page_guard() -> Iterator[None]:
+    """Turn any failure into a clear message on the page; the user's data stays untouched."""
+    try:
+        yield
+    except ImageError as exc:
+        st.error(f"The current image cannot be used: {exc} Choose another on the Image page.")
+    except torch_oom() as exc:  # pragma: no cover - needs a GPU
+        st.error(f"The GPU ran out of memory ({exc}). Try a smaller setting.")
+    except Exception as exc:
+        log.exception("page failed")
+        st.error(
+            f"Something went wrong on this page ({type(exc).__name__}: {exc}). "
+            "Your image, boxes and settings are kept; try another setting or reset to defaults."
+        )
+
+
+def torch_oom() -> type[BaseException]:
+    import torch
+
+    return getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+
+
+def stages_or_stop() -> Stages:
+    """The session's pipeline; stops the page with a message when there is no usable image."""
+    if state.image() is None:
+        st.warning("No image yet: choose a sample or upload one on the Image page.")
+        st.stop()
+    return Stages()
+
+
+def timing_caption(stages: Stages, names: Sequence[str]) -> None:
+    parts = [f"{n}: {stages.timings[n] * 1000:.0f} ms" for n in names if n in stages.timings]
+    if parts:
+        st.caption("Server compute: " + ", ".join(parts))

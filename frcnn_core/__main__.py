@@ -1,0 +1,3 @@
+from frcnn_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Command line: ``python -m frcnn_core summarize | render``.
+
+    python -m frcnn_core summarize --image sample_images/zebras.jpg \
+        --boxes sample_images/zebras.json
+    python -m frcnn_core render --image IMG --boxes BOXES.json --out slides/
+
+Bad input exits with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import torch
+
+from frcnn_core.backbone import WeightsError, load_backbone
+from frcnn_core.device import default_device
+from frcnn_core.ground_truth import BoxesError, read_boxes_file
+from frcnn_core.image import ImageError, load_image
+from frcnn_core.pipeline import (
+    DetectorHeads,
+    PipelineParams,
+    compute_features,
+    parameter_names,
+    prepare_input,
+    run_pipeline,
+    summary,
+)
+
+
+class UsageError(ValueError):
+    """Bad input the user can fix; printed as one line."""
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set takes name=value, got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _params(args: argparse.Namespace) -> PipelineParams:
+    params = PipelineParams().with_seed(args.seed)
+    try:
+        return params.with_overrides(_overrides(args.set or []))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _run(args: argparse.Namespace):
+    params = _params(args)
+    try:
+        loaded = load_image(args.image)
+        boxes, labels = read_boxes_file(args.boxes)
+    except (ImageError, BoxesError) as exc:
+        raise UsageError(str(exc)) from exc
+    prepared = prepare_input(loaded.pixels, boxes, labels, params.resize, loaded.notes)
+    for note in prepared.notes:
+        print(f"note: {note}", file=sys.stderr)
+    device = torch.device(args.device) if args.device else default_device()
+    try:
+        backbone = load_backbone(args.weights, seed=args.seed)
+    except WeightsError as exc:
+        raise UsageError(str(exc)) from exc
+    if backbone.weights == "random":
+        print(f"warning: {backbone.note}", file=sys.stderr)
+    backbone.features.to(device)
+    heads = DetectorHeads(
+        max(len(prepared.class_names), 1), params.anchors.per_cell, seed=args.seed
+    )
+    heads.to(device)
+    features, seconds = compute_features(prepared.image, backbone, params.backbone, device)
+    result = run_pipeline(prepared.image, prepared.gt_labels, features, heads, params, seconds)
+    return prepared, backbone, result
+
+
+def summarize(args: argparse.Namespace) -> int:
+    _, backbone, result = _run(args)
+    print(json.dumps(summary(result, backbone.weights), indent=2))
+    return 0
+
+
+def render(args: argparse.Namespace) -> int:
+    from frcnn_core import render as pictures
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    prepared, _, result = _run(args)
+    for stem, image in pictures.all_stages(result, prepared.labels).items():
+        path = out / f"{stem}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        print(path)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", required=True, help="image file (JPEG, PNG, WebP, BMP)")
+    p.add_argument(
+        "--boxes",
+        required=True,
+        help='JSON list of {"box": [x1, y1, x2, y2], "label": "..."} in original-image pixels',
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and random weights")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a parameter, e.g. nms_iou=0.6 or proposal_targets.roi_batch_size=64",
+    )
+    p.add_argument(
+        "--weights",
+        default="auto",
+        help="auto (default) | imagenet | random | path to a VGG16 state_dict",
+    )
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = parameter_names()
+    epilog = "parameters for --set:\n" + "\n".join(
+        f"  {stage or '(top)'}: {', '.join(fields)}" for stage, fields in names.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m frcnn_core",
+        description="Faster R-CNN, stage by stage.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("summarize", help="print the JSON summary of every stage")
+    _common(p)
+    p.set_defaults(func=summarize)
+    p = sub.add_parser("render", help="write one PNG per stage")
+    _common(p)
+    p.add_argument("--out", required=True, help="folder for the PNGs")
+    p.set_defaults(func=render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

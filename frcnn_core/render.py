@@ -1,0 +1,194 @@
+"""Still pictures of each stage as RGB arrays (OpenCV drawing), for slides and the CLI.
+
+Colours: ground truth yellow, positive green, negative red, proposals cyan, NMS-removed grey.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from frcnn_core.pipeline import PipelineResult
+
+GT = (255, 215, 0)
+POSITIVE = (40, 200, 60)
+NEGATIVE = (230, 50, 50)
+PROPOSAL = (0, 200, 230)
+MUTED = (150, 150, 150)
+WHITE = (255, 255, 255)
+
+
+def _boxes(
+    image: np.ndarray, boxes: torch.Tensor, colour: tuple[int, int, int], width: int = 1
+) -> np.ndarray:
+    for x1, y1, x2, y2 in boxes.detach().cpu().round().int().tolist():
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, width, lineType=cv2.LINE_AA)
+    return image
+
+
+def _title(image: np.ndarray, text: str) -> np.ndarray:
+    """A black band on top with white text."""
+    band = np.zeros((36, image.shape[1], 3), dtype=np.uint8)
+    cv2.putText(band, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.65, WHITE, 1, cv2.LINE_AA)
+    return np.vstack([band, image])
+
+
+def _dimmed(pixels: np.ndarray, factor: float = 0.55) -> np.ndarray:
+    return (pixels.astype(np.float32) * factor).astype(np.uint8)
+
+
+def gt_boxes(result: PipelineResult, labels: tuple[str, ...]) -> np.ndarray:
+    img = result.image.pixels.copy()
+    for (x1, y1, x2, y2), label in zip(result.image.gt_boxes.int().tolist(), labels, strict=False):
+        cv2.rectangle(img, (x1, y1), (x2, y2), GT, 3, cv2.LINE_AA)
+        cv2.putText(
+            img, label, (x1 + 4, max(y1 - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, GT, 2, cv2.LINE_AA
+        )
+    h, w = result.image.size
+    return _title(img, f"1. input {w} x {h} with {len(labels)} ground-truth boxes")
+
+
+def feature_grid(features: torch.Tensor, channels: list[int], cell: int = 150) -> np.ndarray:
+    """Channels of a [1, C, Hf, Wf] feature map as a grid of viridis tiles, each min-max scaled."""
+    fmap = features[0].detach().float().cpu()
+    cols = 4
+    rows = (len(channels) + cols - 1) // cols
+    grid = np.zeros((rows * (cell + 22), cols * cell, 3), dtype=np.uint8)
+    for k, c in enumerate(channels):
+        x = fmap[c]
+        x = ((x - x.min()) / (x.max() - x.min() + 1e-12) * 255).to(torch.uint8).numpy()
+        tile = cv2.applyColorMap(
+            cv2.resize(x, (cell, cell), interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_VIRIDIS
+        )
+        tile = cv2.cvtColor(tile, cv2.COLOR_BGR2RGB)
+        r, q = divmod(k, cols)
+        y0 = r * (cell + 22)
+        grid[y0 + 22 : y0 + 22 + cell, q * cell : (q + 1) * cell] = tile
+        cv2.putText(
+            grid,
+            f"ch {c}",
+            (q * cell + 4, y0 + 16),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            WHITE,
+            1,
+            cv2.LINE_AA,
+        )
+    return grid
+
+
+def most_active_channels(features: torch.Tensor, k: int = 16) -> list[int]:
+    """The ``k`` channels with the highest mean activation."""
+    means = features[0].detach().float().mean(dim=(1, 2))
+    return [int(c) for c in torch.argsort(means, descending=True)[:k]]
+
+
+def features(result: PipelineResult) -> np.ndarray:
+    c, hf, wf = result.features.shape[1:]
+    grid = feature_grid(result.features, most_active_channels(result.features))
+    return _title(grid, f"2. backbone: {c} x {hf} x {wf}, 16 most active channels")
+
+
+def anchor_centres(result: PipelineResult) -> np.ndarray:
+    img = _dimmed(result.image.pixels)
+    for x, y in result.anchors.centres.round().int().tolist():
+        cv2.circle(img, (x, y), 2, PROPOSAL, -1)
+    hf, wf = result.anchors.feature_size
+    return _title(
+        img, f"3. {hf} x {wf} = {hf * wf} anchor centres (stride {int(img.shape[1] // wf)})"
+    )
+
+
+def anchors_at(result: PipelineResult, cell: tuple[int, int] | None = None) -> np.ndarray:
+    """The A anchors of one cell (default: the middle one) on a canvas padded so all show."""
+    hf, wf = result.anchors.feature_size
+    iy, ix = cell if cell is not None else (hf // 2, wf // 2)
+    a = result.anchors.base_anchors.shape[0]
+    start = (iy * wf + ix) * a
+    boxes = result.anchors.anchors[start : start + a]
+    pad = (
+        int(max(0.0, float(-boxes.min()), float(boxes[:, 2:].max() - max(result.image.size)))) + 20
+    )
+    img = cv2.copyMakeBorder(
+        result.image.pixels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=WHITE
+    )
+    colours = [(230, 50, 50), (40, 160, 60), (40, 90, 230)]
+    for k, box in enumerate(boxes.tolist()):
+        x1, y1, x2, y2 = (round(v) + pad for v in box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), colours[k * len(colours) // a], 2, cv2.LINE_AA)
+    return _title(img, f"4. the {a} anchors of cell (y={iy}, x={ix}); colour = ratio")
+
+
+def labelled_anchors(result: PipelineResult) -> np.ndarray:
+    t = result.anchor_targets
+    inside = result.anchors.inside_anchors
+    img = _dimmed(result.image.pixels)
+    _boxes(img, inside[t.labels == 0], NEGATIVE)
+    _boxes(img, inside[t.labels == 1], POSITIVE, 2)
+    _boxes(img, result.image.gt_boxes, GT, 2)
+    c = t.counts()
+    return _title(
+        img,
+        f"5-6. labels: {c['positive']} pos / {c['negative']} neg / {c['ignored']} ign; "
+        f"sampled {c['sampled_positive']} + {c['sampled_negative']}",
+    )
+
+
+def proposals(result: PipelineResult, after_nms: bool, show: int = 300) -> np.ndarray:
+    p = result.proposals
+    img = _dimmed(result.image.pixels)
+    if after_nms:
+        _boxes(img, p.rois[:show], PROPOSAL)
+        text = f"7. after NMS {p.nms_keep.numel()}, kept {p.keep_index.numel()} (top {show} drawn)"
+    else:
+        _boxes(img, p.clipped[p.pre_nms_index[:show]], PROPOSAL)
+        text = f"6. before NMS: top {p.pre_nms_index.numel()} by score (top {show} drawn)"
+    _boxes(img, result.image.gt_boxes, GT, 2)
+    return _title(img, text)
+
+
+def sampled_rois(result: PipelineResult) -> np.ndarray:
+    t = result.proposal_targets
+    img = _dimmed(result.image.pixels)
+    n_pos = t.pos_index.numel()
+    _boxes(img, t.rois[n_pos:], NEGATIVE)
+    _boxes(img, t.rois[:n_pos], POSITIVE, 2)
+    _boxes(img, result.image.gt_boxes, GT, 2)
+    return _title(img, f"8. sampled RoIs: {n_pos} positive, {t.neg_index.numel()} negative")
+
+
+def pooled(result: PipelineResult, k: int = 8, cell: int = 112) -> np.ndarray:
+    """The channel-mean of the 7 x 7 pooled features of the first ``k`` sampled RoIs."""
+    x = result.roi_pool.pooled[:k].detach().float().mean(dim=1).cpu()  # [k, 7, 7]
+    tiles = []
+    for i in range(x.shape[0]):
+        v = x[i]
+        v = ((v - v.min()) / (v.max() - v.min() + 1e-12) * 255).to(torch.uint8).numpy()
+        tile = cv2.applyColorMap(
+            cv2.resize(v, (cell, cell), interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_VIRIDIS
+        )
+        tiles.append(
+            cv2.copyMakeBorder(
+                cv2.cvtColor(tile, cv2.COLOR_BGR2RGB), 4, 4, 4, 4, cv2.BORDER_CONSTANT
+            )
+        )
+    if not tiles:
+        tiles = [np.zeros((cell + 8, cell + 8, 3), np.uint8)]
+    s = list(result.roi_pool.pooled.shape)
+    return _title(np.hstack(tiles), f"9. RoI pool {s}: channel mean, first {len(tiles)}")
+
+
+def all_stages(result: PipelineResult, labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every picture, keyed by a file stem that sorts in stage order."""
+    return {
+        "01_gt_boxes": gt_boxes(result, labels),
+        "02_features": features(result),
+        "03_anchor_centres": anchor_centres(result),
+        "04_anchors_at_location": anchors_at(result),
+        "05_labelled_anchors": labelled_anchors(result),
+        "06_proposals_before_nms": proposals(result, after_nms=False),
+        "07_proposals_after_nms": proposals(result, after_nms=True),
+        "08_sampled_rois": sampled_rois(result),
+        "09_pooled_features": pooled(result),
+    }

@@ -1,0 +1,163 @@
+"""Stage 5 and 6: which anchors are objects, which are background, and which 256 are trained on."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import state
+from explorer.views.labelling import iou_heatmaps, iou_maps, labels_figure
+from explorer.widgets import (
+    intro,
+    no_boxes_notice,
+    page_guard,
+    param_slider,
+    stages_or_stop,
+    timing_caption,
+)
+
+intro(
+    "Anchor labelling",
+    "Each anchor inside the image gets a label from its **IoU** (intersection over union) with "
+    "the ground-truth boxes: **1** (object) when its best IoU reaches the positive threshold, "
+    "**0** (background) under the negative threshold, **−1** (ignored) in between. Every GT box "
+    "also claims the anchors that overlap it best, even under the threshold, so no object goes "
+    "without a positive. Then 256 labelled anchors are **sampled** for the loss, at most half "
+    "positive.",
+    "IoU [K inside anchors, G boxes] → labels [K] ∈ {1, 0, −1} → 256 sampled",
+)
+
+with page_guard():
+    stages = stages_or_stop()
+    no_boxes_notice(stages)
+    with st.sidebar:
+        st.subheader("Labelling")
+        pos = param_slider(
+            "anchor_targets.pos_iou",
+            "Positive IoU ≥",
+            0.05,
+            1.0,
+            0.05,
+            help="An anchor whose best IoU reaches this is an object (tutorial: 0.7)",
+        )
+        neg = param_slider(
+            "anchor_targets.neg_iou",
+            "Negative IoU <",
+            0.0,
+            0.95,
+            0.05,
+            help="An anchor whose best IoU is under this is background (tutorial: 0.3)",
+        )
+        st.subheader("Sampling")
+        param_slider(
+            "anchor_targets.batch_size",
+            "Anchors per image",
+            16,
+            1024,
+            16,
+            help="How many labelled anchors enter the RPN loss (tutorial: 256)",
+        )
+        param_slider(
+            "anchor_targets.pos_fraction",
+            "Positive fraction at most",
+            0.05,
+            1.0,
+            0.05,
+            help="Share of the batch that may be positive (tutorial: 0.5)",
+        )
+        if st.button("Resample", help="Draw another random sample of anchors (new seed)"):
+            state.set_param("anchor_targets.seed", state.get_param("anchor_targets.seed") + 1)
+            st.rerun()
+        st.caption(f"Sampling seed: {state.get_param('anchor_targets.seed')}")
+    if neg > pos:
+        st.warning(
+            f"The negative threshold ({neg:.2f}) is above the positive one ({pos:.2f}): anchors "
+            "between them are labelled negative first, then positive. Usually neg ≤ pos."
+        )
+
+    prep = stages.prepared
+    grid = stages.anchors
+    targets = stages.anchor_targets
+    counts = targets.counts()
+    cols = st.columns(6)
+    cols[0].metric("Inside anchors", f"{grid.inside:,}", help=f"of {grid.total:,} anchors")
+    cols[1].metric("Positive", counts["positive"])
+    cols[2].metric("Negative", f"{counts['negative']:,}")
+    cols[3].metric("Ignored", f"{counts['ignored']:,}")
+    cols[4].metric("Sampled positive", counts["sampled_positive"])
+    cols[5].metric("Sampled negative", counts["sampled_negative"])
+    if prep.image.gt_boxes.shape[0] and counts["positive"] == 0:
+        st.warning("No anchor is positive: lower the positive IoU threshold.")
+
+    st.markdown(
+        f"**{counts['positive_from_threshold']}** anchors reach IoU ≥ {pos:.2f}; "
+        f"**{counts['ties']}** are a GT box's best anchor (ties included)."
+    )
+    with st.expander("Why ties are fragile (SPEC: 45 positives on the zebras)"):
+        st.markdown(
+            "A GT box's best anchors are found by **exact equality** with its best IoU. Several "
+            "anchors of the same shape often overlap a box equally well, and whether their IoUs "
+            "compare equal depends on floating-point rounding. Computed in float64 and stored "
+            "as float32 (as the tutorial did), the zebra boxes give 45 positives; pure float32 "
+            "gives 30 and pure float64 24. Production code (torchvision's `Matcher`) has the "
+            "same rule and the same fragility."
+        )
+    sampled = st.toggle("Show only the sampled anchors", value=True)
+    positives = targets.labels.eq(1) if sampled else targets.labels_unsampled.eq(1)
+    pos_index = positives.nonzero().squeeze(1).tolist()
+    left, right = st.columns([3, 2])
+    with right:
+        st.subheader("Target deltas of an anchor")
+        highlight = None
+        if pos_index:
+            pick = st.selectbox(
+                "Positive anchor",
+                pos_index,
+                format_func=lambda i: (
+                    f"anchor #{int(grid.inside_index[i])} · IoU {float(targets.max_iou[i]):.3f}"
+                ),
+            )
+            highlight = pick
+            box = grid.inside_anchors[pick].tolist()
+            gt = int(targets.argmax_gt[pick])
+            dx, dy, dw, dh = targets.targets[pick].tolist()
+            st.markdown(
+                f"Anchor `({box[0]:.1f}, {box[1]:.1f}, {box[2]:.1f}, {box[3]:.1f})` → GT box "
+                f"{gt + 1} ({prep.labels[gt]})"
+            )
+            st.latex(
+                rf"d_x = \tfrac{{g_x - a_x}}{{a_w}} = {dx:.3f},\;"
+                rf"d_y = \tfrac{{g_y - a_y}}{{a_h}} = {dy:.3f},\;"
+                rf"d_w = \log\tfrac{{g_w}}{{a_w}} = {dw:.3f},\;"
+                rf"d_h = \log\tfrac{{g_h}}{{a_h}} = {dh:.3f}"
+            )
+        else:
+            st.caption("No positive anchor to inspect.")
+    with left:
+        st.plotly_chart(
+            labels_figure(
+                prep.image.pixels,
+                grid,
+                targets,
+                prep.image.gt_boxes,
+                prep.labels,
+                sampled,
+                highlight=highlight,
+            ),
+            width="stretch",
+            key="labels_fig",
+        )
+    st.subheader("IoU per anchor shape")
+    options = ["best over all boxes"] + [
+        f"box {i + 1}: {name}" for i, name in enumerate(prep.labels)
+    ]
+    which = st.selectbox("IoU with", options)
+    gt_index = None if which == options[0] else options.index(which) - 1
+    maps = iou_maps(grid, targets, stages.params.anchors, gt_index)
+    st.plotly_chart(
+        iou_heatmaps(
+            maps, stages.params.anchors, "IoU of the anchor at each cell (blank: outside the image)"
+        ),
+        width="stretch",
+        key="iou_maps",
+    )
+    timing_caption(stages, ["anchor_targets"])
