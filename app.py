@@ -10,15 +10,17 @@ st.set_page_config(page_title="Faster R-CNN Explorer", page_icon="🔍", layout=
 state.init()
 
 PAGES = [
-    st.Page("pages/1_image.py", title="Image & ground truth", icon="🖼️", default=True),
-    st.Page("pages/2_backbone.py", title="Backbone", icon="🧱"),
-    st.Page("pages/3_anchors.py", title="Anchors", icon="⚓"),
-    st.Page("pages/4_labelling.py", title="Anchor labelling", icon="🏷️"),
-    st.Page("pages/5_rpn.py", title="RPN outputs", icon="🎯"),
-    st.Page("pages/6_proposals.py", title="Proposals & NMS", icon="🧹"),
-    st.Page("pages/7_roi.py", title="RoI sampling & pooling", icon="🔲"),
-    st.Page("pages/8_head.py", title="Head & losses", icon="🧮"),
-    st.Page("pages/9_bugs.py", title="Tutorial bugs", icon="🐞"),
+    st.Page(
+        "pages/1_image.py", url_path="image", title="Image & ground truth", icon="🖼️", default=True
+    ),
+    st.Page("pages/2_backbone.py", url_path="backbone", title="Backbone", icon="🧱"),
+    st.Page("pages/3_anchors.py", url_path="anchors", title="Anchors", icon="⚓"),
+    st.Page("pages/4_labelling.py", url_path="labelling", title="Anchor labelling", icon="🏷️"),
+    st.Page("pages/5_rpn.py", url_path="rpn", title="RPN outputs", icon="🎯"),
+    st.Page("pages/6_proposals.py", url_path="proposals", title="Proposals & NMS", icon="🧹"),
+    st.Page("pages/7_roi.py", url_path="roi", title="RoI sampling & pooling", icon="🔲"),
+    st.Page("pages/8_head.py", url_path="head", title="Head & losses", icon="🧮"),
+    st.Page("pages/9_bugs.py", url_path="bugs", title="Tutorial bugs", icon="🐞"),
 ]
 
 page = st.navigation(PAGES)

@@ -87,6 +87,8 @@ SEED = 0
 # numpy, the library in float32 torch, and near-equal scores can swap their visiting order.
 NMS_TOLERANCE = 0.01
 GOAL = 1.5
+# Share of the CPUs other processes may take before the timings are flagged as unreliable.
+BUSY_WARNING = 0.05
 
 
 @dataclass(frozen=True)
@@ -97,24 +99,69 @@ class Timing:
     result: Any
 
 
-def time_call(fn: Callable[[], Any], repeat: int, device: torch.device) -> Timing:
-    """Median wall time of ``fn()`` over ``repeat`` calls after one warm-up call, with autograd
-    off and the device synchronised around each call."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    times = []
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    _sync(device)
+    started = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return time.perf_counter() - started, result
+
+
+def time_pair(
+    lib_fn: Callable[[], Any], ref_fn: Callable[[], Any], repeat: int, device: torch.device
+) -> tuple[Timing, Timing]:
+    """Median wall time of two callables over ``repeat`` calls each after one warm-up call,
+    with autograd off and the device synchronised around each call.
+
+    The calls alternate (lib, ref, ref, lib, lib, ref ...) so that both see the same machine:
+    on a shared 2-core machine another process can slow one side down for seconds.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    fns = (lib_fn, ref_fn)
     with torch.no_grad():
-        result = fn()
-        for _ in range(repeat):
-            sync()
-            started = time.perf_counter()
-            result = fn()
-            sync()
-            times.append(time.perf_counter() - started)
-    return Timing(statistics.median(times), result)
+        results = [lib_fn(), ref_fn()]
+        for i in range(repeat):
+            for side in (0, 1) if i % 2 == 0 else (1, 0):
+                seconds, results[side] = _timed(fns[side], device)
+                times[side].append(seconds)
+    lib, ref = (Timing(statistics.median(t), r) for t, r in zip(times, results, strict=True))
+    return lib, ref
+
+
+class CpuMonitor:
+    """How much CPU time other processes took while this one was measuring (Linux only).
+
+    ``/proc/stat`` counts busy time of every CPU; ``os.times()`` counts this process's own.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                fields = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+        own = os.times()
+        return time.perf_counter(), busy / hz, own.user + own.system
+
+    def others_share(self) -> float | None:
+        """Fraction of the machine's CPU capacity that other processes used since start."""
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        wall = end[0] - self.start[0]
+        others = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return max(others, 0.0) / (wall * _cpu_count())
 
 
 def machine_lines(device: torch.device) -> list[str]:
@@ -202,8 +249,7 @@ def bench_backbone(image, backbone, device: torch.device, repeat: int) -> list[s
     def plain() -> torch.Tensor:
         return backbone.features(image_to_tensor(pixels, params))
 
-    lib = time_call(library, repeat, device)
-    ref = time_call(plain, repeat, device)
+    lib, ref = time_pair(library, plain, repeat, device)
     diff = float((lib.result - ref.result).abs().max())
     scale = float(ref.result.abs().max())
     return [
@@ -228,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: CUDA is not available here")
     repeat = args.repeat
     started = time.perf_counter()
+    monitor = CpuMonitor()
 
     print("Faster R-CNN Explorer: frcnn_core vs the tutorial's loops, stage by stage")
     for line in machine_lines(device):
@@ -258,7 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print()
     agree = checks.print()
-    print(f"(total benchmark time {time.perf_counter() - started:.0f} s)")
+    print()
+    share = monitor.others_share()
+    busy = "" if share is None else f"; other processes used {share:.0%} of the CPUs meanwhile"
+    print(f"total benchmark time {time.perf_counter() - started:.0f} s{busy}")
+    if share is not None and share > BUSY_WARNING:
+        print("WARNING: the machine was busy with other work, so these timings are unreliable "
+              "(torch's threads stall when a core is taken); rerun on a quiet machine")
     return 0 if agree else 1
 
 
@@ -440,15 +493,12 @@ def bench_chain(
     rows: list[Row] = []
     results: dict[str, tuple[Any, Any]] = {}
     for number, name, lib_fn, ref_fn, note in stages:
-        lib_t = time_call(lib_fn, repeat, device)
-        ref_t = time_call(ref_fn, repeat, device)
+        lib_t, ref_t = time_pair(lib_fn, ref_fn, repeat, device)
         rows.append(Row(number, name, lib_t.median, ref_t.median, note))
         results[number] = (lib_t.result, ref_t.result)
 
-    lib_chain = time_call(
-        lambda: run_pipeline(image, gt_labels, features, heads, params), repeat, device
-    )
-    ref_chain = time_call(
+    lib_chain, ref_chain = time_pair(
+        lambda: run_pipeline(image, gt_labels, features, heads, params),
         lambda: loops.chain(features, bbox, labels_np, rpn_layers, head_layers, size, p),
         repeat,
         device,

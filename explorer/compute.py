@@ -20,7 +20,7 @@ import torch
 from explorer import state
 from frcnn_core.anchor_targets import AnchorTargetResult, anchor_targets
 from frcnn_core.anchors import AnchorParams, AnchorResult, generate_anchors
-from frcnn_core.backbone import Backbone, BackboneParams, load_backbone
+from frcnn_core.backbone import Backbone, BackboneParams, load_backbone, run_backbone
 from frcnn_core.detect import Detections, Match, match_detections
 from frcnn_core.device import default_device, device_name
 from frcnn_core.head import HeadLoss, HeadOutput, head_forward, head_loss
@@ -30,6 +30,7 @@ from frcnn_core.pipeline import (
     PipelineParams,
     PreparedInput,
     compute_features,
+    image_tensor,
     prepare_input,
     run_detection,
 )
@@ -37,6 +38,7 @@ from frcnn_core.proposal_targets import ProposalTargetResult, proposal_targets
 from frcnn_core.proposals import ProposalParams, ProposalResult, propose
 from frcnn_core.roi_pool import RoIPoolResult, pool_rois
 from frcnn_core.rpn import RPNLoss, RPNOutput, RPNParams, rpn_forward, rpn_loss
+from frcnn_core.train import split_backbone
 
 MODEL_SEED = 0
 # Bounded caches: a few images per user and a few dozen users fit in a few GB.
@@ -99,6 +101,38 @@ def features(
     return feats.cpu(), seconds
 
 
+@st.cache_data(
+    max_entries=FEATURE_CACHE_ENTRIES,
+    show_spinner="Running VGG16 up to conv4_3 on this image (once per image)…",
+)
+def conv4_features(
+    digest: str, _data: bytes, resize: ResizeParams, params: BackboneParams, weights: str
+) -> torch.Tensor:
+    """The frozen part when the conv5 block is trained: conv4_3's output [1, 512, 2Hf, 2Wf]."""
+    prep = prepared(digest, _data, (), resize)
+    frozen, _ = split_backbone(backbone().features)
+    result = run_backbone(image_tensor(prep.image, device()), frozen, params)
+    return result.features.cpu()
+
+
+@st.cache_data(max_entries=FEATURE_CACHE_ENTRIES, show_spinner=False)
+def session_features(
+    digest: str,
+    _data: bytes,
+    resize: ResizeParams,
+    params: BackboneParams,
+    weights: str,
+    token: str,
+    _conv5: torch.nn.Module,
+) -> tuple[torch.Tensor, float]:
+    """Features through a session's trained conv5 block (keyed by that session's token)."""
+    conv4 = conv4_features(digest, _data, resize, params, weights).to(device())
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = _conv5(conv4)
+    return out.clone().cpu(), time.perf_counter() - started
+
+
 @st.cache_data(max_entries=STAGE_CACHE_ENTRIES, show_spinner=False)
 def anchors(
     feature_size: tuple[int, int], image_size: tuple[int, int], params: AnchorParams
@@ -108,40 +142,34 @@ def anchors(
 
 @st.cache_data(max_entries=STAGE_CACHE_ENTRIES, show_spinner=False)
 def rpn_outputs(
-    digest: str,
-    _data: bytes,
-    resize: ResizeParams,
-    bb: BackboneParams,
-    weights: str,
+    features_key: tuple,
+    _features: torch.Tensor,
     heads_token: str,
     _heads: DetectorHeads,
     params: RPNParams,
 ) -> RPNOutput:
-    feats, _ = features(digest, _data, resize, bb, weights)
+    """The RPN head on one feature map; ``features_key`` identifies the features (image digest,
+    stage-1/2 parameters, weights, trained conv5 token)."""
     with torch.no_grad():
-        out = rpn_forward(feats.to(device()), _heads.rpn, params)
+        out = rpn_forward(_features, _heads.rpn, params)
     return RPNOutput(out.locs.cpu(), out.scores.cpu())
 
 
 @st.cache_data(max_entries=STAGE_CACHE_ENTRIES, show_spinner=False)
 def proposals(
-    digest: str,
-    _data: bytes,
-    resize: ResizeParams,
-    bb: BackboneParams,
-    weights: str,
+    features_key: tuple,
+    _features: torch.Tensor,
     heads_token: str,
     _heads: DetectorHeads,
     rpn_params: RPNParams,
+    image_size: tuple[int, int],
     anchor_params: AnchorParams,
     params: ProposalParams,
     training: bool,
 ) -> ProposalResult:
-    out = rpn_outputs(digest, _data, resize, bb, weights, heads_token, _heads, rpn_params)
-    feats, _ = features(digest, _data, resize, bb, weights)
-    prep = prepared(digest, _data, (), resize)
-    grid = anchors(tuple(feats.shape[-2:]), prep.image.size, anchor_params)
-    return propose(grid.anchors, out.locs, out.scores, prep.image.size, params, training)
+    out = rpn_outputs(features_key, _features, heads_token, _heads, rpn_params)
+    grid = anchors(tuple(_features.shape[-2:]), image_size, anchor_params)
+    return propose(grid.anchors, out.locs, out.scores, image_size, params, training)
 
 
 @dataclass(frozen=True)
@@ -153,16 +181,27 @@ class HeadsChoice:
     trained: bool
 
 
-def current_heads(num_classes: int, anchors_per_cell: int) -> HeadsChoice:
-    trained = st.session_state.get(state.TRAINED)
-    if (
-        trained is not None
-        and trained["heads"].num_classes == num_classes
-        and trained["anchors_per_cell"] == anchors_per_cell
-    ):
+def trained_model() -> dict | None:
+    """This session's trained model, if any: ``{"heads", "conv5", "token", "class_names",
+    "anchors_per_cell", "history", "settings"}``."""
+    return st.session_state.get(state.TRAINED)
+
+
+def current_heads(class_names: tuple[str, ...], anchors_per_cell: int) -> HeadsChoice:
+    """The session's trained heads when they fit (same anchors per cell, and they know every
+    class in ``class_names``), else the shared initial heads for that many classes."""
+    trained = trained_model()
+    if trained is not None and fits(trained, class_names, anchors_per_cell):
         return HeadsChoice(trained["heads"], trained["token"], True)
-    heads = initial_heads(num_classes, anchors_per_cell)
-    return HeadsChoice(heads, f"init:{MODEL_SEED}:{num_classes}:{anchors_per_cell}", False)
+    n = max(len(class_names), 1)
+    heads = initial_heads(n, anchors_per_cell)
+    return HeadsChoice(heads, f"init:{MODEL_SEED}:{n}:{anchors_per_cell}", False)
+
+
+def fits(trained: dict, class_names: tuple[str, ...], anchors_per_cell: int) -> bool:
+    return trained["anchors_per_cell"] == anchors_per_cell and set(class_names) <= set(
+        trained["class_names"]
+    )
 
 
 class Stages:
@@ -197,19 +236,34 @@ class Stages:
         return prepared(self.choice.digest, self.choice.data, self.boxes, self.params.resize)
 
     @cached_property
-    def num_classes(self) -> int:
-        return max(len(self.prepared.class_names), 1)
+    def class_names(self) -> tuple[str, ...]:
+        """The class vocabulary: the trained model's when it knows every current label (so
+        class ids match its outputs), else the current labels in order of appearance."""
+        current = self.prepared.class_names
+        trained = trained_model()
+        if trained is not None and fits(trained, current, self.params.anchors.per_cell):
+            return tuple(trained["class_names"])
+        return current
+
+    @cached_property
+    def gt_labels(self) -> torch.Tensor:
+        """Tensor[G] int64 class ids (1..C in :attr:`class_names`) of the GT boxes."""
+        index = {name: i + 1 for i, name in enumerate(self.class_names)}
+        return torch.tensor([index[x] for x in self.prepared.labels], dtype=torch.int64)
 
     @cached_property
     def heads(self) -> HeadsChoice:
-        return current_heads(self.num_classes, self.params.anchors.per_cell)
+        return current_heads(self.class_names, self.params.anchors.per_cell)
 
     @cached_property
     def _features(self) -> tuple[torch.Tensor, float]:
         p = self.params
-        feats, seconds = features(
-            self.choice.digest, self.choice.data, p.resize, p.backbone, self.backbone.weights
-        )
+        args = (self.choice.digest, self.choice.data, p.resize, p.backbone, self.backbone.weights)
+        trained = trained_model()
+        if trained is not None and trained.get("conv5") is not None:
+            feats, seconds = session_features(*args, trained["token"], trained["conv5"])
+        else:
+            feats, seconds = features(*args)
         return feats.to(device()), seconds
 
     @property
@@ -245,18 +299,16 @@ class Stages:
         self._timed("anchor_targets", started)
         return result
 
-    def _cache_args(self) -> tuple:
+    @cached_property
+    def features_key(self) -> tuple:
+        """What identifies this session's feature map in the caches."""
         p = self.params
-        c = self.choice
-        return (
-            c.digest,
-            c.data,
-            p.resize,
-            p.backbone,
-            self.backbone.weights,
-            self.heads.token,
-            self.heads.heads,
-        )
+        trained = trained_model()
+        conv5 = trained["token"] if trained is not None and trained.get("conv5") is not None else ""
+        return (self.choice.digest, p.resize, p.backbone, self.backbone.weights, conv5)
+
+    def _cache_args(self) -> tuple:
+        return (self.features_key, self.features, self.heads.token, self.heads.heads)
 
     @cached_property
     def rpn(self) -> RPNOutput:
@@ -273,7 +325,9 @@ class Stages:
     def proposals_for(self, training: bool) -> ProposalResult:
         started = time.perf_counter()
         p = self.params
-        out = proposals(*self._cache_args(), p.rpn, p.anchors, p.proposals, training)
+        out = proposals(
+            *self._cache_args(), p.rpn, self.prepared.image.size, p.anchors, p.proposals, training
+        )
         self._timed(f"proposals_{'train' if training else 'test'}", started)
         return out
 
@@ -284,9 +338,8 @@ class Stages:
     @cached_property
     def proposal_targets(self) -> ProposalTargetResult:
         started = time.perf_counter()
-        prep = self.prepared
         result = proposal_targets(
-            self.proposals.rois, self.gt_boxes, prep.gt_labels, self.params.proposal_targets
+            self.proposals.rois, self.gt_boxes, self.gt_labels, self.params.proposal_targets
         )
         self._timed("proposal_targets", started)
         return result
@@ -336,6 +389,4 @@ class Stages:
     @cached_property
     def match(self) -> Match:
         _, _, dets = self.detection
-        return match_detections(
-            dets, self.gt_boxes, self.prepared.gt_labels, self.params.detect.match_iou
-        )
+        return match_detections(dets, self.gt_boxes, self.gt_labels, self.params.detect.match_iou)

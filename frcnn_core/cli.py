@@ -1,8 +1,9 @@
-"""Command line: ``python -m frcnn_core summarize | render``.
+"""Command line: ``python -m frcnn_core summarize | render | train``.
 
     python -m frcnn_core summarize --image sample_images/zebras.jpg \
         --boxes sample_images/zebras.json
     python -m frcnn_core render --image IMG --boxes BOXES.json --out slides/
+    python -m frcnn_core train --image IMG --boxes BOXES.json --iterations 60 --out heads.pt
 
 Bad input exits with status 2 and one line on stderr.
 """
@@ -103,11 +104,81 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", required=True, help="image file (JPEG, PNG, WebP, BMP)")
+def train(args: argparse.Namespace) -> int:
+    from frcnn_core.train import Trainer, TrainParams, TrainSample, heads_to_bytes, save_heads
+
+    images, boxes_files = args.image, args.boxes
+    if len(images) != len(boxes_files):
+        raise UsageError("give one --boxes per --image")
+    params = _params(args)
+    if args.iterations < 1:
+        raise UsageError("--iterations must be at least 1")
+    settings = TrainParams(
+        iterations=args.iterations,
+        learning_rate=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        train_fc=args.train_fc,
+        seed=args.seed,
+    )
+    prepared = []
+    for image_path, boxes_path in zip(images, boxes_files, strict=True):
+        try:
+            loaded = load_image(image_path)
+            boxes, labels = read_boxes_file(boxes_path)
+        except (ImageError, BoxesError) as exc:
+            raise UsageError(str(exc)) from exc
+        prepared.append(prepare_input(loaded.pixels, boxes, labels, params.resize, loaded.notes))
+    class_names = tuple(dict.fromkeys(name for p in prepared for name in p.labels))
+    if not class_names:
+        raise UsageError("no boxes to train on: every boxes file is empty")
+    index = {name: i + 1 for i, name in enumerate(class_names)}
+    device = torch.device(args.device) if args.device else default_device()
+    try:
+        backbone = load_backbone(args.weights, seed=args.seed)
+    except WeightsError as exc:
+        raise UsageError(str(exc)) from exc
+    if backbone.weights == "random":
+        print(f"warning: {backbone.note}", file=sys.stderr)
+    backbone.features.to(device)
+    samples = []
+    for prep in prepared:
+        features, _ = compute_features(prep.image, backbone, params.backbone, device)
+        labels = torch.tensor([index[name] for name in prep.labels], dtype=torch.int64)
+        samples.append(TrainSample(prep.image, labels, features))
+    heads = DetectorHeads(len(class_names), params.anchors.per_cell, seed=args.seed).to(device)
+    trainer = Trainer.create(heads, samples, params, settings)
+    log = []
+    try:
+        while not trainer.finished():
+            losses = trainer.step()
+            log.append({"iteration": trainer.iteration, **losses})
+            print(
+                f"iteration {trainer.iteration:4d}  "
+                + "  ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "seconds")
+                + f"  ({losses['seconds']:.2f} s)",
+                file=sys.stderr,
+            )
+    except FloatingPointError as exc:
+        raise UsageError(str(exc)) from exc
+    out = Path(args.out)
+    save_heads(out, heads_to_bytes(trainer.frozen_heads(), class_names))
+    log_path = Path(args.log) if args.log else out.with_suffix(".losses.json")
+    log_path.write_text(json.dumps(log, indent=1))
+    print(json.dumps({"weights": str(out), "log": str(log_path), "first": log[0], "last": log[-1]}))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, several: bool = False) -> None:
+    action = "append" if several else "store"
+    more = " (repeat --image and --boxes for several images)" if several else ""
+    p.add_argument(
+        "--image", required=True, action=action, help=f"image file (JPEG, PNG, WebP, BMP){more}"
+    )
     p.add_argument(
         "--boxes",
         required=True,
+        action=action,
         help='JSON list of {"box": [x1, y1, x2, y2], "label": "..."} in original-image pixels',
     )
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and random weights")
@@ -144,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", required=True, help="folder for the PNGs")
     p.set_defaults(func=render)
+    p = sub.add_parser("train", help="train the RPN and Fast R-CNN heads; write a weights file")
+    _common(p, several=True)
+    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument("--lr", type=float, default=0.001, help="learning rate")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0005)
+    p.add_argument("--train-fc", action="store_true", help="train fc6/fc7 too (slow, 470 MB)")
+    p.add_argument("--out", required=True, help="weights file to write (.pt)")
+    p.add_argument("--log", help="loss log (JSON); default: OUT with .losses.json")
+    p.set_defaults(func=train)
     return parser
 
 

@@ -144,6 +144,7 @@ class DetectorHeads(nn.Module):
     ):
         super().__init__()
         self.num_classes = num_classes
+        self.seed = seed
         self.rpn = RPNHead(FEATURE_CHANNELS, anchors_per_cell, seed=seed)
         self.head = FastRCNNHead(
             num_classes, FEATURE_CHANNELS * 7 * 7, hidden=hidden, seed=seed + 1

@@ -1,3 +1,198 @@
+"""Stages 7 and 8: what the region proposal network says about every anchor, and its loss."""
+
+from __future__ import annotations
+
+import math
+
 import streamlit as st
 
-st.title("Under construction")
+from explorer.views.rpn import (
+    RPN_LOSS_FORMULA,
+    head_layers,
+    loss_numbers_latex,
+    objectness_heatmaps,
+    objectness_histogram,
+    objectness_maps,
+    reshape_code,
+    top_boxes,
+    top_boxes_figure,
+    top_boxes_table,
+    zero_delta_loc_sum,
+)
+from explorer.widgets import (
+    intro,
+    no_boxes_notice,
+    page_guard,
+    param_slider,
+    stages_or_stop,
+    timing_caption,
+)
+
+intro(
+    "RPN outputs",
+    "The **region proposal network** (RPN) is a small head on top of the backbone's feature "
+    "map. At every cell it looks at a 3×3 window of features and, for each of the A anchor "
+    "shapes centred there, predicts two things: an **objectness** score (is this anchor on an "
+    "object or on background?) and four **box deltas** that move and resize the anchor towards "
+    "the object. Its loss compares these predictions with the labels and target deltas of the "
+    "**Anchor labelling** page.",
+    "features [1, 512, Hf, Wf] → deltas [Hf·Wf·A, 4] and logits [Hf·Wf·A, 2] → "
+    "objectness [Hf·Wf·A]",
+)
+
+with page_guard():
+    stages = stages_or_stop()
+    with st.sidebar:
+        st.subheader("RPN loss")
+        loss_lambda = param_slider(
+            "rpn.loss_lambda",
+            "Box-loss weight λ",
+            0.0,
+            20.0,
+            0.5,
+            help="Weight of the box-regression term against the objectness term (tutorial: 10)",
+        )
+        st.subheader("Display")
+        n_boxes = st.slider(
+            "Top-scoring boxes to draw",
+            1,
+            500,
+            50,
+            key="rpn:n_boxes",
+            help="The anchors with the highest object probability, moved by their deltas",
+        )
+
+    prep = stages.prepared
+    grid = stages.anchors
+    params = stages.params
+    heads = stages.heads
+    rpn = stages.rpn
+    feature_size = grid.feature_size
+    per_cell = params.anchors.per_cell
+
+    if heads.trained:
+        st.success(
+            "These are **your trained heads** (from training in this session): the objectness "
+            "and the boxes show what the RPN has learnt."
+        )
+    else:
+        st.info(
+            "These heads are **freshly initialised**: every weight is drawn from N(0, 0.01) and "
+            "every bias is 0. So both logits of an anchor are almost equal, the object "
+            "probability is **≈ 0.5 everywhere**, and the deltas are tiny: the predicted boxes "
+            "are **just the anchors**. Training (a later page) is what makes them meaningful; "
+            "the shapes and the loss arithmetic are already exactly those of a trained model.",
+            icon="🎲",
+        )
+
+    st.subheader("1. The RPN head")
+    left, right = st.columns([3, 2])
+    with left:
+        st.dataframe(
+            head_layers(heads.heads.rpn, feature_size, params.rpn),
+            hide_index=True,
+            width="stretch",
+        )
+    with right:
+        st.code(reshape_code(feature_size, per_cell), language="python")
+        st.caption(
+            "The permute puts the A·4 channels of a cell last, so the reshape lists the cells "
+            "row by row and, within a cell, the A anchors: the same order as the anchors "
+            "(the tutorial's x-outer anchors broke this pairing: bug B1)."
+        )
+
+    st.subheader("2. Objectness per location and anchor shape")
+    objectness = rpn.objectness
+    cols = st.columns(4)
+    cols[0].metric("Anchors scored", f"{objectness.numel():,}")
+    cols[1].metric("Lowest p(object)", f"{float(objectness.min()):.4f}")
+    cols[2].metric("Mean p(object)", f"{float(objectness.mean()):.4f}")
+    cols[3].metric("Highest p(object)", f"{float(objectness.max()):.4f}")
+    stretch = st.toggle(
+        "Stretch the colour scale to the data's range",
+        value=False,
+        help="On a fresh head every value is near 0.5; stretching shows the small differences",
+    )
+    maps = objectness_maps(rpn, feature_size, per_cell)
+    hf, wf = feature_size
+    st.plotly_chart(
+        objectness_heatmaps(
+            maps,
+            params.anchors,
+            stretch,
+            f"p(object) at each of the {hf}×{wf} cells, one map per anchor shape",
+        ),
+        width="stretch",
+        key="rpn_objectness",
+    )
+    st.plotly_chart(objectness_histogram(rpn), width="stretch", key="rpn_histogram")
+
+    st.subheader("3. Top-scoring predicted boxes")
+    st.markdown(
+        f"The **{n_boxes}** anchors with the highest object probability, each moved by its "
+        "predicted deltas and clipped to the image. No size filter and no NMS yet: that is the "
+        "**Proposals & NMS** page."
+    )
+    top = top_boxes(grid.anchors, rpn, prep.image.size, n_boxes, params.proposals.scale_clamp)
+    show_anchors = st.toggle("Also draw the anchors they came from (dotted)", value=True)
+    st.plotly_chart(
+        top_boxes_figure(prep.image.pixels, top, prep.image.gt_boxes, prep.labels, show_anchors),
+        width="stretch",
+        key="rpn_top_boxes",
+    )
+    shift = float((top.boxes - top.anchors.clamp(min=0)).abs().max()) if n_boxes else 0.0
+    st.caption(
+        f"Largest move of a drawn box's edge from its anchor: {shift:.1f} px "
+        f"(anchors clipped to the image for the comparison)."
+    )
+    st.dataframe(
+        top_boxes_table(top, rpn, feature_size, params.anchors, rows=10),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        f"Anchor index = (iy · {wf} + ix) · {per_cell} + a: the row of the reshaped outputs."
+    )
+
+    st.subheader("4. The RPN loss")
+    no_boxes_notice(stages)
+    loss = stages.rpn_loss
+    st.latex(RPN_LOSS_FORMULA)
+    st.markdown(
+        "- $s_i$: the two logits of anchor $i$; $p_i^*$: its label (1 object, 0 background); "
+        "the **cross-entropy** runs over the $N_{\\mathrm{cls}}$ sampled anchors.\n"
+        "- $t_i$: predicted deltas, $t_i^*$: target deltas to the matched GT box; "
+        "**smooth L1** (β = "
+        f"{params.rpn.smooth_l1_beta:g}) runs over the $N_{{\\mathrm{{pos}}}}$ positive anchors "
+        "only, summed over the 4 deltas."
+    )
+    st.latex(loss_numbers_latex(loss, loss_lambda))
+    cols = st.columns(6)
+    cols[0].metric("Objectness loss (CE)", f"{float(loss.cls):.4f}")
+    cols[1].metric("Box loss (λ·ΣsmoothL1/N_pos)", f"{float(loss.loc):.4f}")
+    cols[2].metric("ΣsmoothL1 over positives", f"{float(loss.loc_sum):.4f}")
+    cols[3].metric("N_cls (sampled anchors)", loss.n_sampled)
+    cols[4].metric("N_pos (positive anchors)", loss.n_pos)
+    cols[5].metric("RPN loss", f"{float(loss.total):.4f}")
+    if loss.n_sampled == 0:
+        st.warning("No anchor was sampled, so the objectness loss is 0.")
+    if loss.n_pos == 0:
+        st.warning(
+            "No positive anchor: the box term is 0 (nothing to regress). Draw boxes, or lower "
+            "the positive IoU threshold on the Anchor labelling page."
+        )
+    targets = stages.anchor_targets
+    reference = zero_delta_loc_sum(
+        targets.labels_all, targets.targets_all, params.rpn.smooth_l1_beta
+    )
+    notes = [
+        f"A coin flip (p = 0.5) costs ln 2 = {math.log(2):.4f} per anchor: a fresh head's "
+        "objectness loss sits right there.",
+    ]
+    if loss.n_pos:
+        notes.append(
+            f"Predicting zero deltas (keeping the anchors) would give ΣsmoothL1 = "
+            f"{reference:.4f} over these {loss.n_pos} positives."
+        )
+    st.caption(" ".join(notes))
+    timing_caption(stages, ["rpn", "anchor_targets"])

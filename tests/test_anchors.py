@@ -47,8 +47,10 @@ def test_anchors_match_loop_reference(feature_size, image_size):
     result = generate_anchors(feature_size, image_size, AnchorParams())
     expected = torch.tensor(ref.anchors(feature_size), dtype=torch.float64)
     assert result.total == feature_size[0] * feature_size[1] * 9
-    # Same formula in the same float64 operations: bit-identical, which the tie counts rely on.
-    assert torch.equal(result.anchors, expected)
+    # Not bit-identical: torch's vectorised float64 sqrt (SLEEF, 0.5 ulp bound, not correctly
+    # rounded) gives sqrt(0.5) = 0.7071067811865475, math.sqrt 0.7071067811865476. One ulp in a
+    # few anchors; the SPEC's tie counts come out the same either way (test_anchor_targets).
+    torch.testing.assert_close(result.anchors, expected, rtol=0, atol=1e-12)
     assert result.inside_index.tolist() == ref.inside(expected.tolist(), image_size)
 
 

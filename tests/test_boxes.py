@@ -13,9 +13,10 @@ from frcnn_core.boxes import SCALE_CLAMP, box_centres_sizes, decode, encode, smo
 
 
 def random_boxes(n: int, generator: torch.Generator, size: float = 400.0) -> torch.Tensor:
-    """n valid float64 boxes (x1 < x2, y1 < y2) in a size x size frame."""
+    """n valid float64 boxes (x1 < x2, y1 < y2) in a size x size frame, 10 to 210 pixels a side,
+    so that no size ratio reaches the decode clamp of 1000 / 16 = 62.5."""
     xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * size
-    wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * size / 2 + 1
+    wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * size / 2 + 10
     return torch.cat((xy, xy + wh), dim=1)
 
 

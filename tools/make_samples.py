@@ -48,8 +48,6 @@ ZEBRA_BOXES = [
     [1544, 771, 1914, 1063],
 ]
 
-SKIMAGE_LICENCE_NOTE = "as stated in the docstring of skimage.data.{fn} (scikit-image {ver})"
-
 # Photographs bundled with scikit-image that load without a download (checked with
 # scikit-image 0.26: astronaut, chelsea, coffee, rocket and coins are in the wheel; eagle,
 # lily, skin, kidney and cells3d need pooch and a network; stereo_motorcycle loads offline but
@@ -75,7 +73,8 @@ SKIMAGE_SCENES = [
         "fn": "chelsea",
         "title": "Chelsea the cat",
         "source": "skimage.data.chelsea(): photograph by Stefan van der Walt",
-        "licence": "CC0 ('No copyright restrictions. CC0 by the photographer (Stefan van der Walt).')",
+        "licence": "CC0 ('No copyright restrictions. CC0 by the photographer "
+        "(Stefan van der Walt).')",
         "boxes": [
             ([0, 0, 400, 300], "cat"),
         ],
@@ -196,7 +195,7 @@ def _limb(draw: ImageDraw.ImageDraw, pts, widths, fill=255) -> None:
             (x0 - nx * w[i] / 2, y0 - ny * w[i] / 2),
         ]
         draw.polygon(quad, fill=fill)
-    for (x, y), r in zip(p[1:-1], w[1:-1]):
+    for (x, y), r in zip(p[1:-1], w[1:-1], strict=True):
         draw.ellipse([x - r / 2, y - r / 2, x + r / 2, y + r / 2], fill=fill)
 
 
@@ -436,7 +435,7 @@ def _draw_zebra(neck_angle: float, stride: float, seed: int, silhouette_only: bo
 
     layers.append((a_mane, mane_colour))
 
-    # ---- head, drawn over the neck and mane so that the jaw line shows ------------------------------
+    # ---- head, drawn over the neck and mane so that the jaw line shows ---------------------
     def head_colour():
         U = (X - P[0]) * ux + (Y - P[1]) * uy
         V = (X - P[0]) * vx + (Y - P[1]) * vy
@@ -572,7 +571,7 @@ def make_zebras() -> Image.Image:
             fill=(62, 52, 40, 255),
             width=4,
         )
-        for k in range(9):
+        for _ in range(9):
             cx = tx + (rng.random() - 0.5) * tw * 0.9
             cy = base - th * (0.86 + 0.1 * rng.random())
             rx, ry = tw * (0.16 + 0.1 * rng.random()), th * 0.07 + 5
@@ -583,7 +582,7 @@ def make_zebras() -> Image.Image:
     n_blades = 26000
     by = horizon + (H - horizon) * np.sqrt(rng.random(n_blades))
     bx = rng.random(n_blades) * W
-    for x0, y0 in zip(bx, by):
+    for x0, y0 in zip(bx, by, strict=True):
         depth = (y0 - horizon) / (H - horizon)
         ln = 3 + 26 * depth * (0.5 + rng.random())
         lean = (rng.random() - 0.5) * ln * 0.6
@@ -652,13 +651,14 @@ def _write(name: str, img: Image.Image, meta: dict, boxes: list, out_dir: Path) 
     _check_boxes(boxes, img.size)
     path = out_dir / f"{name}.jpg"
     img.convert("RGB").save(path, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    doc = {
-        "title": meta["title"],
-        "source": meta["source"],
-        "licence": meta["licence"],
-        "boxes": boxes,
-    }
-    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    head = {"title": meta["title"], "source": meta["source"], "licence": meta["licence"]}
+    # one box per line: readable, and still plain JSON
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    items = ",\n    ".join(json.dumps(b) for b in boxes)
+    lines.append('  "boxes": [' + (f"\n    {items}\n  " if boxes else "") + "]")
+    text = "{\n" + "\n".join(lines) + "\n}\n"
+    assert json.loads(text) == {**head, "boxes": boxes}
+    (out_dir / f"{name}.json").write_text(text, encoding="utf-8")
     return path
 
 
@@ -679,13 +679,13 @@ def _readme(rows) -> str:
     lines = [
         "# Sample images",
         "",
-        "Written by `python tools/make_samples.py` (no download: the photographs are bundled with",
-        "scikit-image, the zebra scene is drawn by the script from a fixed seed). Each `NAME.jpg` has a",
-        "sidecar `NAME.json` with its title, source, licence and ground-truth boxes",
-        '`{"box": [x1, y1, x2, y2], "label": ...}` in original-image pixels.',
+        "Written by `python tools/make_samples.py` (no download: the photographs are bundled",
+        "with scikit-image, the zebra scene is drawn by the script from a fixed seed). Each",
+        "`NAME.jpg` has a sidecar `NAME.json` with its title, source, licence and ground-truth",
+        'boxes `{"box": [x1, y1, x2, y2], "label": ...}` in original-image pixels.',
         "",
-        "`zebras.jpg` is 2000 x 1333 and its four boxes are exactly the tutorial's zebra boxes, so the",
-        "explorer reproduces the reference numbers of SPEC section 3 on it.",
+        "`zebras.jpg` is 2000 x 1333 and its four boxes are exactly the tutorial's zebra boxes,",
+        "so the explorer reproduces the reference numbers of SPEC section 3 on it.",
         "",
         "| file | size (W x H) | objects | source | licence |",
         "|---|---|---|---|---|",
@@ -696,13 +696,15 @@ def _readme(rows) -> str:
             counts[lab] = counts.get(lab, 0) + 1
         objs = ", ".join(f"{n} {lab}" for lab, n in counts.items())
         lines.append(
-            f"| `{name}.jpg` | {size[0]} x {size[1]} | {objs} | {meta['source']} | {meta['licence']} |"
+            f"| `{name}.jpg` | {size[0]} x {size[1]} | {objs} "
+            f"| {meta['source']} | {meta['licence']} |"
         )
     lines += [
         "",
-        "The scikit-image licences are those stated in the docstrings of the `skimage.data` functions",
-        "(scikit-image itself is BSD-3-Clause). Boxes of the photographs were picked by hand and",
-        "checked by drawing them on the image (`python tools/make_samples.py --preview DIR`).",
+        "The scikit-image licences are those stated in the docstrings of the `skimage.data`",
+        "functions (scikit-image itself is BSD-3-Clause). Boxes of the photographs were picked by",
+        "hand and checked by drawing them on the image",
+        "(`python tools/make_samples.py --preview DIR`).",
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,327 @@
+"""Figures and tables of stages 3 and 4: the anchor centres, the anchors of one cell, and which
+anchors lie inside the image.
+
+Anchor order (SPEC section 1): ``index = (iy * Wf + ix) * A + a`` with
+``a = ratio_index * n_scales + scale_index``. With the tutorial's bug B1 the grid is x-outer,
+``index = (ix * Hf + iy) * A + a``; :func:`cell_indices` follows whichever the params ask for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from explorer.figures import image_figure
+from frcnn_core.anchors import AnchorParams, AnchorResult
+
+# One colour per ratio (up to eight ratios), line style per scale.
+RATIO_COLOURS = (
+    "#EF4444",
+    "#22C55E",
+    "#3B82F6",
+    "#F59E0B",
+    "#A855F7",
+    "#06B6D4",
+    "#EC4899",
+    "#84CC16",
+)
+SCALE_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+PAD_COLOUR = 235  # light grey canvas around the image, so anchors crossing the border show
+CENTRE_COLOUR = "#FACC15"
+PICKED_COLOUR = "#F43F5E"
+
+
+@dataclass(frozen=True)
+class CellAnchor:
+    """One anchor of a cell: its place in the anchor list and its box.
+
+    Attributes:
+        index: position in the full anchor list (and in the RPN head's flattened output).
+        a: position within the cell, ``ratio_index * n_scales + scale_index``.
+        ratio, scale: its shape parameters; ``width``, ``height`` in input pixels.
+        box: (x1, y1, x2, y2) in the input frame (may cross the border).
+        inside: whether the box lies wholly inside the image.
+    """
+
+    index: int
+    a: int
+    ratio_index: int
+    scale_index: int
+    ratio: float
+    scale: float
+    width: float
+    height: float
+    box: tuple[float, float, float, float]
+    inside: bool
+
+
+def cell_indices(
+    feature_size: tuple[int, int], per_cell: int, iy: int, ix: int, x_outer: bool = False
+) -> list[int]:
+    """The anchor indices of cell (iy, ix): ``(iy * Wf + ix) * A + a`` for a = 0..A-1 (or the
+    tutorial's x-outer order ``(ix * Hf + iy) * A + a`` when ``x_outer``)."""
+    hf, wf = feature_size
+    cell = ix * hf + iy if x_outer else iy * wf + ix
+    return [cell * per_cell + a for a in range(per_cell)]
+
+
+def cell_anchors(grid: AnchorResult, params: AnchorParams, iy: int, ix: int) -> list[CellAnchor]:
+    """The A anchors of cell (iy, ix), in index order."""
+    scales, ratios = params.scales, params.ratios
+    indices = cell_indices(grid.feature_size, params.per_cell, iy, ix, params.bug_b1_x_outer)
+    inside = torch.isin(torch.tensor(indices), grid.inside_index.cpu()).tolist()
+    out = []
+    for a, index in enumerate(indices):
+        ri, si = divmod(a, len(scales))
+        x1, y1, x2, y2 = (float(v) for v in grid.anchors[index].tolist())
+        out.append(
+            CellAnchor(
+                index=index,
+                a=a,
+                ratio_index=ri,
+                scale_index=si,
+                ratio=float(ratios[ri]),
+                scale=float(scales[si]),
+                width=x2 - x1,
+                height=y2 - y1,
+                box=(x1, y1, x2, y2),
+                inside=bool(inside[a]),
+            )
+        )
+    return out
+
+
+def cell_table(anchors: list[CellAnchor]) -> list[dict[str, object]]:
+    """Rows for a table of one cell's anchors."""
+    return [
+        {
+            "a": c.a,
+            "index": c.index,
+            "ratio h/w": f"{c.ratio:g}",
+            "scale": f"{c.scale:g}",
+            "w × h": f"{c.width:.0f} × {c.height:.0f}",
+            "box (x1, y1, x2, y2)": "(" + ", ".join(f"{v:.1f}" for v in c.box) + ")",
+            "inside": "yes" if c.inside else "no",
+        }
+        for c in anchors
+    ]
+
+
+def centres_figure(
+    pixels: np.ndarray,
+    centres: torch.Tensor,
+    feature_size: tuple[int, int],
+    picked: tuple[int, int],
+) -> go.Figure:
+    """Every cell centre over the dimmed image (one WebGL trace, clickable), the picked one
+    ringed. Each point's ``customdata`` is its (iy, ix)."""
+    hf, wf = feature_size
+    xy = centres.detach().cpu().numpy()
+    iy, ix = np.divmod(np.arange(hf * wf), wf)
+    fig = image_figure(pixels, height=520, dim=0.55)
+    fig.add_trace(
+        go.Scattergl(
+            x=xy[:, 0],
+            y=xy[:, 1],
+            mode="markers",
+            name=f"{hf} × {wf} = {hf * wf} centres",
+            marker=dict(color=CENTRE_COLOUR, size=4),
+            customdata=np.stack((iy, ix), axis=1),
+            hovertemplate="cell (iy %{customdata[0]}, ix %{customdata[1]})<br>"
+            "centre (%{x:.0f}, %{y:.0f})<extra></extra>",
+        )
+    )
+    py, px = picked
+    cx, cy = xy[py * wf + px]
+    fig.add_trace(
+        go.Scatter(
+            x=[cx],
+            y=[cy],
+            mode="markers",
+            name=f"picked cell ({py}, {px})",
+            marker=dict(color="rgba(0,0,0,0)", size=16, line=dict(color=PICKED_COLOUR, width=3)),
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(dragmode="zoom", clickmode="event+select")
+    return fig
+
+
+def cell_anchors_figure(
+    pixels: np.ndarray, anchors: list[CellAnchor], centre: tuple[float, float], height: int = 520
+) -> go.Figure:
+    """The anchors of one cell on the image padded (grey) just enough that anchors crossing
+    the border show in full, like the tutorial's ``cv2.copyMakeBorder``. Colour = ratio, line
+    style = scale; the image border is the dashed white rectangle."""
+    h, w = pixels.shape[:2]
+    boxes = np.array([c.box for c in anchors], dtype=np.float64).reshape(-1, 4)
+    margin = 12
+    left = math.ceil(max(0.0, -boxes[:, 0].min())) + margin
+    top = math.ceil(max(0.0, -boxes[:, 1].min())) + margin
+    right = math.ceil(max(0.0, boxes[:, 2].max() - w)) + margin
+    bottom = math.ceil(max(0.0, boxes[:, 3].max() - h)) + margin
+    padded = np.pad(
+        pixels, ((top, bottom), (left, right), (0, 0)), mode="constant", constant_values=PAD_COLOUR
+    )
+    fig = image_figure(padded, height=height)
+    fig.data[0].update(x0=-left, y0=-top)
+    fig.update_xaxes(range=[-left, w + right])
+    fig.update_yaxes(range=[h + bottom, -top])
+    fig.add_trace(
+        go.Scatter(
+            x=[0, w, w, 0, 0],
+            y=[0, 0, h, h, 0],
+            mode="lines",
+            line=dict(color="#111827", width=1.5, dash="dot"),
+            name="image border",
+            hoverinfo="skip",
+        )
+    )
+    for c in anchors:
+        x1, y1, x2, y2 = c.box
+        colour = RATIO_COLOURS[c.ratio_index % len(RATIO_COLOURS)]
+        dash = SCALE_DASHES[c.scale_index % len(SCALE_DASHES)]
+        label = f"#{c.index}: r {c.ratio:g}, s {c.scale:g} · {c.width:.0f}×{c.height:.0f}"
+        fig.add_trace(
+            go.Scatter(
+                x=[x1, x2, x2, x1, x1],
+                y=[y1, y1, y2, y2, y1],
+                mode="lines",
+                line=dict(color=colour, width=2.5, dash=dash),
+                name=label + ("" if c.inside else " (outside)"),
+                hovertemplate=f"{label}<br>({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[centre[0]],
+            y=[centre[1]],
+            mode="markers",
+            marker=dict(color=PICKED_COLOUR, size=9, symbol="x"),
+            name=f"centre ({centre[0]:.0f}, {centre[1]:.0f})",
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        showlegend=True,
+        legend=dict(
+            orientation="v",
+            yanchor="top",
+            y=1.0,
+            xanchor="left",
+            x=1.01,
+            font=dict(size=11),
+            title=dict(text="index: ratio, scale · w×h"),
+        ),
+        margin=dict(l=0, r=0, t=0, b=0),
+    )
+    return fig
+
+
+def inside_by_shape(grid: AnchorResult, params: AnchorParams) -> np.ndarray:
+    """Inside flags per anchor shape as a 0/1 int array [A, Hf, Wf]; summed over A, how many
+    of each cell's anchors lie inside the image."""
+    hf, wf = grid.feature_size
+    flags = torch.zeros(grid.total, dtype=torch.int64)
+    flags[grid.inside_index.cpu()] = 1
+    if params.bug_b1_x_outer:
+        return flags.reshape(wf, hf, params.per_cell).permute(2, 1, 0).numpy()  # [Wf, Hf, A]
+    return flags.reshape(hf, wf, params.per_cell).permute(2, 0, 1).numpy()  # [Hf, Wf, A]
+
+
+def shape_table(by_shape: np.ndarray, params: AnchorParams) -> list[dict[str, object]]:
+    """One row per anchor shape: its size and at how many cells it lies inside the image."""
+    scales, ratios, stride = params.scales, params.ratios, params.stride
+    cells = by_shape.shape[1] * by_shape.shape[2]
+    rows = []
+    for a in range(by_shape.shape[0]):
+        ri, si = divmod(a, len(scales))
+        r, s = ratios[ri], scales[si]
+        w, h = stride * s / math.sqrt(r), stride * s * math.sqrt(r)
+        n = int(by_shape[a].sum())
+        rows.append(
+            {
+                "a": a,
+                "ratio h/w": f"{r:g}",
+                "scale": f"{s:g}",
+                "w × h": f"{w:.0f} × {h:.0f}",
+                "inside at cells": n,
+                "share": f"{100 * n / cells:.1f} %",
+            }
+        )
+    return rows
+
+
+def inside_heatmap(counts: np.ndarray, per_cell: int, picked: tuple[int, int]) -> go.Figure:
+    """How many of each cell's anchors are inside (0..A), the picked cell ringed."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            zmin=0,
+            zmax=per_cell,
+            colorscale="Viridis",
+            colorbar=dict(title=dict(text="inside"), thickness=12),
+            hovertemplate="cell (iy %{y}, ix %{x}): %{z} of " + str(per_cell) + "<extra></extra>",
+        )
+    )
+    py, px = picked
+    fig.add_trace(
+        go.Scatter(
+            x=[px],
+            y=[py],
+            mode="markers",
+            marker=dict(color="rgba(0,0,0,0)", size=12, line=dict(color=PICKED_COLOUR, width=2)),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showgrid=False, constrain="domain")
+    fig.update_xaxes(showgrid=False, constrain="domain")
+    fig.update_layout(
+        height=420,
+        margin=dict(l=0, r=0, t=30, b=0),
+        title=dict(
+            text=f"Anchors inside the image per cell (of {per_cell})", x=0.01, font=dict(size=13)
+        ),
+        xaxis_title="ix",
+        yaxis_title="iy",
+    )
+    return fig
+
+
+def shape_maps_figure(by_shape: np.ndarray, params: AnchorParams) -> go.Figure:
+    """Per anchor shape (rows: ratio, columns: scale), the cells where it lies inside."""
+    scales, ratios, stride = params.scales, params.ratios, params.stride
+    n_r, n_s = len(ratios), len(scales)
+    names = []
+    for r in ratios:
+        for s in scales:
+            w, h = stride * s / math.sqrt(r), stride * s * math.sqrt(r)
+            names.append(f"r {r:g}, s {s:g} ({w:.0f}×{h:.0f})")
+    fig = make_subplots(
+        rows=n_r, cols=n_s, subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.08
+    )
+    for k in range(by_shape.shape[0]):
+        r, c = divmod(k, n_s)
+        fig.add_trace(
+            go.Heatmap(
+                z=by_shape[k],
+                zmin=0,
+                zmax=1,
+                colorscale=[[0, "#E5E7EB"], [1, "#16A34A"]],
+                showscale=False,
+                hovertemplate="cell (iy %{y}, ix %{x}): %{z}<extra>1 = inside</extra>",
+            ),
+            row=r + 1,
+            col=c + 1,
+        )
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(height=40 + 220 * n_r, margin=dict(l=0, r=0, t=40, b=0))
+    return fig
