@@ -20,6 +20,8 @@ PAGES = [
     st.Page("pages/6_proposals.py", url_path="proposals", title="Proposals & NMS", icon="🧹"),
     st.Page("pages/7_roi.py", url_path="roi", title="RoI sampling & pooling", icon="🔲"),
     st.Page("pages/8_head.py", url_path="head", title="Head & losses", icon="🧮"),
+    st.Page("pages/10_train.py", url_path="train", title="Train", icon="🏋️"),
+    st.Page("pages/11_detect.py", url_path="detect", title="Detect", icon="📦"),
     st.Page("pages/9_bugs.py", url_path="bugs", title="Tutorial bugs", icon="🐞"),
 ]
 
@@ -38,7 +40,11 @@ with st.sidebar:
             icon="⚠️",
         )
     else:
-        st.caption(f"Weights: {backbone.weights}")
+        st.caption(f"Backbone weights: {backbone.weights}")
+    trained = compute.trained_model()
+    st.caption(
+        "Heads: **trained in this session**" if trained is not None else "Heads: initial (seeded)"
+    )
     if st.button(
         "Reset to tutorial defaults",
         width="stretch",

@@ -219,10 +219,10 @@ class PipelineResult:
     def losses(self) -> dict[str, float]:
         """The four loss terms and their total, as floats."""
         out = {
-            "rpn_cls": float(self.rpn_loss.cls),
-            "rpn_loc": float(self.rpn_loss.loc),
-            "roi_cls": float(self.head_loss.cls),
-            "roi_loc": float(self.head_loss.loc),
+            "rpn_cls": float(self.rpn_loss.cls.detach()),
+            "rpn_loc": float(self.rpn_loss.loc.detach()),
+            "roi_cls": float(self.head_loss.cls.detach()),
+            "roi_loc": float(self.head_loss.loc.detach()),
         }
         out["total"] = sum(out.values())
         return out

@@ -9,6 +9,7 @@ import streamlit as st
 from explorer.views.rpn import (
     RPN_LOSS_FORMULA,
     head_layers,
+    largest_shift,
     loss_numbers_latex,
     objectness_heatmaps,
     objectness_histogram,
@@ -140,10 +141,9 @@ with page_guard():
         width="stretch",
         key="rpn_top_boxes",
     )
-    shift = float((top.boxes - top.anchors.clamp(min=0)).abs().max()) if n_boxes else 0.0
     st.caption(
-        f"Largest move of a drawn box's edge from its anchor: {shift:.1f} px "
-        f"(anchors clipped to the image for the comparison)."
+        "Largest move of a drawn box's edge from its anchor (both clipped to the image): "
+        f"{largest_shift(top, prep.image.size):.1f} px."
     )
     st.dataframe(
         top_boxes_table(top, rpn, feature_size, params.anchors, rows=10),

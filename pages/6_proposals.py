@@ -1,3 +1,201 @@
+"""Stage 9: from every scored anchor to a few thousand region proposals."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("Under construction")
+from explorer.views.proposals import STEPS, funnel_figure, funnel_stages, step_figures, step_view
+from explorer.widgets import (
+    intro,
+    page_guard,
+    param_select,
+    param_slider,
+    param_toggle,
+    stages_or_stop,
+    timing_caption,
+)
+
+MODES = {True: "Train (12000 / 2000)", False: "Test (6000 / 300)"}
+
+intro(
+    "Proposals & NMS",
+    "The **proposal layer** turns the RPN's outputs for *all* anchors into a short list of "
+    "candidate boxes, the **proposals** (RoIs): move every anchor by its predicted deltas "
+    "(**decode**), **clip** to the image, drop tiny boxes (**min size**), keep the best-scored "
+    "ones (**pre-NMS top-N**), remove near-duplicates with **non-maximum suppression**, and keep "
+    "the best survivors (**post-NMS top-N**). Training keeps more proposals than testing.",
+    "anchors [N, 4] + deltas [N, 4] + logits [N, 2] → proposals [R, 4], R ≤ post-NMS N",
+)
+
+with page_guard():
+    stages = stages_or_stop()
+    with st.sidebar:
+        st.subheader("Proposal layer")
+        training = param_select(
+            "training",
+            "Mode",
+            [True, False],
+            format_func=lambda t: MODES[t],
+            help="Which pre/post-NMS counts are used (the tutorial's defaults in brackets). "
+            "This setting is shared with the later pages.",
+        )
+        mode = "train" if training else "test"
+        nms_iou = param_slider(
+            "proposals.nms_iou",
+            "NMS IoU threshold",
+            0.0,
+            1.0,
+            0.05,
+            help="NMS deletes a box overlapping a better one by more than this (tutorial: 0.7)",
+        )
+        pre_n = param_slider(
+            f"proposals.pre_nms_{mode}",
+            f"Pre-NMS top-N ({mode})",
+            100,
+            22500,
+            100,
+            help="Best-scored boxes that go into NMS (tutorial: 12000 train, 6000 test)",
+        )
+        post_n = param_slider(
+            f"proposals.post_nms_{mode}",
+            f"Post-NMS top-N ({mode})",
+            50,
+            5000,
+            50,
+            help="Best NMS survivors kept as proposals (tutorial: 2000 train, 300 test)",
+        )
+        min_size = param_slider(
+            "proposals.min_size",
+            "Min size (px)",
+            0.0,
+            800.0,
+            8.0,
+            help="Boxes narrower or shorter than this are dropped (tutorial: 16)",
+        )
+        st.subheader("Display")
+        n_draw = st.slider(
+            "Boxes to draw per view",
+            10,
+            2000,
+            200,
+            10,
+            key="proposals:n_draw",
+            help="The best-scored boxes of each view; all of them are counted",
+        )
+        with st.expander("Advanced: tutorial bugs"):
+            b7 = param_toggle(
+                "proposals.bug_b7_logit_rank",
+                "B7: rank by the raw object logit",
+                help="The tutorial ranked by the object logit, not the softmax probability",
+            )
+            st.caption("B7: ranks by one logit, ignoring the background logit it competes with.")
+            b8 = param_toggle(
+                "proposals.bug_b8_index_order",
+                "B8: NMS in anchor-index order",
+                help="The tutorial's `order.argsort()[::-1]` visits boxes by index, not score",
+            )
+            st.caption("B8: NMS keeps high-index boxes and deletes better-scored ones.")
+
+    params = stages.params.proposals
+    prep = stages.prepared
+    grid = stages.anchors
+    result = stages.proposals
+    counts = result.counts()
+    if b7:
+        st.warning(
+            "Bug **B7** is on: boxes are ranked by the raw object logit instead of the softmax "
+            "probability p(object) = softmax(bg, obj)[obj]."
+        )
+    if b8:
+        st.warning(
+            "Bug **B8** is on: NMS visits boxes by descending anchor index, not by score, so it "
+            "keeps worse boxes and suppresses better ones."
+        )
+
+    roi = stages.proposal_targets.counts() if training else None
+    sampled = roi["positive"] + roi["negative"] if roi else None
+    cols = st.columns(6)
+    cols[0].metric("Decoded", f"{counts['decoded']:,}", help="All anchors, decoded and clipped")
+    cols[1].metric(f"≥ {min_size:g} px", f"{counts['after_min_size']:,}")
+    cols[2].metric("Pre-NMS", f"{counts['pre_nms']:,}", help=f"Top {pre_n:,} by score")
+    cols[3].metric("After NMS", f"{counts['after_nms']:,}", help=f"NMS at IoU {nms_iou:g}")
+    cols[4].metric("Kept", f"{counts['kept']:,}", help=f"Post-NMS top {post_n:,}")
+    if roi:
+        cols[5].metric(
+            "Sampled RoIs",
+            sampled,
+            help=f"{roi['positive']} positive, {roi['negative']} negative (RoI sampling page)",
+        )
+    else:
+        cols[5].metric("Sampled RoIs", "—", help="Test time: no RoI sampling")
+
+    if counts["after_min_size"] == 0:
+        st.warning(
+            f"No box is at least {min_size:g} px wide and tall, so there are no proposals at "
+            "all. Lower the min size."
+        )
+    elif counts["kept"] < 10:
+        st.info(
+            f"Only {counts['kept']} proposal(s) survive. With NMS at IoU {nms_iou:g} every box "
+            "that overlaps a better one by more than that is deleted, so a low threshold "
+            "leaves only a few scattered boxes."
+        )
+    elif counts["after_nms"] < post_n:
+        st.caption(
+            f"NMS left {counts['after_nms']:,} boxes, fewer than the post-NMS N of {post_n:,}, "
+            "so all of them are kept."
+        )
+
+    left, right = st.columns([2, 3])
+    with left:
+        st.plotly_chart(
+            funnel_figure(funnel_stages(result, grid.total, grid.inside, params, sampled)),
+            width="stretch",
+            key="proposals_funnel",
+        )
+    with right:
+        st.markdown(
+            f"**Anchors → inside the image ({grid.inside:,})** is the RPN *loss*'s filter "
+            "(Anchor labelling page), not a step of the proposal layer: the proposal layer "
+            f"starts again from **all {grid.total:,} anchors**, clipping the boxes instead of "
+            "discarding those that cross the border."
+        )
+        if roi:
+            st.markdown(
+                "**Sampled RoIs**: during training only, RoI sampling picks "
+                f"{sampled} of the proposals ({roi['positive']} positive, {roi['negative']} "
+                "negative) for the Fast R-CNN head's loss."
+            )
+        else:
+            st.markdown(
+                "At **test** time there is no RoI sampling: all the kept proposals go to the "
+                "detection head."
+            )
+        st.caption(
+            "With untrained heads the scores are all ≈ 0.5, so the ranking is nearly arbitrary; "
+            "the counts and the mechanics are the same as for a trained model."
+        )
+
+    st.subheader("Boxes before and after each step")
+    step = st.radio(
+        "Step",
+        STEPS,
+        index=STEPS.index("NMS"),
+        horizontal=True,
+        key="proposals:step",
+    )
+    view = step_view(result, grid.anchors, params, step, n_draw)
+    st.markdown(view.explanation)
+    if view.n_removed:
+        st.caption(f"This step removes {view.n_removed:,} of {view.n_before:,} boxes.")
+    if view.n_after == 0:
+        st.warning("No box is left after this step.")
+    before_fig, after_fig = step_figures(prep.image.pixels, view, prep.image.gt_boxes, prep.labels)
+    left, right = st.columns(2)
+    left.plotly_chart(before_fig, width="stretch", key="proposals_before")
+    right.plotly_chart(after_fig, width="stretch", key="proposals_after")
+    st.caption(
+        "Purple: the 10 best-scored boxes of each view. Red: boxes this step removed. Yellow: "
+        "ground truth."
+    )
+    timing_caption(stages, [f"proposals_{mode}", "proposal_targets"])

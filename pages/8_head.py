@@ -1,3 +1,245 @@
+"""Stages 12 and 13: the Fast R-CNN head's class scores and deltas, and every loss term."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
 import streamlit as st
 
-st.title("Under construction")
+from explorer.compute import Stages
+from explorer.views.head import (
+    architecture_table,
+    class_columns,
+    class_names_with_background,
+    losses_figure,
+    roi_loc_sum,
+    roi_table,
+)
+from explorer.widgets import (
+    intro,
+    no_boxes_notice,
+    page_guard,
+    param_slider,
+    param_toggle,
+    stages_or_stop,
+    timing_caption,
+)
+from frcnn_core.head import HeadOutput, UnreducedLossError, head_loss
+
+intro(
+    "Head & losses",
+    "Each sampled RoI's 7 × 7 × 512 features go through two fully connected layers (the "
+    "**Fast R-CNN head**), which give **C + 1 class scores** (background and the C object "
+    "classes) and **4 box deltas per class**. Training compares them with the RoI's targets: "
+    "a cross-entropy for the class, a smooth-L1 loss for the deltas of the *true* class of the "
+    "positive RoIs. Add the RPN's two terms from stage 8 and you have the number that "
+    "training makes smaller.",
+    "pooled [S, 512, 7, 7] → [S, 25088] → fc6 [S, 4096] → fc7 [S, 4096] → "
+    "scores [S, C+1], deltas [S, (C+1)·4]",
+)
+
+
+@st.cache_data(max_entries=8, show_spinner="Running the Fast R-CNN head (fc6 is 25088 × 4096)…")
+def head_outputs(key: tuple, _stages: Stages) -> HeadOutput:
+    """The head's outputs, cached on everything they depend on, so a loss-weight slider or the
+    B12 toggle does not re-run the 100-million-weight fc6 (about 0.3 s on a CPU)."""
+    out = _stages.head
+    return HeadOutput(out.scores.detach().cpu(), out.deltas.detach().cpu())
+
+
+def head_key(stages: Stages) -> tuple:
+    """What the head's outputs depend on: not the loss weights, not B12."""
+    p = stages.params
+    return (
+        stages.features_key,
+        stages.heads.token,
+        stages.boxes,
+        dataclasses.replace(p.rpn, loss_lambda=0.0),
+        p.anchors,
+        p.proposals,
+        p.training,
+        p.proposal_targets,
+        p.roi_pool,
+        p.head.bug_b11_no_relu,
+    )
+
+
+with page_guard():
+    stages = stages_or_stop()
+    no_boxes_notice(stages)
+    with st.sidebar:
+        st.subheader("Loss weights")
+        rpn_lambda = param_slider(
+            "rpn.loss_lambda",
+            "RPN λ (box term weight)",
+            0.0,
+            20.0,
+            0.5,
+            help="Weight of the RPN's smooth-L1 term (tutorial: 10)",
+        )
+        roi_lambda = param_slider(
+            "head.loss_lambda",
+            "Head λ (box term weight)",
+            0.0,
+            20.0,
+            0.5,
+            help="Weight of the head's smooth-L1 term (tutorial: 10)",
+        )
+        st.subheader("Tutorial bugs")
+        b11 = param_toggle(
+            "head.bug_b11_no_relu",
+            "B11: no ReLU between fc6 and fc7",
+            help="The tutorial's nn.Sequential(Linear, Linear): two layers that collapse into one",
+        )
+        b12 = param_toggle(
+            "head.bug_b12_unreduced",
+            "B12: leave the RoI box loss unreduced",
+            help="The tutorial never sums roi_loc_loss, so the total loss is a matrix",
+        )
+
+    prep = stages.prepared
+    targets = stages.proposal_targets
+    n_rois = int(targets.labels.numel())
+    if n_rois == 0:
+        st.warning(
+            "No RoI was sampled (see the **RoI sampling & pooling** page: the IoU ranges hold no "
+            "proposal), so the head has nothing to classify."
+        )
+        st.stop()
+    stages.head = head_outputs(head_key(stages), stages)
+    head = stages.heads.heads.head
+    c = head.num_classes
+    names = class_names_with_background(prep.class_names, c + 1)
+
+    st.subheader("The head")
+    left, right = st.columns([3, 2])
+    with left:
+        st.dataframe(
+            architecture_table(head, n_rois),
+            hide_index=True,
+            width="stretch",
+            column_config={"weights": st.column_config.NumberColumn(format="localized")},
+        )
+    with right:
+        st.markdown(
+            f"**C = {c}** object class{'es' if c != 1 else ''} ("
+            + ", ".join(names[1:])
+            + f") plus background: **{c + 1} scores** and **{(c + 1) * 4} deltas** per RoI, "
+            f"for **S = {n_rois}** sampled RoIs."
+        )
+        if b11:
+            st.warning(
+                "B11 is on: fc6 and fc7 run without ReLU, so fc7(fc6(x)) = (W₇W₆)x + (W₇b₆ + "
+                "b₇), a single linear map: 117 million weights doing the work of one layer."
+            )
+        if not stages.heads.trained:
+            st.caption(
+                "The head is freshly initialised (scores weights ~ N(0, 0.01)), so every RoI's "
+                f"class probabilities are close to 1 / (C + 1) = {1 / (c + 1):.3f} and the "
+                f"classification loss close to log(C + 1) = {math.log(c + 1):.3f}."
+            )
+
+    st.subheader("Losses")
+    rpn = stages.rpn_loss
+    error: UnreducedLossError | None = None
+    try:
+        losses = stages.losses()
+        roi = stages.head_loss
+    except UnreducedLossError as exc:
+        error = exc
+        fixed = dataclasses.replace(stages.params.head, bug_b12_unreduced=False)
+        roi = head_loss(stages.head, targets.labels, targets.targets, fixed)
+        losses = {"rpn_cls": float(rpn.cls), "rpn_loc": float(rpn.loc), "roi_cls": float(roi.cls)}
+    cols = st.columns(5)
+    for col, name in zip(cols, ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"), strict=True):
+        if name in losses:
+            col.metric(name, f"{losses[name]:.4f}")
+        else:
+            col.metric(name, "matrix", help="B12: not reduced to a number")
+    if error is not None:
+        st.error(
+            "The tutorial's failure (B12): `total_loss.backward()` → RuntimeError: grad can be "
+            f"implicitly created only for scalar outputs.\n\n{error}"
+        )
+        st.markdown(
+            "The tutorial computes `roi_loc_loss` element by element and never sums it, so "
+            "`roi_loss = roi_cls_loss + roi_lambda * roi_loc_loss` is a P × 4 matrix (one row "
+            "per positive RoI) and so is `total_loss = rpn_loss + roi_loss`. Printing works; "
+            "training does not, because `backward()` needs one number. The fix: "
+            "`roi_loc_loss.sum() / N_pos`. Turn B12 off in the sidebar to see the total."
+        )
+    loc_sum = roi_loc_sum(targets, stages.head, stages.params.head.smooth_l1_beta)
+    n_pos_rpn, n_pos_roi = rpn.n_pos, roi.n_pos
+    left, right = st.columns([2, 3])
+    with left:
+        st.plotly_chart(losses_figure(losses), width="stretch", key="head:losses")
+    with right:
+        st.latex(
+            r"L^{rpn}_{cls} = \frac{1}{N_{cls}} \sum_i \mathrm{CE}(p_i, p_i^*)"
+            rf" \quad N_{{cls}} = {rpn.n_sampled} \;\Rightarrow\; {float(rpn.cls):.4f}"
+        )
+        st.latex(
+            r"L^{rpn}_{loc} = \frac{\lambda}{N_{pos}} \sum_{p_i^* = 1} "
+            r"\mathrm{smoothL1}(t_i - t_i^*) = "
+            rf"\frac{{{rpn_lambda:g}}}{{{max(n_pos_rpn, 1)}}} \times {float(rpn.loc_sum):.4f}"
+            rf" = {float(rpn.loc):.4f}"
+        )
+        st.latex(
+            r"L^{roi}_{cls} = \frac{1}{S} \sum_i \mathrm{CE}(p_i, u_i)"
+            rf" \quad S = {n_rois} \;\Rightarrow\; {float(roi.cls):.4f}"
+        )
+        roi_loc_value = (
+            rf"{float(roi.loc):.4f}" if error is None else r"\text{a } P \times 4 \text{ matrix}"
+        )
+        st.latex(
+            r"L^{roi}_{loc} = \frac{\lambda}{N_{pos}} \sum_{u_i \geq 1} "
+            r"\mathrm{smoothL1}(t_i^{u_i} - v_i) = "
+            rf"\frac{{{roi_lambda:g}}}{{{max(n_pos_roi, 1)}}} \times {loc_sum:.4f} = "
+            + roi_loc_value
+        )
+        total = f"{losses['total']:.4f}" if "total" in losses else r"\text{a matrix (B12)}"
+        st.latex(
+            r"L = L^{rpn}_{cls} + L^{rpn}_{loc} + L^{roi}_{cls} + L^{roi}_{loc} = " + total
+        )
+        beta = stages.params.head.smooth_l1_beta
+        st.caption(
+            f"smoothL1(x) = 0.5 x² / β when |x| < β, else |x| − 0.5 β (β = {beta:g}), summed "
+            "over the 4 deltas. N_pos counts positives (at least 1, so no positive gives a box "
+            f"loss of 0): {n_pos_rpn} anchors, {n_pos_roi} RoIs. p* and u are the true labels "
+            "(u = 0 is background); t* and v the target deltas."
+        )
+    if n_pos_roi == 0:
+        st.info(
+            "No sampled RoI is positive, so the head's box loss is 0 and the classifier only "
+            "sees background. Lower the positive IoU on the RoI sampling page."
+        )
+
+    st.subheader("Sampled RoIs")
+    st.caption(
+        "Positives first. The deltas are the head's predictions for the RoI's true class (the "
+        "only ones the loss uses); targets are blank for background RoIs, which have no box loss."
+    )
+    table = roi_table(targets, stages.head, prep.class_names)
+    config = {
+        col: st.column_config.ProgressColumn(col, format="%.3f", min_value=0.0, max_value=1.0)
+        for col in class_columns(names)
+    }
+    for col in table.columns:
+        if col not in config and col not in ("RoI", "true class", "predicted"):
+            config[col] = st.column_config.NumberColumn(col, format="%.3f")
+    st.dataframe(table, hide_index=True, width="stretch", height=360, column_config=config)
+
+    with st.expander("Tutorial bugs B11 and B12 (fixed here; toggle them in the sidebar)"):
+        st.markdown(
+            "**B11: no ReLU in the head.** The tutorial builds `nn.Sequential(nn.Linear(25088, "
+            "4096), nn.Linear(4096, 4096))`. Without a non-linearity between them, two linear "
+            "layers are one linear layer (their product), so the head is no deeper than a "
+            "single layer. VGG16's classifier, which Fast R-CNN reuses, has a ReLU after each.\n\n"
+            "**B12: the box loss is never reduced.** `roi_loc_loss` is computed per element and "
+            "added to the scalar class loss as a matrix; the tutorial prints that matrix as "
+            "`total_loss`. `total_loss.backward()` then raises “grad can be implicitly created "
+            "only for scalar outputs”. The fix sums over the positives and divides by N_pos, as "
+            "the RPN loss does."
+        )
+    timing_caption(stages, ["proposals_train", "proposal_targets", "roi_pool", "head"])

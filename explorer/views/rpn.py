@@ -208,6 +208,14 @@ def top_boxes(
     return TopBoxes(top.indices, top.values, chosen, boxes)
 
 
+def largest_shift(top: TopBoxes, image_size: tuple[int, int]) -> float:
+    """How far (px) the head moved any edge of the drawn boxes, both clipped to the image."""
+    if top.index.numel() == 0:
+        return 0.0
+    anchors = clip_boxes_to_image(top.anchors, image_size)
+    return float((top.boxes - anchors).abs().max())
+
+
 def top_boxes_figure(
     pixels: np.ndarray,
     top: TopBoxes,

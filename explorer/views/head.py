@@ -1,0 +1,112 @@
+"""Figures and tables of stages 12 and 13: the Fast R-CNN head's outputs and the four losses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from explorer.figures import LOSS_COLOURS
+from frcnn_core.boxes import smooth_l1_sum
+from frcnn_core.head import FastRCNNHead, HeadOutput
+from frcnn_core.proposal_targets import ProposalTargetResult
+
+LOSS_NAMES = ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total")
+DELTAS = ("dx", "dy", "dw", "dh")
+
+
+def class_names_with_background(class_names: tuple[str, ...], width: int) -> tuple[str, ...]:
+    """``("background", *class_names)`` padded to ``width`` outputs: with no boxes the head still
+    has one (nameless) object class."""
+    names = ("background", *class_names)
+    return names + tuple(f"class {i}" for i in range(len(names), width))
+
+
+def class_columns(names: tuple[str, ...]) -> list[str]:
+    """``P(0: background)``, ``P(1: zebra)``, …: the id keeps the columns distinct whatever the
+    user named a class."""
+    return [f"P({i}: {name})" for i, name in enumerate(names)]
+
+
+def architecture_table(head: FastRCNNHead, n_rois: int) -> pd.DataFrame:
+    """One row per layer of the head: its output shape and its number of weights."""
+    c1 = head.num_classes + 1
+    rows = [
+        ("RoI features (flattened)", f"[{n_rois}, 512, 7, 7] → [{n_rois}, 25088]", 0),
+        ("fc6 + ReLU", f"[{n_rois}, {head.fc6.out_features}]", _count(head.fc6)),
+        ("fc7 + ReLU", f"[{n_rois}, {head.fc7.out_features}]", _count(head.fc7)),
+        (f"class scores (C + 1 = {c1})", f"[{n_rois}, {c1}]", _count(head.score)),
+        (
+            f"class-specific deltas ((C + 1) × 4 = {c1 * 4})",
+            f"[{n_rois}, {c1 * 4}] → [{n_rois}, {c1}, 4]",
+            _count(head.loc),
+        ),
+    ]
+    return pd.DataFrame(rows, columns=["layer", "output shape", "weights"])
+
+
+def _count(layer: torch.nn.Module) -> int:
+    return sum(p.numel() for p in layer.parameters())
+
+
+def roi_table(
+    targets: ProposalTargetResult, output: HeadOutput, class_names: tuple[str, ...]
+) -> pd.DataFrame:
+    """One row per sampled RoI: true class, best IoU, softmax probabilities, predicted class,
+    and the predicted deltas of the true class next to their targets (positives only)."""
+    labels = targets.labels.detach().cpu()
+    probs = output.probs.detach().float().cpu().numpy()
+    names = class_names_with_background(class_names, probs.shape[1])
+    n = labels.numel()
+    picked = output.deltas.detach().float().cpu()[torch.arange(n), labels].numpy()  # [S, 4]
+    goal = targets.targets.detach().float().cpu().numpy()
+    positive = (labels > 0).numpy()
+    table = pd.DataFrame(
+        {
+            "RoI": np.arange(n),
+            "true class": [names[int(v)] for v in labels],
+            "best IoU": targets.max_iou.detach().cpu()[targets.sample_index.cpu()].numpy(),
+        }
+    )
+    for j, column in enumerate(class_columns(names)):
+        table[column] = probs[:, j]
+    table["predicted"] = [names[int(v)] for v in probs.argmax(axis=1)] if n else []
+    for j, d in enumerate(DELTAS):
+        table[d] = picked[:, j]
+        table[f"target {d}"] = np.where(positive, goal[:, j], np.nan)
+    return table
+
+
+def roi_loc_sum(targets: ProposalTargetResult, output: HeadOutput, beta: float = 1.0) -> float:
+    """``sum smoothL1(deltas[true class] - target)`` over the positive RoIs (before lambda and
+    N_pos)."""
+    labels = targets.labels.to(output.deltas.device)
+    pos = torch.nonzero(labels > 0).squeeze(1)
+    picked = output.deltas.detach()[pos, labels[pos]]
+    return float(smooth_l1_sum(picked, targets.targets.to(picked.device)[pos], beta))
+
+
+def losses_figure(losses: dict[str, float], height: int = 320) -> go.Figure:
+    """The four loss terms and their total as bars, each labelled with its value."""
+    names = [n for n in LOSS_NAMES if n in losses]
+    values = [losses[n] for n in names]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=values,
+            marker_color=[LOSS_COLOURS[n] for n in names],
+            text=[f"{v:.4f}" for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:.4f}<extra></extra>",
+        )
+    )
+    top = max(values, default=1.0)
+    fig.update_yaxes(range=[0, top * 1.18 if top > 0 else 1.0], title="loss")
+    fig.update_layout(
+        height=height,
+        margin=dict(l=0, r=0, t=30, b=0),
+        title=dict(text="total = rpn_cls + rpn_loc + roi_cls + roi_loc", x=0.01, font_size=13),
+    )
+    return fig

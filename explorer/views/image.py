@@ -1,0 +1,332 @@
+"""Stage 1 on the page: the drawing canvas's geometry, the box table, uploads, the input frame.
+
+Three frames meet here:
+
+- **original** pixels of the upright decoded image: where the session's boxes live
+  (``state.boxes()``, ``[{"box": [x1, y1, x2, y2], "label": str}]``);
+- **canvas** pixels of the drawing canvas, at most ``CANVAS_MAX_WIDTH`` wide, same aspect;
+  the canvas reports boxes as ``{"label", "left", "top", "width", "height"}``;
+- the **input frame** (800 x 800 by default) that the network sees (``PreparedInput``).
+
+Nothing here imports streamlit, so the conversions are tested without a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+
+from explorer.figures import add_gt, image_figure, image_source
+from frcnn_core.ground_truth import DEFAULT_LABEL, clean_label
+from frcnn_core.image import ImageError, LoadedImage
+from frcnn_core.pipeline import PreparedInput
+
+CANVAS_MAX_WIDTH = 760
+CANVAS_MAX_HEIGHT = 620
+CANVAS_MIN_SIDE = 40
+# Boxes drawn with the mouse are stored to a tenth of an original pixel: finer than a hand can
+# place them, coarse enough that a box survives canvas -> original -> canvas unchanged.
+DECIMALS = 1
+COORDS = ("x1", "y1", "x2", "y2")
+TABLE_COLUMNS = ("label", *COORDS)
+Box = dict[str, Any]
+Row = dict[str, Any]
+
+
+# -- canvas <-> original pixels ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CanvasFrame:
+    """The drawing canvas for an image of ``W x H`` original pixels.
+
+    Attributes:
+        width, height: canvas size in canvas pixels (same aspect as the image, up to rounding).
+        fx, fy: original pixels per canvas pixel along x and y (the background image is
+            stretched to the canvas exactly, so each axis has its own factor).
+    """
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+
+
+def canvas_frame(image_size: tuple[int, int]) -> CanvasFrame:
+    """The canvas for an image of ``image_size = (H, W)``: ``CANVAS_MAX_WIDTH`` wide unless
+    that would make it taller than ``CANVAS_MAX_HEIGHT`` (e.g. 2000 x 1333 -> 760 x 507)."""
+    h, w = image_size
+    factor = max(w / CANVAS_MAX_WIDTH, h / CANVAS_MAX_HEIGHT)
+    width = max(round(w / factor), CANVAS_MIN_SIDE)
+    height = max(round(h / factor), CANVAS_MIN_SIDE)
+    return CanvasFrame(width, height, w / width, h / height)
+
+
+def _coords(box: Box) -> tuple[float, float, float, float] | None:
+    """A box's four coordinates as finite floats, corners ordered; None when it has no such."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box["box"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        return None
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def drawable(box: Box) -> bool:
+    return _coords(box) is not None
+
+
+def boxes_to_canvas(boxes: Iterable[Box], frame: CanvasFrame) -> list[Box]:
+    """Original-pixel boxes as canvas boxes (``left, top, width, height`` = original / factor).
+
+    Inverted corners are drawn ordered; boxes that are not four finite numbers are skipped.
+    """
+    out = []
+    for b in boxes:
+        c = _coords(b)
+        if c is None:
+            continue
+        x1, y1, x2, y2 = c
+        out.append(
+            {
+                "label": str(b.get("label", "")),
+                "left": x1 / frame.fx,
+                "top": y1 / frame.fy,
+                "width": (x2 - x1) / frame.fx,
+                "height": (y2 - y1) / frame.fy,
+            }
+        )
+    return out
+
+
+def canvas_to_boxes(canvas_boxes: Iterable[Box], frame: CanvasFrame) -> list[Box]:
+    """Canvas boxes back in original pixels, rounded to ``DECIMALS``; labels cleaned."""
+    out = []
+    for c in canvas_boxes:
+        left, top = float(c["left"]), float(c["top"])
+        right, bottom = left + float(c["width"]), top + float(c["height"])
+        xs = sorted((left * frame.fx, right * frame.fx))
+        ys = sorted((top * frame.fy, bottom * frame.fy))
+        box = [round(v, DECIMALS) + 0.0 for v in (xs[0], ys[0], xs[1], ys[1])]
+        out.append({"box": box, "label": clean_label(c.get("label"))})
+    return out
+
+
+def signature(boxes: Iterable[Box]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """What the canvas shows of ``boxes``, comparable across the round trip: the drawable
+    boxes, corners ordered and rounded to ``DECIMALS``, with their labels."""
+    out = []
+    for b in boxes:
+        c = _coords(b)
+        if c is not None:
+            out.append((str(b.get("label", "")), tuple(round(v, DECIMALS) + 0.0 for v in c)))
+    return tuple(out)
+
+
+def merge_drawn(current: Sequence[Box], drawn: Sequence[Box]) -> list[Box]:
+    """The canvas's boxes (``drawn``), keeping the exact values of every current box that the
+    canvas still shows unchanged, so a round trip through the canvas never nudges a box."""
+    unused = list(current)
+    out = []
+    for d in drawn:
+        sig = signature([d])
+        match = next((c for c in unused if signature([c]) == sig), None)
+        if match is not None:
+            unused.remove(match)
+            out.append({"box": list(match["box"]), "label": match["label"]})
+        else:
+            out.append(d)
+    return out
+
+
+def background_uri(pixels: np.ndarray, frame: CanvasFrame) -> str:
+    """The upright image downscaled to the canvas, as a JPEG data URI (tens of kB, not MB)."""
+    small = cv2.resize(pixels, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
+    return image_source(small, quality=85)
+
+
+# -- the box table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """The table after the user's edits.
+
+    Attributes:
+        boxes: rows with four numbers: the session's boxes, in table order.
+        pending: rows still missing a number, kept in the table but not used.
+        messages: one line per pending row, for the user.
+    """
+
+    boxes: list[Box]
+    pending: list[Row]
+    messages: list[str]
+
+
+def boxes_to_rows(boxes: Iterable[Box]) -> list[Row]:
+    """Session boxes as table rows ``{"label", "x1", "y1", "x2", "y2"}``."""
+    rows = []
+    for b in boxes:
+        coords = list(b["box"]) + [None] * 4
+        rows.append({"label": b["label"], **dict(zip(COORDS, coords[:4], strict=True))})
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _cell(value: Any) -> Any:
+    """A JSON-safe cell: NaN becomes None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _cell(value.item())
+    return value
+
+
+def table_key(digest: str, rows: Sequence[Row]) -> str:
+    """A widget key that changes whenever the rows do, so the editor restarts from them
+    (its edit state is relative to the table it was given)."""
+    text = json.dumps([[_cell(r.get(c)) for c in TABLE_COLUMNS] for r in rows], default=str)
+    return f"image_page:table:{digest[:12]}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def apply_edits(rows: Sequence[Row], edits: dict[str, Any] | None) -> list[Row]:
+    """Apply ``st.data_editor``'s edit state (``edited_rows``, ``added_rows``, ``deleted_rows``)
+    to the rows it was given."""
+    edits = edits or {}
+    out = [dict(r) for r in rows]
+    for index, change in (edits.get("edited_rows") or {}).items():
+        i = int(index)
+        if 0 <= i < len(out):
+            out[i].update({k: v for k, v in change.items() if k in TABLE_COLUMNS})
+    deleted = {int(i) for i in edits.get("deleted_rows") or []}
+    out = [r for i, r in enumerate(out) if i not in deleted]
+    for added in edits.get("added_rows") or []:
+        out.append({c: added.get(c) for c in TABLE_COLUMNS})
+    return out
+
+
+def has_edits(edits: Any) -> bool:
+    if not isinstance(edits, dict):
+        return False
+    return any(edits.get(k) for k in ("edited_rows", "added_rows", "deleted_rows"))
+
+
+def split_rows(rows: Sequence[Row], default_label: str = DEFAULT_LABEL) -> TableResult:
+    """Rows with four numbers become boxes; the others stay pending with a message each
+    (nothing the user typed is lost). A missing label becomes ``default_label``."""
+    boxes: list[Box] = []
+    pending: list[Row] = []
+    messages: list[str] = []
+    for row in rows:
+        raw_label = row.get("label")
+        has_label = raw_label is not None and str(raw_label).strip() != ""
+        label = clean_label(raw_label) if has_label else default_label
+        numbers = {c: _number(row.get(c)) for c in COORDS}
+        missing = [c for c in COORDS if numbers[c] is None]
+        if not missing:
+            boxes.append({"box": [numbers[c] for c in COORDS], "label": label})
+            continue
+        pending.append({"label": label if has_label else None, **{c: numbers[c] for c in COORDS}})
+        name = f"the row labelled “{label}”" if has_label else "a new row"
+        messages.append(
+            f"{name[0].upper()}{name[1:]} has no number in {', '.join(missing)}: it stays in "
+            "the table (at the bottom) but is not used until all four are filled in."
+        )
+    return TableResult(boxes, pending, messages)
+
+
+def rows_table(rows: Sequence[Row]) -> dict[str, list[Any]]:
+    """Rows as columns for ``st.data_editor`` (numbers as floats, missing as NaN)."""
+    table: dict[str, list[Any]] = {"label": [str(r.get("label") or "") for r in rows]}
+    for c in COORDS:
+        table[c] = [
+            float(v) if (v := _number(r.get(c))) is not None else float("nan") for r in rows
+        ]
+    return table
+
+
+# -- uploads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """An upload checked: ``loaded`` when usable, else ``error`` (a sentence for the user)."""
+
+    name: str
+    loaded: LoadedImage | None = None
+    error: str | None = None
+
+
+def check_upload(name: str, data: bytes, decode: Callable[[bytes], LoadedImage]) -> UploadResult:
+    """Decode an upload with ``decode`` (e.g. the cached ``compute.decode``); an unusable file
+    gives an error message instead of raising. The session is not touched here."""
+    try:
+        loaded = decode(data)
+    except ImageError as exc:
+        return UploadResult(
+            name,
+            error=f"“{name}” cannot be used: {exc} The previous image and its boxes are kept.",
+        )
+    return UploadResult(name, loaded=loaded)
+
+
+# -- plain text and the input frame -----------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:=^&])")
+
+
+def plain(text: str) -> str:
+    """User text made inert for Streamlit markdown (no emphasis, links, colours or LaTeX)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def input_frame_text(prepared: PreparedInput, truncate: bool) -> str:
+    """E.g. "2000 x 1333 -> 800 x 800, sx = 0.4, sy = 0.6002; boxes truncated to whole
+    pixels as the tutorial does" (sizes as W x H)."""
+    h, w = prepared.image.original_size
+    ih, iw = prepared.image.size
+    sx, sy = prepared.image.scale
+    how = (
+        "boxes truncated to whole pixels as the tutorial does"
+        if truncate
+        else "boxes kept as floats (not truncated)"
+    )
+    return f"{w} x {h} -> {iw} x {ih}, sx = {sx:.4g}, sy = {sy:.4g}; {how}"
+
+
+def input_frame_rows(prepared: PreparedInput) -> dict[str, list[Any]]:
+    """The boxes the network sees, as table columns."""
+    b = prepared.image.gt_boxes.reshape(-1, 4).tolist()
+    table: dict[str, list[Any]] = {"label": list(prepared.labels)}
+    for k, c in enumerate(COORDS):
+        table[c] = [row[k] for row in b]
+    return table
+
+
+def input_frame_figure(prepared: PreparedInput, height: int = 520) -> go.Figure:
+    """The image resized to the input frame with its scaled GT boxes and labels (as text)."""
+    ih, iw = prepared.image.size
+    fig = image_figure(prepared.image.pixels, height=height, title=f"Input frame {iw} x {ih}")
+    # Plotly reads a few HTML tags in text; labels are the user's, so escape them.
+    labels = [html.escape(label) for label in prepared.labels]
+    return add_gt(fig, prepared.image.gt_boxes, labels)

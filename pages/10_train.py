@@ -1,0 +1,185 @@
+"""Train the RPN and the Fast R-CNN head on this image (or all samples) and watch them learn."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from explorer import compute, training
+from explorer.views.train import loss_curves
+from explorer.widgets import intro, page_guard, stages_or_stop
+from frcnn_core.backbone import WeightsError
+from frcnn_core.train import TrainParams
+
+# One script run trains for at most this long, then hands control back to the browser.
+STEP_BUDGET_S = 1.0
+
+intro(
+    "Train",
+    "Freshly initialised, the RPN scores every anchor about 0.5 and the head guesses; the "
+    "proposals are noise. Here both heads learn from your boxes with SGD while the backbone "
+    "stays frozen (its features are computed once per image). The trained weights belong to "
+    "**this browser session only**: every other page uses them, other users never see them.",
+    "per iteration: RPN on 512 × 50 × 50 → 256 anchors in the loss → 2000 proposals → "
+    "128 RoIs → head → total loss → backward → SGD step",
+)
+
+with page_guard():
+    stages = stages_or_stop()
+    trained = compute.trained_model()
+    job = training.active()
+    running = training.running()
+
+    with st.sidebar:
+        st.subheader("Training")
+        scope = st.radio(
+            "Train on",
+            [training.SCOPE_CURRENT, training.SCOPE_SAMPLES],
+            format_func=lambda s: "this image" if s == training.SCOPE_CURRENT else "all samples",
+            key="train:scope",
+            disabled=running,
+        )
+        iterations = st.slider("Iterations", 1, 300, 60, key="train:iterations", disabled=running)
+        lr = st.select_slider(
+            "Learning rate",
+            [0.0001, 0.0003, 0.001, 0.003, 0.01],
+            value=0.001,
+            key="train:lr",
+            disabled=running,
+        )
+        momentum = st.slider(
+            "Momentum", 0.0, 0.99, 0.9, 0.01, key="train:momentum", disabled=running
+        )
+        decay = st.select_slider(
+            "Weight decay",
+            [0.0, 0.0001, 0.0005, 0.001],
+            value=0.0005,
+            key="train:decay",
+            disabled=running,
+        )
+        train_fc = st.toggle(
+            "Train fc6 / fc7 too",
+            key="train:fc",
+            disabled=running,
+            help="118 M parameters: about 3x slower per iteration and a 470 MB weights file. "
+            "Off: they keep their initial weights and only the RPN and the output layers learn.",
+        )
+        last_block = st.toggle(
+            "Train the conv5 block too",
+            key="train:conv5",
+            disabled=running,
+            help="Unfreeze VGG16's last three convolutions (7 M parameters).",
+        )
+
+    settings = TrainParams(
+        iterations=iterations,
+        learning_rate=lr,
+        momentum=momentum,
+        weight_decay=decay,
+        train_fc=train_fc,
+        train_last_block=last_block,
+    )
+    cols = st.columns([1, 1, 1, 2])
+    if cols[0].button("Start training", type="primary", disabled=running):
+        with st.spinner("Preparing features for training…"):
+            error = training.start(scope, settings)
+        if error:
+            st.warning(error)
+        else:
+            st.rerun()
+    if cols[1].button("Stop", disabled=not running):
+        training.stop()
+        if job is not None:
+            training.keep(job)
+        st.rerun()
+    if cols[2].button(
+        "Reset to initial weights", disabled=running or (trained is None and job is None)
+    ):
+        training.reset()
+        st.toast("Back to the initial weights")
+        st.rerun()
+
+    @st.fragment(run_every=0.2 if running else None)
+    def progress() -> None:
+        job = training.active()
+        if job is None:
+            return
+        trainer = job["trainer"]
+        if training.running() and not trainer.finished():
+            started = time.perf_counter()
+            try:
+                while not trainer.finished() and time.perf_counter() - started < STEP_BUDGET_S:
+                    trainer.step()
+            except FloatingPointError as exc:
+                training.stop()
+                st.error(f"Training diverged: {exc}. The weights before it are kept.")
+            if trainer.finished():
+                training.stop()
+                training.keep(job)
+                st.rerun()
+        n, total = trainer.iteration, trainer.train.iterations
+        st.progress(n / total, text=f"iteration {n} / {total} on {', '.join(job['images'])}")
+        history = trainer.history
+        if history:
+            first, last = history[0], history[-1]
+            m = st.columns(4)
+            m[0].metric(
+                "Total loss",
+                f"{last['total']:.3f}",
+                f"{last['total'] - first['total']:+.3f}",
+                delta_color="inverse",
+            )
+            m[1].metric("RPN loss", f"{last['rpn_cls'] + last['rpn_loc']:.3f}")
+            m[2].metric("Head loss", f"{last['roi_cls'] + last['roi_loc']:.3f}")
+            mean = sum(h["seconds"] for h in history) / len(history)
+            m[3].metric("Time per iteration", f"{mean:.2f} s")
+            st.plotly_chart(loss_curves(history), width="stretch", key="loss_curves")
+
+    progress()
+
+    st.divider()
+    st.subheader("This session's model")
+    if trained is None:
+        st.info("Initial weights (seeded). Train, or upload weights you downloaded earlier.")
+    else:
+        names = ", ".join(trained["class_names"])
+        count = len(trained["class_names"])
+        st.success(f"Trained heads for {count} classes ({names}): every page uses them.")
+        if set(stages.prepared.class_names) - set(trained["class_names"]):
+            st.warning(
+                "The current image has labels the trained model does not know, so the pages "
+                "use the initial weights for it. Train again, or relabel the boxes."
+            )
+        data = training.download_bytes()
+        if data is not None:
+            st.download_button(
+                f"Download trained weights ({len(data) / 1e6:.1f} MB)",
+                data,
+                file_name="frcnn_explorer_heads.pt",
+                mime="application/octet-stream",
+            )
+    upload = st.file_uploader(
+        "Load weights (.pt from this page or `python -m frcnn_core train`)",
+        type=["pt", "pth"],
+        key="train:upload",
+    )
+    if upload is not None:
+        digest = (upload.name, upload.size)
+        if st.session_state.get("train:uploaded") != digest:
+            st.session_state["train:uploaded"] = digest
+            try:
+                message = training.load_upload(upload.getvalue())
+            except WeightsError as exc:
+                st.session_state["train:upload_message"] = (
+                    "error",
+                    f"{upload.name} was not loaded: {exc}",
+                )
+            else:
+                st.session_state["train:upload_message"] = ("success", message)
+                st.rerun()
+    kind, text = st.session_state.get("train:upload_message", (None, None))
+    if kind == "error":
+        st.error(text)
+    elif kind == "success":
+        st.success(text)
