@@ -63,7 +63,7 @@ class FastRCNNHead(nn.Module):
         x = self.fc7(x)
         if relu:
             x = F.relu(x)
-        return self.score(x), self.loc(x).reshape(x.shape[0], -1, 4)
+        return self.score(x), self.loc(x).reshape(x.shape[0], self.num_classes + 1, 4)
 
 
 @dataclass(frozen=True)
