@@ -47,10 +47,16 @@ import torchvision
 from benchmarks import tutorial_loops as loops
 from frcnn_core.anchor_targets import anchor_deltas, label_anchors, sample_anchors
 from frcnn_core.anchors import generate_anchors, inside_index
-from frcnn_core.backbone import BackboneParams, image_to_tensor, load_backbone, run_backbone
+from frcnn_core.backbone import (
+    Backbone,
+    BackboneParams,
+    image_to_tensor,
+    load_backbone,
+    run_backbone,
+)
 from frcnn_core.device import default_device, device_name
 from frcnn_core.head import head_forward, head_loss
-from frcnn_core.image import load_image
+from frcnn_core.image import InputImage, load_image
 from frcnn_core.pipeline import (
     DetectorHeads,
     PipelineParams,
@@ -161,7 +167,7 @@ class CpuMonitor:
             return None
         wall = end[0] - self.start[0]
         others = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        return max(others, 0.0) / (wall * _cpu_count())
+        return max(others, 0.0) / (wall * (os.cpu_count() or 1))
 
 
 def machine_lines(device: torch.device) -> list[str]:
@@ -220,7 +226,7 @@ class Checks:
         self.rows.append((name, str(lib), f"{ref} (tol {rel:.0%})", ok))
 
     def print(self) -> bool:
-        print("Agreement checks, library vs reference:")
+        print("Agreement checks, library vs reference (SPEC rows: library vs SPEC section 3):")
         width = max(len(r[0]) for r in self.rows)
         for name, lib, ref, ok in self.rows:
             print(f"  {'ok ' if ok else 'BAD'} {name:<{width}}  lib {lib:<22} ref {ref}")
@@ -238,7 +244,9 @@ class Checks:
         return not failed
 
 
-def bench_backbone(image, backbone, device: torch.device, repeat: int) -> list[str]:
+def bench_backbone(
+    image: InputImage, backbone: Backbone, device: torch.device, repeat: int
+) -> list[str]:
     """Stage 2: frcnn_core's forward against a plain contiguous, no_grad forward."""
     pixels = image_tensor(image, device)
     params = BackboneParams()
@@ -260,59 +268,6 @@ def bench_backbone(image, backbone, device: torch.device, repeat: int) -> list[s
         f"  speed-up {ref.median / lib.median:.2f}x; outputs agree to max |diff| {diff:.1e} "
         f"(max |feature| {scale:.1e})",
     ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    device = torch.device(args.device) if args.device else default_device()
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available here")
-    repeat = args.repeat
-    started = time.perf_counter()
-    monitor = CpuMonitor()
-
-    print("Faster R-CNN Explorer: frcnn_core vs the tutorial's loops, stage by stage")
-    for line in machine_lines(device):
-        print(line)
-
-    pixels, raw_boxes, source = load_input()
-    prepared = prepare_input(pixels, raw_boxes, ["zebra"] * len(raw_boxes), PipelineParams().resize)
-    image, gt_labels = prepared.image, prepared.gt_labels
-    backbone = load_backbone("random", seed=SEED, allow_download=False)
-    backbone.features.to(device)
-    features, _ = compute_features(image, backbone, BackboneParams(), device)
-    heads = DetectorHeads(num_classes=len(prepared.class_names), seed=SEED).to(device).eval()
-    params = PipelineParams()
-    print(
-        f"input: {source}; input frame {image.size[0]} x {image.size[1]}; "
-        f"GT boxes {image.gt_boxes.int().tolist()}"
-    )
-    print(
-        f"backbone weights: {backbone.weights}; features {list(features.shape)}; "
-        f"median of {repeat} timed runs after 1 warm-up"
-    )
-    print()
-    for line in bench_backbone(image, backbone, device, repeat):
-        print(line)
-    print()
-
-    rows, checks = bench_chain(image, gt_labels, features, heads, params, device, repeat)
-    print_table(rows)
-    print()
-    agree = checks.print()
-    print()
-    share = monitor.others_share()
-    busy = "" if share is None else f"; other processes used {share:.0%} of the CPUs meanwhile"
-    print(f"total benchmark time {time.perf_counter() - started:.0f} s{busy}")
-    if share is not None and share > BUSY_WARNING:
-        print("WARNING: the machine was busy with other work, so these timings are unreliable "
-              "(torch's threads stall when a core is taken); rerun on a quiet machine")
-    return 0 if agree else 1
 
 
 def lib_params_to_loops(params: PipelineParams) -> loops.LoopParams:
@@ -353,7 +308,7 @@ class Row:
 
 
 def bench_chain(
-    image,
+    image: InputImage,
     gt_labels: torch.Tensor,
     features: torch.Tensor,
     heads: DetectorHeads,
@@ -508,7 +463,9 @@ def bench_chain(
     return rows, checks
 
 
-def compare(lib: PipelineResult, results: dict[str, tuple[Any, Any]], chain) -> Checks:
+def compare(
+    lib: PipelineResult, results: dict[str, tuple[Any, Any]], chain: loops.ChainResult
+) -> Checks:
     """What must agree between the library and the reference (on identical inputs)."""
     c = Checks()
     lib_anchors, ref_anchors = results["3"]
@@ -587,6 +544,17 @@ def compare(lib: PipelineResult, results: dict[str, tuple[Any, Any]], chain) -> 
         NMS_TOLERANCE,
     )
     c.equal("chain: pooled shape", list(lib.roi_pool.pooled.shape), list(chain.pooled.shape))
+    # SPEC section 3's reference numbers, which hold for any pixels and weights.
+    boxes = lib.image.gt_boxes.int().tolist()
+    c.equal(
+        "SPEC: GT boxes in input frame", "same" if boxes == ZEBRA_BOXES_INPUT else boxes, "same"
+    )
+    c.equal("SPEC: anchors / inside", (lib.anchors.total, lib.anchors.inside), (22500, 8940))
+    c.equal(
+        "SPEC: pos / neg / sampled",
+        (lc["positive"], lc["negative"], lc["sampled_positive"], lc["sampled_negative"]),
+        (45, 7469, 45, 211),
+    )
     return c
 
 
@@ -614,6 +582,61 @@ def print_table(rows: list[Row]) -> None:
     ratio = chain.ref / chain.lib
     verdict = "MET" if ratio >= GOAL else "NOT MET"
     print(f"goal: chain 3-13 at least {GOAL}x faster than the loops: {verdict} ({ratio:.2f}x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    device = torch.device(args.device) if args.device else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    repeat = args.repeat
+    started = time.perf_counter()
+    monitor = CpuMonitor()
+
+    print("Faster R-CNN Explorer: frcnn_core vs the tutorial's loops, stage by stage")
+    for line in machine_lines(device):
+        print(line)
+
+    pixels, raw_boxes, source = load_input()
+    prepared = prepare_input(pixels, raw_boxes, ["zebra"] * len(raw_boxes), PipelineParams().resize)
+    image, gt_labels = prepared.image, prepared.gt_labels
+    backbone = load_backbone("random", seed=SEED, allow_download=False)
+    backbone.features.to(device)
+    features, _ = compute_features(image, backbone, BackboneParams(), device)
+    heads = DetectorHeads(num_classes=len(prepared.class_names), seed=SEED).to(device).eval()
+    params = PipelineParams()
+    print(
+        f"input: {source}; input frame {image.size[0]} x {image.size[1]}; "
+        f"GT boxes {image.gt_boxes.int().tolist()}"
+    )
+    print(
+        f"backbone weights: {backbone.weights}; features {list(features.shape)}; "
+        f"median of {repeat} timed runs after 1 warm-up"
+    )
+    print()
+    for line in bench_backbone(image, backbone, device, repeat):
+        print(line)
+    print()
+
+    rows, checks = bench_chain(image, gt_labels, features, heads, params, device, repeat)
+    print_table(rows)
+    print()
+    agree = checks.print()
+    print()
+    share = monitor.others_share()
+    busy = "" if share is None else f"; other processes used {share:.0%} of the CPUs meanwhile"
+    print(f"total benchmark time {time.perf_counter() - started:.0f} s{busy}")
+    if share is not None and share > BUSY_WARNING:
+        print(
+            "WARNING: the machine was busy with other work, so these timings are unreliable "
+            "(torch's threads stall when a core is taken); rerun on a quiet machine"
+        )
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":

@@ -572,7 +572,7 @@ def head_loss(
 
     n_sample = roi_cls_loc.shape[0]
     roi_loc = roi_cls_loc.view(n_sample, -1, 4)
-    roi_loc = roi_loc[torch.arange(0, n_sample).long(), gt_roi_label]
+    roi_loc = roi_loc[torch.arange(0, n_sample, device=device).long(), gt_roi_label]
 
     pos = gt_roi_label > 0
     mask = pos.unsqueeze(1).expand_as(roi_loc)

@@ -18,12 +18,12 @@ import streamlit as st
 import torch
 
 from explorer import state
-from frcnn_core.anchor_targets import AnchorTargetResult, anchor_targets
+from frcnn_core.anchor_targets import AnchorTargetParams, AnchorTargetResult, anchor_targets
 from frcnn_core.anchors import AnchorParams, AnchorResult, generate_anchors
 from frcnn_core.backbone import Backbone, BackboneParams, load_backbone, run_backbone
 from frcnn_core.detect import Detections, Match, match_detections
 from frcnn_core.device import default_device, device_name
-from frcnn_core.head import HeadLoss, HeadOutput, head_forward, head_loss
+from frcnn_core.head import HeadLoss, HeadOutput, HeadParams, head_forward, head_loss
 from frcnn_core.image import LoadedImage, ResizeParams, load_image
 from frcnn_core.pipeline import (
     DetectorHeads,
@@ -36,7 +36,7 @@ from frcnn_core.pipeline import (
 )
 from frcnn_core.proposal_targets import ProposalTargetResult, proposal_targets
 from frcnn_core.proposals import ProposalParams, ProposalResult, propose
-from frcnn_core.roi_pool import RoIPoolResult, pool_rois
+from frcnn_core.roi_pool import RoIPoolParams, RoIPoolResult, pool_rois
 from frcnn_core.rpn import RPNLoss, RPNOutput, RPNParams, rpn_forward, rpn_loss
 from frcnn_core.train import split_backbone
 
@@ -167,9 +167,45 @@ def proposals(
     params: ProposalParams,
     training: bool,
 ) -> ProposalResult:
-    out = rpn_outputs(features_key, _features, heads_token, _heads, rpn_params)
+    out = rpn_outputs(features_key, _features, heads_token, _heads, forward_params(rpn_params))
     grid = anchors(tuple(_features.shape[-2:]), image_size, anchor_params)
     return propose(grid.anchors, out.locs, out.scores, image_size, params, training)
+
+
+def forward_params(params: RPNParams) -> RPNParams:
+    """The part of the RPN settings that changes its outputs (not the loss weights), so a loss
+    slider never re-runs the RPN or NMS."""
+    return RPNParams(bug_b6_no_relu=params.bug_b6_no_relu)
+
+
+@st.cache_data(max_entries=STAGE_CACHE_ENTRIES, show_spinner=False)
+def anchor_labels(
+    feature_size: tuple[int, int],
+    image_size: tuple[int, int],
+    anchor_params: AnchorParams,
+    boxes: tuple,
+    _gt_boxes: torch.Tensor,
+    params: AnchorTargetParams,
+) -> AnchorTargetResult:
+    """Stages 5-6 for one grid and one set of GT boxes (``boxes`` is their hashable key)."""
+    grid = anchors(feature_size, image_size, anchor_params)
+    return anchor_targets(grid.anchors, grid.inside_index, _gt_boxes, params)
+
+
+@st.cache_data(max_entries=STAGE_CACHE_ENTRIES, show_spinner=False)
+def head_outputs(
+    key: tuple,
+    _features: torch.Tensor,
+    _rois: torch.Tensor,
+    _heads: DetectorHeads,
+    pool: RoIPoolParams,
+    relu_off: bool,
+) -> HeadOutput:
+    """Stages 11-12 for the sampled RoIs identified by ``key`` (fc6 alone is ~0.2 s on a CPU)."""
+    with torch.no_grad():
+        pooled = pool_rois(_features, _rois.to(_features.device), pool)
+        out = head_forward(pooled.pooled, _heads.head, HeadParams(bug_b11_no_relu=relu_off))
+    return HeadOutput(out.scores.cpu(), out.deltas.cpu())
 
 
 @dataclass(frozen=True)
@@ -292,9 +328,15 @@ class Stages:
     @cached_property
     def anchor_targets(self) -> AnchorTargetResult:
         started = time.perf_counter()
-        grid = self.anchors
-        result = anchor_targets(
-            grid.anchors, grid.inside_index, self.gt_boxes, self.params.anchor_targets
+        key = (self.choice.digest, self.boxes, self.params.resize)
+        p = self.params
+        result = anchor_labels(
+            self.feature_size,
+            self.prepared.image.size,
+            p.anchors,
+            key,
+            self.gt_boxes,
+            p.anchor_targets,
         )
         self._timed("anchor_targets", started)
         return result
@@ -313,7 +355,7 @@ class Stages:
     @cached_property
     def rpn(self) -> RPNOutput:
         started = time.perf_counter()
-        out = rpn_outputs(*self._cache_args(), self.params.rpn)
+        out = rpn_outputs(*self._cache_args(), forward_params(self.params.rpn))
         self._timed("rpn", started)
         return out
 
@@ -337,10 +379,9 @@ class Stages:
 
     @cached_property
     def proposal_targets(self) -> ProposalTargetResult:
+        rois = self.proposals.rois
         started = time.perf_counter()
-        result = proposal_targets(
-            self.proposals.rois, self.gt_boxes, self.gt_labels, self.params.proposal_targets
-        )
+        result = proposal_targets(rois, self.gt_boxes, self.gt_labels, self.params.proposal_targets)
         self._timed("proposal_targets", started)
         return result
 
@@ -354,12 +395,37 @@ class Stages:
         return result
 
     @cached_property
+    def roi_key(self) -> tuple:
+        """What identifies the sampled RoIs in the caches."""
+        p = self.params
+        return (
+            self.features_key,
+            self.heads.token,
+            forward_params(p.rpn),
+            p.anchors,
+            p.proposals,
+            p.training,
+            self.boxes,
+            self.class_names,
+            p.proposal_targets,
+        )
+
+    @cached_property
     def head(self) -> HeadOutput:
+        """Stage 12 on the sampled RoIs (pooled with the current RoI pooling settings)."""
+        rois = self.proposal_targets.rois
         started = time.perf_counter()
-        with torch.no_grad():
-            out = head_forward(self.roi_pool.pooled, self.heads.heads.head, self.params.head)
+        p = self.params
+        out = head_outputs(
+            self.roi_key,
+            self.features,
+            rois,
+            self.heads.heads,
+            p.roi_pool,
+            p.head.bug_b11_no_relu,
+        )
         self._timed("head", started)
-        return out
+        return HeadOutput(out.scores.to(device()), out.deltas.to(device()))
 
     @cached_property
     def head_loss(self) -> HeadLoss:

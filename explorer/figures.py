@@ -1,7 +1,9 @@
 """Plotly building blocks shared by the pages: an image with boxes drawn as single WebGL traces.
 
-Many boxes (thousands of anchors) are one ``Scattergl`` trace of closed outlines separated by
-``None`` gaps, never one layout shape per box, so the browser stays fast.
+Many boxes (thousands of anchors) are one trace of closed outlines separated by NaN gaps, never
+one layout shape per box, so the browser stays fast. Box outlines use SVG ``Scatter`` (one path
+per trace): Streamlit's bundled plotly.js draws WebGL *lines* flat along the bottom edge on a
+reversed y axis under software WebGL (headless Chromium), and a projector laptop may have no GPU.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def add_boxes(
     hover: list[str] | None = None,
     dash: str | None = None,
 ) -> go.Figure:
-    """All ``boxes`` as one WebGL line trace; ``hover`` gives each box a hover text."""
+    """All ``boxes`` as one line trace; ``hover`` gives each box a hover text."""
     xs, ys = box_outline(boxes)
     text = None
     if hover is not None:

@@ -28,23 +28,31 @@ def param_slider(
     """A slider bound to the session's parameter ``path`` ("stage.field").
 
     The parameter (not the widget) is the source of truth, so the value survives page switches
-    and "reset to tutorial defaults" rebuilds the widget from it.
+    and "reset to tutorial defaults" rebuilds the widget from it. The widget writes the
+    parameter in its ``on_change`` callback, which runs before the script: every stage computed
+    in that run, wherever the page builds its ``Stages``, sees the new value.
     """
     current = state.get_param(path)
     cast = int if isinstance(current, int) and isinstance(step, int) else float
-    value = st.slider(
+    key = f"{state.WIDGET_PREFIX}{path}"
+    return st.slider(
         label,
         min_value=cast(min_value),
         max_value=cast(max_value),
-        value=cast(current),
+        value=min(max(cast(current), cast(min_value)), cast(max_value)),
         step=cast(step),
-        key=f"{state.WIDGET_PREFIX}{path}",
+        key=key,
         help=help,
         format=fmt,
+        on_change=_sync,
+        args=(path, key, cast),
     )
-    if value != current:
-        state.set_param(path, cast(value))
-    return value
+
+
+def _sync(path: str, key: str, cast: Any = None) -> None:
+    """Widget callback: copy the widget's new value into the session's parameters."""
+    value = st.session_state[key]
+    state.set_param(path, cast(value) if cast is not None else value)
 
 
 def param_select(
@@ -57,30 +65,49 @@ def param_select(
 ) -> Any:
     """A radio bound to the session's parameter ``path``."""
     current = state.get_param(path)
-    value = st.radio(
+    key = f"{state.WIDGET_PREFIX}{path}"
+    return st.radio(
         label,
         options=list(options),
         index=list(options).index(current),
-        key=f"{state.WIDGET_PREFIX}{path}",
+        key=key,
         format_func=format_func,
         help=help,
         horizontal=horizontal,
+        on_change=_sync,
+        args=(path, key),
     )
-    if value != current:
-        state.set_param(path, value)
-    return value
 
 
 def param_toggle(path: str, label: str, help: str | None = None) -> bool:
+    """A toggle bound to the session's boolean parameter ``path``."""
     current = bool(state.get_param(path))
-    value = st.toggle(label, value=current, key=f"{state.WIDGET_PREFIX}{path}", help=help)
-    if value != current:
-        state.set_param(path, bool(value))
-    return value
+    key = f"{state.WIDGET_PREFIX}{path}"
+    return st.toggle(
+        label, value=current, key=key, help=help, on_change=_sync, args=(path, key, bool)
+    )
+
+
+def require_router() -> None:
+    """Route a first request through ``app.py``.
+
+    On a fresh server, the first request for ``/some_page`` runs that page file alone: Streamlit
+    keeps its legacy ``pages/`` directory mode until ``st.navigation`` has run once. A rerun
+    after leaving that mode goes through the router (sidebar, session set-up) as every later
+    request does.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def intro(title: str, text: str, shapes: str | None = None) -> None:
     """The page title, a plain-language explanation, and the stage's shapes."""
+    require_router()
     st.title(title)
     st.markdown(text)
     if shapes:

@@ -14,6 +14,7 @@ prediction of the mirrored cell (bug B1); ``AnchorParams(bug_b1_x_outer=True)`` 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -70,10 +71,11 @@ class AnchorResult:
 def base_anchors(params: AnchorParams) -> torch.Tensor:
     """The A anchors of one cell centred at the origin, float64 [A, 4], ``a = ratio_index *
     n_scales + scale_index`` (ratio outer, as the tutorial's loops)."""
-    ratios = torch.tensor(params.ratios, dtype=torch.float64)
+    # math.sqrt, like the tutorial's numpy: torch's float64 sqrt(0.5) differs by one ulp.
+    root = torch.tensor([math.sqrt(r) for r in params.ratios], dtype=torch.float64)
     scales = torch.tensor(params.scales, dtype=torch.float64)
-    h = (params.stride * scales[None, :] * ratios.sqrt()[:, None]).reshape(-1)  # [R, S] -> [A]
-    w = (params.stride * scales[None, :] / ratios.sqrt()[:, None]).reshape(-1)
+    h = (params.stride * scales[None, :] * root[:, None]).reshape(-1)  # [R, S] -> [A]
+    w = (params.stride * scales[None, :] / root[:, None]).reshape(-1)
     return torch.stack((-w / 2, -h / 2, w / 2, h / 2), dim=1)
 
 

@@ -25,7 +25,9 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights, vgg16
+from torchvision.models import VGG16_Weights
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 
 WEIGHTS_ENV = "FRCNN_VGG16_WEIGHTS"
 OFFLINE_ENV = "FRCNN_OFFLINE"
@@ -80,7 +82,14 @@ class BackboneResult:
 
 
 def _features_module() -> nn.Sequential:
-    return nn.Sequential(*list(vgg16(weights=None).features)[:VGG16_FEATURE_LAYERS])
+    """VGG16's conv layers up to conv5_3 + ReLU, initialised as torchvision's VGG does
+    (Kaiming normal, fan-out), without building the 123 M-parameter classifier."""
+    layers = list(make_layers(vgg_cfgs["D"], batch_norm=False))[:VGG16_FEATURE_LAYERS]
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
 
 
 def _random_features(seed: int) -> nn.Sequential:

@@ -61,8 +61,8 @@ class PipelineParams:
 
     def with_overrides(self, overrides: dict[str, str]) -> PipelineParams:
         """Set parameters by name, ``"nms_iou=0.6"`` style: a field name that is unique across
-        the stages, or ``stage.field`` (``"detect.nms_iou"``). Values are parsed to the field's
-        type (tuples as comma-separated numbers).
+        the stages, or ``stage.field`` (``"proposal_targets.seed"``). Values are parsed to the
+        field's type (tuples as comma-separated numbers).
 
         Raises:
             ValueError: unknown or ambiguous name, or a value of the wrong type.

@@ -17,7 +17,7 @@ from frcnn_core.boxes import encode
 class ProposalTargetParams:
     """RoI sampling settings (SPEC stage 10): ``roi_batch_size`` RoIs, ``roi_pos_fraction`` of
     them positive at IoU >= ``roi_pos_iou``; negatives have IoU in ``[roi_neg_iou_lo,
-    roi_neg_iou_hi)``."""
+    roi_neg_iou_hi)`` (and under ``roi_pos_iou``, so that no RoI is both)."""
 
     roi_batch_size: int = 128
     roi_pos_fraction: float = 0.25
@@ -100,9 +100,11 @@ def proposal_targets(
         if g
         else max_iou.new_zeros(0, dtype=torch.int64)
     )
-    neg_candidates = torch.nonzero(
-        (max_iou < params.roi_neg_iou_hi) & (max_iou >= params.roi_neg_iou_lo)
-    ).squeeze(1)
+    # A RoI is never both: with roi_pos_iou under roi_neg_iou_hi, positives win.
+    neg_hi = min(params.roi_neg_iou_hi, params.roi_pos_iou) if g else params.roi_neg_iou_hi
+    neg_candidates = torch.nonzero((max_iou < neg_hi) & (max_iou >= params.roi_neg_iou_lo)).squeeze(
+        1
+    )
     n_pos_max = int(params.roi_batch_size * params.roi_pos_fraction)
     pos_index = _choose(pos_candidates, n_pos_max, generator)
     neg_index = _choose(neg_candidates, params.roi_batch_size - pos_index.numel(), generator)

@@ -6,8 +6,12 @@ and the table are two views of them:
 - A canvas remounts (new key) only when the boxes change from elsewhere (table, sample, clear,
   another page); the user's own strokes update the session without remounting it, so a drag
   is never interrupted. ``SHOWN`` records what the mounted canvas displays.
-- The table's key is a hash of its rows, so it restarts from the session after every change.
-- Both report through their widget state, read at the top of the run before anything is drawn.
+- The table likewise keeps its own edits while the user types, so a new row can be filled in
+  cell by cell (incomplete rows stay in it, unused); it restarts (new key) from the session's
+  boxes when they change elsewhere.
+- Both report through callbacks, which run before app.py draws the sidebar; the same handlers
+  run again at the top of the page (AppTest runs no callback for seeded widget state). Both
+  are idempotent.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from explorer.views.image import (
     canvas_to_boxes,
     check_upload,
     drawable,
-    has_edits,
     input_frame_figure,
     input_frame_rows,
     input_frame_text,
@@ -40,7 +43,6 @@ from explorer.views.image import (
     rows_table,
     signature,
     split_rows,
-    table_key,
 )
 from explorer.widgets import (
     intro,
@@ -55,9 +57,8 @@ from frcnn_core.ground_truth import DEFAULT_LABEL, MAX_LABEL_CHARS, clean_label
 P = "image_page:"
 VERSION = P + "canvas_version"  # bumped when the boxes change other than by the canvas
 SHOWN = P + "shown"  # {"key", "sig", "drawing"}: what the mounted canvas displays
-PENDING = P + "pending"  # table rows still missing a number
-TABLE_MESSAGES = P + "table_messages"
-DIGEST = P + "digest"  # the image the pending rows belong to
+TABLE = P + "table"  # {"digest", "key", "base", "synced", "pending"}: the mounted table
+TABLE_VERSION = P + "table_version"
 LABEL = P + "label"  # label for the next drawn box (survives page switches)
 LABEL_WIDGET = P + "label_widget"
 SAMPLE_WIDGET = P + "sample"
@@ -71,9 +72,19 @@ def canvas_key(digest: str) -> str:
     return f"{P}canvas:{digest[:12]}:{st.session_state.get(VERSION, 0)}"
 
 
+def table_state(digest: str) -> dict:
+    """What the mounted table was given (``base``), the boxes it stands for (``synced``) and
+    its rows still missing a number (``pending``); started afresh for a new image."""
+    table = st.session_state.get(TABLE)
+    if not table or table["digest"] != digest:
+        table = {"digest": digest, "key": None, "base": [], "synced": None, "pending": []}
+        st.session_state[TABLE] = table
+    return table
+
+
 def forget_table() -> None:
-    st.session_state[PENDING] = []
-    st.session_state[TABLE_MESSAGES] = []
+    """Drop the table's incomplete rows; it is rebuilt from the session's boxes."""
+    st.session_state.pop(TABLE, None)
 
 
 def on_sample() -> None:
@@ -104,19 +115,17 @@ def take_canvas_report(key: str, frame: CanvasFrame) -> None:
 
 
 def take_table_report(digest: str) -> None:
-    """The user edited the table: valid rows become the boxes, incomplete rows wait."""
-    rows = boxes_to_rows(state.boxes()) + st.session_state.get(PENDING, [])
-    key = table_key(digest, rows)
-    edits = st.session_state.get(key)
-    if not has_edits(edits):
+    """The user edited the table: rows with four numbers become the boxes, in table order;
+    incomplete rows stay in the table (the editor keeps them) until they are filled in."""
+    table = table_state(digest)
+    key = table["key"]
+    if key is None or key not in st.session_state:
         return
-    result = split_rows(apply_edits(rows, edits), st.session_state.get(LABEL, DEFAULT_LABEL))
-    if signature(result.boxes) != signature(state.boxes()) or len(result.boxes) != len(
-        state.boxes()
-    ):
+    result = split_rows(apply_edits(table["base"], st.session_state[key]), next_label())
+    table["pending"] = result.pending
+    if result.boxes != table["synced"]:
         state.set_boxes(result.boxes)
-    st.session_state[PENDING] = result.pending
-    st.session_state[TABLE_MESSAGES] = result.messages
+        table["synced"] = state.boxes()
 
 
 def take_upload() -> None:
@@ -168,13 +177,18 @@ def image_pickers() -> None:
             "…or upload an image (JPEG, PNG, WebP, BMP)",
             type=UPLOAD_TYPES,
             key=UPLOAD_WIDGET,
+            on_change=take_upload,
             help="A new image starts with no boxes: draw them on it below.",
         )
     if uploaded is None:
         return
     error = st.session_state.get(UPLOAD_ERROR)
     if error and error[0] == uploaded.file_id:
-        st.warning(plain(error[1]), icon="🚫")
+        st.warning(plain(error[1]), icon=":material/image_not_supported:")
+
+
+def next_label() -> str:
+    return st.session_state.get(LABEL, DEFAULT_LABEL)
 
 
 def label_input() -> str:
@@ -224,23 +238,36 @@ def drawing_canvas(choice: state.ImageChoice, frame: CanvasFrame, label: str) ->
         initial_drawing=shown["drawing"],
         font_size=14,
         key=key,
+        on_change=lambda: take_canvas_report(key, frame),
     )
 
 
 def box_table(digest: str) -> None:
-    rows = boxes_to_rows(state.boxes()) + st.session_state.get(PENDING, [])
+    """The editor keeps its own edits while the user types (a new row can be filled in cell by
+    cell); it restarts from the session's boxes only when they changed elsewhere."""
+    table = table_state(digest)
+    live = table["key"] is not None and table["key"] in st.session_state
+    if not live or table["synced"] != state.boxes():
+        version = st.session_state.get(TABLE_VERSION, 0) + 1
+        st.session_state[TABLE_VERSION] = version
+        table["key"] = f"{P}table:{digest[:12]}:{version}"
+        table["base"] = boxes_to_rows(state.boxes()) + table["pending"]
+        table["synced"] = state.boxes()
     number = st.column_config.NumberColumn
     st.data_editor(
-        rows_table(rows),
-        key=table_key(digest, rows),
+        rows_table(table["base"]),
+        key=table["key"],
         num_rows="dynamic",
         width="stretch",
+        on_change=take_table_report,
+        args=(digest,),
         column_config={
             "label": st.column_config.TextColumn("label", max_chars=MAX_LABEL_CHARS),
             **{c: number(c, format="%.1f", step=0.1) for c in COORDS},
         },
     )
-    for message in st.session_state.get(TABLE_MESSAGES, []):
+    current = apply_edits(table["base"], st.session_state.get(table["key"]))
+    for message in split_rows(current, next_label()).messages:
         st.warning(plain(message))
 
 
@@ -257,11 +284,8 @@ intro(
 
 with page_guard():
     take_upload()
-    choice = state.image()
-    if choice is not None:
-        if st.session_state.get(DIGEST) != choice.digest:
-            st.session_state[DIGEST] = choice.digest
-            forget_table()
+    image_pickers()  # before anything decodes, so another image can always be chosen
+    if (choice := state.image()) is not None:
         frame = canvas_frame(compute.decode(choice.digest, choice.data).size)
         take_canvas_report(canvas_key(choice.digest), frame)
         take_table_report(choice.digest)
@@ -276,31 +300,32 @@ with page_guard():
             help="The tutorial truncates the scaled boxes (int); off keeps them as floats",
         )
 
-    image_pickers()
-    stages = stages_or_stop()
+    stages = stages_or_stop()  # after every change above: it reads the boxes and parameters
     choice = stages.choice
     frame = canvas_frame(stages.loaded.size)
 
-    left, right = st.columns([frame.width + 40, 560], gap="medium")
-    with left:
-        st.subheader("Draw boxes")
-        label_col, clear_col = st.columns([3, 1], vertical_alignment="bottom")
-        with label_col:
-            label = label_input()
-        with clear_col:
-            st.button(
-                "Clear all boxes",
-                on_click=on_clear,
-                disabled=not state.boxes() and not st.session_state.get(PENDING),
-                width="stretch",
-            )
-        drawing_canvas(choice, frame, label)
-        h, w = stages.loaded.size
-        st.caption(
-            f"Canvas {frame.width} x {frame.height} px shows the {w} x {h} original: one "
-            f"canvas pixel = {frame.fx:.3g} original pixels. Coordinates are in original pixels."
+    h, w = stages.loaded.size
+    st.subheader("Draw boxes")
+    label_col, clear_col, _ = st.columns([2, 1, 2], vertical_alignment="bottom")
+    with label_col:
+        label = label_input()
+    with clear_col:
+        st.button(
+            "Clear all boxes",
+            on_click=on_clear,
+            disabled=not state.boxes() and not table_state(choice.digest)["pending"],
+            help="Remove every box of this image (the table's incomplete rows too)",
         )
-    with right:
+    drawing_canvas(choice, frame, label)
+    st.caption(
+        "**Draw**: drag on the image. **Edit**: turn on *Edit* in the canvas toolbar (top "
+        "right of the canvas), then drag a box to move it, drag its handles to resize it, click "
+        "a selected box to rename it, or remove it with *Delete selected*. "
+        f"The canvas is {frame.width} x {frame.height} px for the {w} x {h} original (one "
+        f"canvas pixel = {frame.fx:.3g} original pixels); the table is in original pixels."
+    )
+    table_col, notes_col = st.columns([3, 2], gap="medium")
+    with table_col:
         st.subheader("Boxes (original pixels)")
         box_table(choice.digest)
         if not state.boxes():
@@ -309,8 +334,11 @@ with page_guard():
     started = time.perf_counter()
     prep = stages.prepared
     stages.timings["prepare"] = time.perf_counter() - started
-    for note in prep.notes:
-        st.info(plain(note), icon="ℹ️")
+    with notes_col:
+        if prep.notes:
+            st.subheader("Notes")
+        for note in prep.notes:
+            st.info(plain(note), icon=":material/info:")
 
     st.subheader("Input frame")
     ih, iw = prep.image.size

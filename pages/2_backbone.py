@@ -1,3 +1,197 @@
+"""Stage 2: VGG16 turns the 800 x 800 image into a 512 x 50 x 50 feature map."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
 import streamlit as st
 
-st.title("Under construction")
+from explorer import compute
+from explorer.views.backbone import (
+    channel_overlay_figure,
+    channel_ranking,
+    feature_grid_figure,
+    layer_table,
+    ranking_figure,
+)
+from explorer.widgets import intro, page_guard, param_toggle, stages_or_stop, timing_caption
+from frcnn_core.backbone import WEIGHTS_ENV, imagenet_cache_path
+from frcnn_core.render import most_active_channels
+
+MOST_ACTIVE = "most active"
+CHOSEN = "chosen"
+
+intro(
+    "Backbone: VGG16",
+    "The backbone is the first 30 layers of **VGG16**, an image classifier: thirteen 3 × 3 "
+    "convolutions, each followed by a ReLU, and four 2 × 2 max-pools. Every pool halves the "
+    "picture, so after four of them one **cell** of the output stands for a 16 × 16 patch of "
+    "the input (the **stride**). Each of the 512 output **channels** is a detector of some "
+    "pattern; a bright cell means the pattern is there. Everything after this page works on "
+    "this feature map, not on the pixels.",
+    "image [H, W, 3] → 13 × (conv 3×3 + ReLU), 4 × max-pool 2×2 → features [1, 512, H/16, W/16]",
+)
+
+with page_guard():
+    # Parameter widgets first: Stages reads the parameters when it is built.
+    with st.sidebar:
+        st.subheader("Backbone")
+        normalize = param_toggle(
+            "backbone.normalize",
+            "ImageNet normalisation",
+            help="Subtract ImageNet's mean and divide by its std per colour channel, as VGG16 "
+            "was trained. The tutorial forgot it (bug B13). Turning it off recomputes the "
+            "features once; both versions stay cached.",
+        )
+        st.subheader("Feature channels")
+        mode = st.radio(
+            "Show",
+            [MOST_ACTIVE, CHOSEN],
+            horizontal=True,
+            key="backbone_channel_mode",
+            help="Most active: highest mean activation over the map.",
+        )
+    stages = stages_or_stop()
+
+    prep = stages.prepared
+    image = prep.image
+    h, w = image.size
+    features = stages.features.cpu()  # [1, C, Hf, Wf]
+    c, hf, wf = (int(v) for v in features.shape[1:])
+    seconds = stages.backbone_seconds
+    backbone = stages.backbone
+
+    with st.sidebar:
+        if mode == MOST_ACTIVE:
+            count = st.slider("How many channels", 4, 32, 16, 4, key="backbone_n_channels")
+            channels = most_active_channels(features, count)
+        else:
+            channels = st.multiselect(
+                "Channels",
+                list(range(c)),
+                default=list(range(8)),
+                max_selections=32,
+                key="backbone_channels",
+                help=f"Any of the {c} channels (0..{c - 1}), at most 32",
+            )
+    started = time.perf_counter()
+    top = most_active_channels(features, c)
+
+    cols = st.columns([2, 2, 1, 1.3, 1.3])
+    cols[0].metric("Input", f"{h} × {w} × 3", help="Height × width × colour channels")
+    cols[1].metric("Feature map", f"{c} × {hf} × {wf}", help="Channels × height × width")
+    cols[2].metric("Stride", f"{h // hf}", help="Input pixels per feature-map cell, per side")
+    rows = layer_table(backbone.features, (h, w))
+    n_params = sum(r.parameters for r in rows)
+    cols[3].metric("Parameters", f"{n_params / 1e6:.1f} M", help=f"{n_params:,} weights")
+    cols[4].metric(
+        "Forward pass",
+        f"{seconds:.2f} s",
+        help="Computed once per image (and per normalisation setting), then cached",
+    )
+    st.caption(
+        f"The forward pass took {seconds:.2f} s on {compute.device_label()}. It is computed "
+        "once per image: every page and every slider after this reuses the cached feature map."
+    )
+
+    if backbone.weights == "random":
+        st.warning(
+            "**Random weights.** ImageNet weights were not found, so the channels below show "
+            "no learned patterns (every shape and count on these pages is still right). "
+            f"{backbone.note}",
+            icon="⚠️",
+        )
+        with st.expander("How to get the ImageNet weights"):
+            st.markdown(
+                "Either let torchvision download them once into its cache (needs internet):"
+            )
+            st.code(
+                "python -c 'from torchvision.models import vgg16, VGG16_Weights; "
+                "vgg16(weights=VGG16_Weights.IMAGENET1K_V1)'",
+                language="bash",
+            )
+            st.markdown("which writes the file the explorer looks for:")
+            st.code(str(imagenet_cache_path()), language="text")
+            st.markdown(
+                "or point the explorer at a VGG16 `state_dict` you already have, then restart:"
+            )
+            st.code(f"export {WEIGHTS_ENV}=/path/to/vgg16.pth", language="bash")
+    elif backbone.weights == "imagenet":
+        st.success(f"**ImageNet weights.** {backbone.note}", icon="✅")
+    else:
+        st.success(f"**Weights from a file** ({WEIGHTS_ENV}). {backbone.note}", icon="✅")
+
+    if not normalize:
+        st.info(
+            "**Bug B13 reproduced:** the pixels go in as raw values in [0, 1], without ImageNet's "
+            "mean/std normalisation. Pretrained VGG16 expects normalised input, so its features "
+            "drift off what it learned. These features were computed separately (and cached): "
+            "turn normalisation back on to compare."
+        )
+
+    st.subheader("Layers")
+    st.dataframe(
+        pd.DataFrame([r.as_dict() for r in rows]),
+        hide_index=True,
+        width="stretch",
+        height=36 * 12,
+        column_config={"parameters": st.column_config.NumberColumn(format="localized")},
+    )
+    st.caption(
+        f"Shapes worked out from the input size ({h} × {w}) without running the network: "
+        "a 3 × 3 convolution with padding 1 keeps the size, a 2 × 2 max-pool with stride 2 "
+        f"halves it (rounding down). `vgg16().features[:30]` stops before the fifth pool, "
+        f"so the map is {h}/16 × {w}/16 = {hf} × {wf}. Receptive field: how many input pixels "
+        "(per side) one cell can see."
+    )
+
+    st.subheader(f"Feature channels ({len(channels)} of {c})")
+    rank_col, stats_col = st.columns([2, 1])
+    with rank_col:
+        means = channel_ranking(features)
+        st.plotly_chart(ranking_figure(means, channels), width="stretch", key="channel_ranking")
+    with stats_col:
+        zeros = float((features == 0).float().mean())
+        a, b = st.columns(2)
+        a.metric("Zero activations", f"{100 * zeros:.0f} %", help="The last ReLU clips at 0")
+        b.metric("Max activation", f"{float(features.max()):.2f}")
+        st.caption(
+            "A ReLU ends the backbone, so many cells of many channels are exactly 0: a channel "
+            "lights up only where its pattern appears. Purple dots: the channels shown below."
+        )
+    if not channels:
+        st.info("Pick at least one channel in the sidebar.")
+    else:
+        st.caption(
+            f"Each tile is one {hf} × {wf} channel, scaled to its own min..max (so a weak channel "
+            "still shows its pattern). Hover for the raw activation."
+        )
+        st.plotly_chart(feature_grid_figure(features, channels), width="stretch", key="grid")
+
+    st.subheader("A channel over the image")
+    ctl, fig_col = st.columns([1, 3])
+    with ctl:
+        rank = {ch: i for i, ch in enumerate(top)}
+        overlay = st.selectbox(
+            "Channel",
+            top,
+            index=0,
+            key="backbone_overlay_channel",
+            format_func=lambda ch: f"ch {ch} (rank {rank[ch] + 1})",
+            help="Ordered by mean activation, most active first",
+        )
+        opacity = st.slider("Heatmap opacity", 0.1, 0.9, 0.55, 0.05, key="backbone_opacity")
+        st.caption(
+            f"The {hf} × {wf} channel is stretched over the {h} × {w} image: each cell covers a "
+            f"{h // hf} × {w // wf} patch, smoothed between cell centres. Bright = strong."
+        )
+    with fig_col:
+        channel_map = features[0, overlay].numpy()
+        st.plotly_chart(
+            channel_overlay_figure(image.pixels, channel_map, overlay, opacity),
+            width="stretch",
+            key="overlay",
+        )
+    stages.timings["figures"] = time.perf_counter() - started
+    timing_caption(stages, ["figures"])

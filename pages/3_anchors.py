@@ -1,3 +1,261 @@
+"""Stages 3 and 4: A anchors at every feature-map cell, and the ones that lie inside the image."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
 import streamlit as st
 
-st.title("Under construction")
+from explorer import state
+from explorer.views.anchors import (
+    cell_anchors,
+    cell_anchors_figure,
+    cell_table,
+    centres_figure,
+    inside_by_shape,
+    inside_heatmap,
+    shape_maps_figure,
+    shape_table,
+)
+from explorer.widgets import intro, page_guard, stages_or_stop, timing_caption
+
+SCALE_OPTIONS = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+RATIO_OPTIONS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SCALE_RANGE = (0.5, 64.0)
+RATIO_RANGE = (0.1, 10.0)
+MAX_VALUES = 6
+CENTRES_KEY = "anchor_centres"
+LAST_CLICK = "anchors_last_click"
+IY, IX = "anchors_iy", "anchors_ix"
+
+
+def tuple_param(
+    path: str, label: str, options: tuple[float, ...], bounds: tuple[float, float], help: str
+) -> tuple[float, ...]:
+    """A multiselect bound to the tuple parameter ``path``; typed values are accepted too.
+
+    An invalid choice (empty, out of range, not a number) keeps the current parameter and says
+    why. Values are sorted, so ``a = ratio_index * n_scales + scale_index`` runs small to large.
+    """
+    key = f"{state.WIDGET_PREFIX}{path}"
+    # The parameter value this widget last showed. When the parameter changed elsewhere ("reset
+    # to tutorial defaults" drops both keys), the widget is set from it through session state,
+    # the one way a keyed widget's value reaches the browser.
+    seen = f"{key}#seen"
+    current = tuple(state.get_param(path))
+    if st.session_state.get(seen) != current:
+        st.session_state[key] = list(current)
+    picked = st.multiselect(
+        label,
+        sorted(set(options) | set(current)),
+        key=key,
+        format_func=lambda v: f"{float(v):g}",
+        accept_new_options=True,
+        max_selections=MAX_VALUES,
+        help=help,
+    )
+    values = parse_values(label, picked, bounds, current)
+    if values != current:
+        state.set_param(path, values)
+    st.session_state[seen] = values
+    return values
+
+
+def parse_values(
+    label: str, picked: list, bounds: tuple[float, float], current: tuple[float, ...]
+) -> tuple[float, ...]:
+    """The chosen values sorted and de-duplicated, or ``current`` (with a warning) when the
+    choice is empty, not numbers, or out of ``bounds``."""
+    lo, hi = bounds
+    try:
+        values = tuple(sorted({float(v) for v in picked}))
+    except ValueError:
+        st.warning(f"{label}: {', '.join(map(str, picked))} is not a list of numbers.")
+        return current
+    if not values:
+        st.warning(f"{label}: choose at least one value; keeping {fmt(current)}.")
+        return current
+    bad = [v for v in values if not lo <= v <= hi]
+    if bad:
+        st.warning(f"{label}: {fmt(tuple(bad))} outside {lo:g}..{hi:g}; keeping {fmt(current)}.")
+        return current
+    return values
+
+
+def fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def apply_click(stride: float, feature_size: tuple[int, int]) -> None:
+    """A click on a centre (the chart's selection) moves the cell sliders there, once."""
+    event = st.session_state.get(CENTRES_KEY)
+    points = list(event["selection"]["points"]) if event else []
+    points = [p for p in points if "x" in p and "y" in p]
+    if not points:
+        st.session_state.pop(LAST_CLICK, None)
+        return
+    hf, wf = feature_size
+    ix = round((float(points[0]["x"]) - stride / 2) / stride)
+    iy = round((float(points[0]["y"]) - stride / 2) / stride)
+    if (iy, ix) == st.session_state.get(LAST_CLICK) or not (0 <= iy < hf and 0 <= ix < wf):
+        return
+    st.session_state[LAST_CLICK] = (iy, ix)
+    st.session_state[IY], st.session_state[IX] = iy, ix
+
+
+intro(
+    "Anchors",
+    "An **anchor** is a reference box the detector starts from. Every cell of the feature map "
+    "has a centre on the image (every 16 pixels) and a fixed set of **A** anchors around it: "
+    "each **scale** (size) in each **ratio** (height / width). The RPN predicts, for every "
+    "anchor, whether it holds an object and how to nudge it onto the object. Anchors that "
+    "stick out of the image are left out of training (the **inside** filter).",
+    "feature map Hf × Wf → anchors [Hf·Wf·A, 4] as (x1, y1, x2, y2) → inside index [K]",
+)
+
+with page_guard():
+    # Parameter widgets first: Stages reads the parameters when it is built.
+    with st.sidebar:
+        st.subheader("Anchor shapes")
+        scales = tuple_param(
+            "anchors.scales",
+            "Scales",
+            SCALE_OPTIONS,
+            SCALE_RANGE,
+            "Anchor size in cells: side = 16 × scale pixels at ratio 1 (tutorial: 8, 16, 32). "
+            "Type a number to add one.",
+        )
+        ratios = tuple_param(
+            "anchors.ratios",
+            "Ratios (height / width)",
+            RATIO_OPTIONS,
+            RATIO_RANGE,
+            "0.5 is a wide box, 2 a tall one; the area stays that of the scale (tutorial: "
+            "0.5, 1, 2). Type a number to add one.",
+        )
+    stages = stages_or_stop()
+    params = stages.params.anchors
+    stride = params.stride
+    hf, wf = stages.feature_size
+    image = stages.prepared.image
+    h, w = image.size
+    a_per_cell = params.per_cell
+
+    started = time.perf_counter()
+    grid = stages.anchors
+    apply_click(stride, (hf, wf))
+    for key, size in ((IY, hf), (IX, wf)):
+        # First visit: the middle cell; a smaller image since: the last row or column.
+        value = st.session_state.get(key)
+        if value is None or value > size - 1:
+            st.session_state[key] = size // 2 if value is None else size - 1
+    with st.sidebar:
+        st.subheader("Picked cell")
+        st.caption("Click a centre on the image, or move these.")
+        iy = st.slider("Row iy", 0, hf - 1, key=IY)
+        ix = st.slider("Column ix", 0, wf - 1, key=IX)
+        st.caption(f"Stride {stride} px is set by the backbone (four 2 × 2 pools), not here.")
+
+    cols = st.columns(5)
+    cols[0].metric("Feature map", f"{hf} × {wf}", help=f"{h} × {w} input / stride {stride}")
+    cols[1].metric(
+        "Anchors per cell (A)",
+        a_per_cell,
+        help=f"{len(ratios)} ratios × {len(scales)} scales",
+    )
+    cols[2].metric("Anchors", f"{grid.total:,}", help=f"{hf} × {wf} × {a_per_cell}")
+    cols[3].metric("Inside", f"{grid.inside:,}", help="x1 ≥ 0, y1 ≥ 0, x2 ≤ W, y2 ≤ H")
+    cols[4].metric("Outside", f"{grid.total - grid.inside:,}", help="Cross the image border")
+    if grid.inside == 0:
+        st.warning(
+            "No anchor lies wholly inside the image: every anchor is larger than the image "
+            "allows. Choose smaller scales."
+        )
+    if a_per_cell != 9:
+        st.info(
+            f"With A = {a_per_cell} the RPN head's 1 × 1 convolutions output {2 * a_per_cell} "
+            f"scores and {4 * a_per_cell} deltas per cell (the tutorial: 18 and 36). The RPN "
+            "pages build a fresh, untrained head of that shape; a head trained with another A "
+            "does not fit and is not used."
+        )
+    if params.bug_b1_x_outer:
+        st.warning(
+            "Bug B1 is on (Tutorial bugs page): anchors are numbered x-outer, "
+            "(ix · Hf + iy) · A + a, so each is paired with the RPN output of the mirrored cell."
+        )
+
+    picked = cell_anchors(grid, params, iy, ix)
+    centre = tuple(float(v) for v in grid.centres[iy * wf + ix].tolist())
+    left, right = st.columns(2)
+    with left:
+        st.markdown(
+            f"**{hf} × {wf} = {hf * wf:,} centres**, one per cell, every {stride} px: "
+            "click one to pick its cell"
+        )
+        st.plotly_chart(
+            centres_figure(image.pixels, grid.centres, (hf, wf), (iy, ix)),
+            width="stretch",
+            key=CENTRES_KEY,
+            on_select="rerun",
+            selection_mode="points",
+        )
+    with right:
+        n_in = sum(c.inside for c in picked)
+        st.markdown(
+            f"**The {a_per_cell} anchors of cell (iy {iy}, ix {ix})**, centre "
+            f"({centre[0]:.0f}, {centre[1]:.0f}): {n_in} inside, {a_per_cell - n_in} outside"
+        )
+        st.plotly_chart(
+            cell_anchors_figure(image.pixels, picked, centre),
+            width="stretch",
+            key="cell_anchors",
+        )
+        st.caption(
+            "Colour = ratio, line style = scale. Grey is padding around the image (dotted "
+            "border) so anchors that cross it show in full."
+        )
+
+    st.subheader("Where each anchor sits in the list")
+    if params.bug_b1_x_outer:
+        order, numbers = r"(ix \cdot H_f + iy)", f"{ix} × {hf} + {iy}"
+    else:
+        order, numbers = r"(iy \cdot W_f + ix)", f"{iy} × {wf} + {ix}"
+    st.markdown(
+        "All anchors form one list, in the same order as the RPN's output after "
+        "`permute(0, 2, 3, 1).reshape(1, -1, 4)`: row by row over the cells, and within a cell "
+        "ratio by ratio, scale by scale."
+    )
+    st.latex(
+        rf"\text{{index}} = {order} \cdot A + a,\qquad "
+        r"a = \text{ratio\_index} \cdot n_\text{scales} + \text{scale\_index}"
+    )
+    first = picked[0].index
+    cell_number = first // a_per_cell
+    st.markdown(
+        f"Cell (iy {iy}, ix {ix}) is cell number {numbers} = {cell_number}, so its anchors are "
+        f"**{first:,} … {picked[-1].index:,}** ({cell_number} × {a_per_cell} + a)."
+    )
+    st.dataframe(pd.DataFrame(cell_table(picked)), hide_index=True, width="stretch")
+
+    st.subheader("Inside or outside")
+    st.markdown(
+        f"**{grid.inside:,} of {grid.total:,}** anchors lie wholly inside the {h} × {w} image "
+        f"({100 * grid.inside / max(grid.total, 1):.1f} %). Only these are labelled and "
+        "trained on; large anchors near the border are the ones that drop out."
+    )
+    by_shape = inside_by_shape(grid, params)
+    heat, table = st.columns([3, 2])
+    with heat:
+        st.plotly_chart(
+            inside_heatmap(by_shape.sum(axis=0), a_per_cell, (iy, ix)),
+            width="stretch",
+            key="inside_heatmap",
+        )
+    with table:
+        st.markdown("**Per anchor shape**: at how many of the cells it fits")
+        st.dataframe(pd.DataFrame(shape_table(by_shape, params)), hide_index=True, width="stretch")
+    if st.toggle("Show a map per anchor shape", key="anchors_shape_maps"):
+        st.plotly_chart(shape_maps_figure(by_shape, params), width="stretch", key="shape_maps")
+    stages.timings["figures"] = time.perf_counter() - started
+    timing_caption(stages, ["figures"])

@@ -6,8 +6,10 @@ import math
 
 import streamlit as st
 
+from explorer.compute import Stages
 from explorer.views.rpn import (
     RPN_LOSS_FORMULA,
+    forward_params,
     head_layers,
     largest_shift,
     loss_numbers_latex,
@@ -28,6 +30,7 @@ from explorer.widgets import (
     stages_or_stop,
     timing_caption,
 )
+from frcnn_core.rpn import rpn_loss
 
 intro(
     "RPN outputs",
@@ -42,7 +45,7 @@ intro(
 )
 
 with page_guard():
-    stages = stages_or_stop()
+    # The sidebar comes first: a slider moved in this run must reach the Stages built below.
     with st.sidebar:
         st.subheader("RPN loss")
         loss_lambda = param_slider(
@@ -58,16 +61,19 @@ with page_guard():
             "Top-scoring boxes to draw",
             1,
             500,
-            50,
+            20,
             key="rpn:n_boxes",
             help="The anchors with the highest object probability, moved by their deltas",
         )
 
+    stages = stages_or_stop()
     prep = stages.prepared
     grid = stages.anchors
     params = stages.params
     heads = stages.heads
-    rpn = stages.rpn
+    # The head's forward pass does not depend on λ: share one cached pass for every λ.
+    forward = stages if forward_params(params) == params else Stages(forward_params(params))
+    rpn = forward.rpn
     feature_size = grid.feature_size
     per_cell = params.anchors.per_cell
 
@@ -87,23 +93,20 @@ with page_guard():
         )
 
     st.subheader("1. The RPN head")
+    st.dataframe(
+        head_layers(heads.heads.rpn, feature_size, params.rpn), hide_index=True, width="stretch"
+    )
     left, right = st.columns([3, 2])
-    with left:
-        st.dataframe(
-            head_layers(heads.heads.rpn, feature_size, params.rpn),
-            hide_index=True,
-            width="stretch",
-        )
-    with right:
-        st.code(reshape_code(feature_size, per_cell), language="python")
-        st.caption(
-            "The permute puts the A·4 channels of a cell last, so the reshape lists the cells "
-            "row by row and, within a cell, the A anchors: the same order as the anchors "
-            "(the tutorial's x-outer anchors broke this pairing: bug B1)."
-        )
+    left.code(reshape_code(feature_size, per_cell), language="python")
+    right.caption(
+        "The permute puts the A·4 (or A·2) channels of a cell last, so the reshape lists the "
+        "cells row by row and, within a cell, its A anchors: the order of the anchors "
+        f"themselves, row (iy · {feature_size[1]} + ix) · {per_cell} + a. The tutorial built its "
+        "anchors x-outer, which broke this pairing (bug B1)."
+    )
 
     st.subheader("2. Objectness per location and anchor shape")
-    objectness = rpn.objectness
+    objectness = rpn.objectness.float().cpu()  # softmax once, shared by the views below
     cols = st.columns(4)
     cols[0].metric("Anchors scored", f"{objectness.numel():,}")
     cols[1].metric("Lowest p(object)", f"{float(objectness.min()):.4f}")
@@ -114,7 +117,7 @@ with page_guard():
         value=False,
         help="On a fresh head every value is near 0.5; stretching shows the small differences",
     )
-    maps = objectness_maps(rpn, feature_size, per_cell)
+    maps = objectness_maps(objectness, feature_size, per_cell)
     hf, wf = feature_size
     st.plotly_chart(
         objectness_heatmaps(
@@ -126,7 +129,7 @@ with page_guard():
         width="stretch",
         key="rpn_objectness",
     )
-    st.plotly_chart(objectness_histogram(rpn), width="stretch", key="rpn_histogram")
+    st.plotly_chart(objectness_histogram(objectness), width="stretch", key="rpn_histogram")
 
     st.subheader("3. Top-scoring predicted boxes")
     st.markdown(
@@ -134,7 +137,9 @@ with page_guard():
         "predicted deltas and clipped to the image. No size filter and no NMS yet: that is the "
         "**Proposals & NMS** page."
     )
-    top = top_boxes(grid.anchors, rpn, prep.image.size, n_boxes, params.proposals.scale_clamp)
+    top = top_boxes(
+        grid.anchors, rpn, objectness, prep.image.size, n_boxes, params.proposals.scale_clamp
+    )
     show_anchors = st.toggle("Also draw the anchors they came from (dotted)", value=True)
     st.plotly_chart(
         top_boxes_figure(prep.image.pixels, top, prep.image.gt_boxes, prep.labels, show_anchors),
@@ -156,7 +161,8 @@ with page_guard():
 
     st.subheader("4. The RPN loss")
     no_boxes_notice(stages)
-    loss = stages.rpn_loss
+    targets = stages.anchor_targets
+    loss = rpn_loss(rpn, targets.labels_all, targets.targets_all, params.rpn)
     st.latex(RPN_LOSS_FORMULA)
     st.markdown(
         "- $s_i$: the two logits of anchor $i$; $p_i^*$: its label (1 object, 0 background); "
@@ -169,7 +175,7 @@ with page_guard():
     st.latex(loss_numbers_latex(loss, loss_lambda))
     cols = st.columns(6)
     cols[0].metric("Objectness loss (CE)", f"{float(loss.cls):.4f}")
-    cols[1].metric("Box loss (λ·ΣsmoothL1/N_pos)", f"{float(loss.loc):.4f}")
+    cols[1].metric("Box loss", f"{float(loss.loc):.4f}", help="λ · ΣsmoothL1 / N_pos")
     cols[2].metric("ΣsmoothL1 over positives", f"{float(loss.loc_sum):.4f}")
     cols[3].metric("N_cls (sampled anchors)", loss.n_sampled)
     cols[4].metric("N_pos (positive anchors)", loss.n_pos)
@@ -181,7 +187,6 @@ with page_guard():
             "No positive anchor: the box term is 0 (nothing to regress). Draw boxes, or lower "
             "the positive IoU threshold on the Anchor labelling page."
         )
-    targets = stages.anchor_targets
     reference = zero_delta_loc_sum(
         targets.labels_all, targets.targets_all, params.rpn.smooth_l1_beta
     )
@@ -195,4 +200,5 @@ with page_guard():
             f"{reference:.4f} over these {loss.n_pos} positives."
         )
     st.caption(" ".join(notes))
+    stages.timings.update(forward.timings)
     timing_caption(stages, ["rpn", "anchor_targets"])

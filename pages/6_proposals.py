@@ -28,7 +28,7 @@ intro(
 )
 
 with page_guard():
-    stages = stages_or_stop()
+    # The sidebar comes first: a slider moved in this run must reach the Stages built below.
     with st.sidebar:
         st.subheader("Proposal layer")
         training = param_select(
@@ -77,7 +77,7 @@ with page_guard():
             "Boxes to draw per view",
             10,
             2000,
-            200,
+            50,
             10,
             key="proposals:n_draw",
             help="The best-scored boxes of each view; all of them are counted",
@@ -96,6 +96,7 @@ with page_guard():
             )
             st.caption("B8: NMS keeps high-index boxes and deletes better-scored ones.")
 
+    stages = stages_or_stop()
     params = stages.params.proposals
     prep = stages.prepared
     grid = stages.anchors
@@ -134,11 +135,17 @@ with page_guard():
             f"No box is at least {min_size:g} px wide and tall, so there are no proposals at "
             "all. Lower the min size."
         )
-    elif counts["kept"] < 10:
+    elif counts["kept"] < min(50, post_n):
         st.info(
-            f"Only {counts['kept']} proposal(s) survive. With NMS at IoU {nms_iou:g} every box "
-            "that overlaps a better one by more than that is deleted, so a low threshold "
-            "leaves only a few scattered boxes."
+            f"Only {counts['kept']} proposal(s) survive. NMS at IoU {nms_iou:g} deletes every "
+            "box that overlaps a better one by more than that, so a low threshold leaves only "
+            "a few scattered boxes"
+            + (
+                f", and RoI sampling gets {sampled} RoIs instead of "
+                f"{stages.params.proposal_targets.roi_batch_size}."
+                if roi
+                else "."
+            )
         )
     elif counts["after_nms"] < post_n:
         st.caption(
@@ -146,7 +153,7 @@ with page_guard():
             "so all of them are kept."
         )
 
-    left, right = st.columns([2, 3])
+    left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(
             funnel_figure(funnel_stages(result, grid.total, grid.inside, params, sampled)),
@@ -171,10 +178,11 @@ with page_guard():
                 "At **test** time there is no RoI sampling: all the kept proposals go to the "
                 "detection head."
             )
-        st.caption(
-            "With untrained heads the scores are all ≈ 0.5, so the ranking is nearly arbitrary; "
-            "the counts and the mechanics are the same as for a trained model."
-        )
+        if not stages.heads.trained:
+            st.caption(
+                "With untrained heads the scores are all ≈ 0.5, so the ranking is nearly "
+                "arbitrary; the counts and the mechanics are the same as for a trained model."
+            )
 
     st.subheader("Boxes before and after each step")
     step = st.radio(
@@ -188,6 +196,8 @@ with page_guard():
     st.markdown(view.explanation)
     if view.n_removed:
         st.caption(f"This step removes {view.n_removed:,} of {view.n_before:,} boxes.")
+    elif view.removed_name:
+        st.caption("With the current settings this step removes no box.")
     if view.n_after == 0:
         st.warning("No box is left after this step.")
     before_fig, after_fig = step_figures(prep.image.pixels, view, prep.image.gt_boxes, prep.labels)

@@ -6,8 +6,10 @@ import numpy as np
 import streamlit as st
 
 from explorer import state
+from explorer.views.image import plain
 from explorer.views.roi import (
     METHOD_NAMES,
+    clicked_rois,
     crop_figure,
     feature_plane,
     iou_histogram,
@@ -21,7 +23,6 @@ from explorer.views.roi import (
 )
 from explorer.widgets import (
     intro,
-    no_boxes_notice,
     page_guard,
     param_select,
     param_slider,
@@ -48,8 +49,6 @@ intro(
 )
 
 with page_guard():
-    stages = stages_or_stop()
-    no_boxes_notice(stages)
     with st.sidebar:
         st.subheader("RoI sampling")
         batch = param_slider(
@@ -105,6 +104,13 @@ with page_guard():
             help="What stage 11 feeds the head; the figures below show both for one RoI",
         )
 
+    # After the sidebar: the widgets above write this run's parameters, which Stages reads.
+    stages = stages_or_stop()
+    if stages.gt_boxes.shape[0] == 0:
+        st.info(
+            "No ground-truth boxes yet: every RoI is background and there is no box loss. Draw "
+            "boxes on the **Image & ground truth** page to see positives."
+        )
     if neg_lo >= neg_hi:
         st.warning(
             f"The negative range [{neg_lo:.2f}, {neg_hi:.2f}) is empty: no RoI can be "
@@ -153,11 +159,9 @@ with page_guard():
         timing_caption(stages, ["proposals_train", "proposals_test", "proposal_targets"])
         st.stop()
 
-    pooled_all = stages.roi_pool.pooled
     descriptions = roi_descriptions(targets, prep.class_names)
-    event = st.session_state.get(FIGURE)
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    clicked = [int(p["customdata"]) for p in points if p.get("customdata") is not None]
+    # A click on a centre marker picks that RoI once; the selectbox may change it afterwards.
+    clicked = clicked_rois(st.session_state.get(FIGURE))
     if clicked and clicked != st.session_state.get(CLICKED):
         st.session_state[PICK] = clicked[0]
     st.session_state[CLICKED] = clicked
@@ -182,7 +186,7 @@ with page_guard():
         q = quantise_roi(roi, stages.params.roi_pool, stages.feature_size)
         label = roi_class(targets, pick, prep.class_names)
         st.markdown(
-            f"**{label}**, best IoU {roi_iou(targets, pick):.3f}  \n"
+            f"**{plain(label)}**, best IoU {roi_iou(targets, pick):.3f}  \n"
             f"Input pixels: ({x1:.1f}, {y1:.1f}) – ({x2:.1f}, {y2:.1f}), "
             f"{x2 - x1:.0f} × {y2 - y1:.0f}  \n"
             f"÷ 16: ({x1 / 16:.2f}, {y1 / 16:.2f}) – ({x2 / 16:.2f}, {y2 / 16:.2f})  \n"
@@ -191,7 +195,10 @@ with page_guard():
         )
         if pick < n_pos:
             dx, dy, dw, dh = targets.targets[pick].tolist()
-            st.latex(rf"t = (d_x, d_y, d_w, d_h) = ({dx:.3f},\ {dy:.3f},\ {dw:.3f},\ {dh:.3f})")
+            st.markdown(
+                f"Regression target (dx, dy, dw, dh) to its GT box: "
+                f"({dx:.3f}, {dy:.3f}, {dw:.3f}, {dh:.3f})"
+            )
         else:
             st.caption("A background RoI: no regression target.")
     with left:
@@ -228,10 +235,13 @@ with page_guard():
     crop_lo, crop_hi = float(plane.min()), float(plane.max())
     out_lo = min(float(o.min()) for o in outputs.values())
     out_hi = max(float(o.max()) for o in outputs.values())
+    size = stages.params.roi_pool.output_size
+    # Stage 11 on all S RoIs is left to the Head page: here only the picked RoI is pooled.
     st.caption(
-        f"Pipeline: **{METHOD_NAMES[method]}** for all {total} RoIs → pooled "
-        f"{list(pooled_all.shape)}. Both methods are shown for this RoI, with shared colour "
-        "scales; the crops show the feature map, the dashed outline is the exact RoI ÷ 16."
+        f"The pipeline pools all {total} RoIs with **{METHOD_NAMES[method]}** into a tensor "
+        f"[{total}, {channels}, {size}, {size}], the head's input. Both methods are shown here "
+        "for the picked RoI, with shared colour scales; the dashed outline is the exact "
+        "RoI ÷ 16."
     )
     for col, m in zip(st.columns(2), ("pool", "align"), strict=True):
         with col:
@@ -250,9 +260,10 @@ with page_guard():
     diff = float(np.abs(both["pool"] - both["align"]).mean())
     st.markdown(
         f"Mean |RoI Pool − RoI Align| over the 512 × 7 × 7 outputs of this RoI: **{diff:.4f}**. "
-        "RoI Pool's rounding moves the RoI by up to half a cell (8 input pixels) on each side "
-        "and its bins have unequal, overlapping whole-cell sizes; RoI Align samples the exact "
-        "box, which matters most for small RoIs."
+        "RoI Pool takes each bin's maximum, RoI Align the average of its bilinear samples, so "
+        "Pool's values run higher. RoI Pool's rounding also moves the RoI by up to half a cell "
+        "(8 input pixels) on each side and gives bins of unequal, overlapping whole-cell sizes; "
+        "RoI Align samples the exact box, which matters most for small RoIs."
     )
     with st.expander("Tutorial bugs B9 and B10 (fixed here)"):
         st.markdown(
@@ -272,4 +283,4 @@ with page_guard():
             "a floor) where `roi_pool` rounds, so its regions sit up to one cell further up "
             "and left."
         )
-    timing_caption(stages, ["proposals_train", "proposals_test", "proposal_targets", "roi_pool"])
+    timing_caption(stages, ["proposals_train", "proposals_test", "proposal_targets"])

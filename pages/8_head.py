@@ -16,9 +16,9 @@ from explorer.views.head import (
     roi_loc_sum,
     roi_table,
 )
+from explorer.views.image import plain
 from explorer.widgets import (
     intro,
-    no_boxes_notice,
     page_guard,
     param_slider,
     param_toggle,
@@ -66,8 +66,6 @@ def head_key(stages: Stages) -> tuple:
 
 
 with page_guard():
-    stages = stages_or_stop()
-    no_boxes_notice(stages)
     with st.sidebar:
         st.subheader("Loss weights")
         rpn_lambda = param_slider(
@@ -92,12 +90,19 @@ with page_guard():
             "B11: no ReLU between fc6 and fc7",
             help="The tutorial's nn.Sequential(Linear, Linear): two layers that collapse into one",
         )
-        b12 = param_toggle(
+        param_toggle(
             "head.bug_b12_unreduced",
             "B12: leave the RoI box loss unreduced",
             help="The tutorial never sums roi_loc_loss, so the total loss is a matrix",
         )
 
+    # After the sidebar: the widgets above write this run's parameters, which Stages reads.
+    stages = stages_or_stop()
+    if stages.gt_boxes.shape[0] == 0:
+        st.info(
+            "No ground-truth boxes yet: every RoI is background and there is no box loss. Draw "
+            "boxes on the **Image & ground truth** page to see positives."
+        )
     prep = stages.prepared
     targets = stages.proposal_targets
     n_rois = int(targets.labels.numel())
@@ -111,6 +116,7 @@ with page_guard():
     head = stages.heads.heads.head
     c = head.num_classes
     names = class_names_with_background(prep.class_names, c + 1)
+    fc_weights = sum(p.numel() for layer in (head.fc6, head.fc7) for p in layer.parameters())
 
     st.subheader("The head")
     left, right = st.columns([3, 2])
@@ -124,19 +130,20 @@ with page_guard():
     with right:
         st.markdown(
             f"**C = {c}** object class{'es' if c != 1 else ''} ("
-            + ", ".join(names[1:])
+            + ", ".join(plain(name) for name in names[1:])
             + f") plus background: **{c + 1} scores** and **{(c + 1) * 4} deltas** per RoI, "
             f"for **S = {n_rois}** sampled RoIs."
         )
         if b11:
             st.warning(
                 "B11 is on: fc6 and fc7 run without ReLU, so fc7(fc6(x)) = (W₇W₆)x + (W₇b₆ + "
-                "b₇), a single linear map: 117 million weights doing the work of one layer."
+                f"b₇), a single linear map: {fc_weights / 1e6:.0f} million weights doing the "
+                "work of one layer."
             )
         if not stages.heads.trained:
             st.caption(
-                "The head is freshly initialised (scores weights ~ N(0, 0.01)), so every RoI's "
-                f"class probabilities are close to 1 / (C + 1) = {1 / (c + 1):.3f} and the "
+                "The head is freshly initialised (score-layer weights ~ N(0, 0.01)), so every "
+                f"RoI's class probabilities are close to 1 / (C + 1) = {1 / (c + 1):.3f} and the "
                 f"classification loss close to log(C + 1) = {math.log(c + 1):.3f}."
             )
 
@@ -158,10 +165,7 @@ with page_guard():
         else:
             col.metric(name, "matrix", help="B12: not reduced to a number")
     if error is not None:
-        st.error(
-            "The tutorial's failure (B12): `total_loss.backward()` → RuntimeError: grad can be "
-            f"implicitly created only for scalar outputs.\n\n{error}"
-        )
+        st.error(f"The tutorial's failure (B12): {error}.")
         st.markdown(
             "The tutorial computes `roi_loc_loss` element by element and never sums it, so "
             "`roi_loss = roi_cls_loss + roi_lambda * roi_loc_loss` is a P × 4 matrix (one row "
@@ -189,19 +193,21 @@ with page_guard():
             r"L^{roi}_{cls} = \frac{1}{S} \sum_i \mathrm{CE}(p_i, u_i)"
             rf" \quad S = {n_rois} \;\Rightarrow\; {float(roi.cls):.4f}"
         )
-        roi_loc_value = (
-            rf"{float(roi.loc):.4f}" if error is None else r"\text{a } P \times 4 \text{ matrix}"
-        )
-        st.latex(
-            r"L^{roi}_{loc} = \frac{\lambda}{N_{pos}} \sum_{u_i \geq 1} "
-            r"\mathrm{smoothL1}(t_i^{u_i} - v_i) = "
-            rf"\frac{{{roi_lambda:g}}}{{{max(n_pos_roi, 1)}}} \times {loc_sum:.4f} = "
-            + roi_loc_value
-        )
+        if error is None:
+            st.latex(
+                r"L^{roi}_{loc} = \frac{\lambda}{N_{pos}} \sum_{u_i \geq 1} "
+                r"\mathrm{smoothL1}(t_i^{u_i} - v_i) = "
+                rf"\frac{{{roi_lambda:g}}}{{{max(n_pos_roi, 1)}}} \times {loc_sum:.4f} = "
+                rf"{float(roi.loc):.4f}"
+            )
+        else:
+            st.latex(
+                r"L^{roi}_{loc} = \lambda\, \mathrm{smoothL1}(t_i^{u_i} - v_i)"
+                rf"\ \text{{per positive and delta: a }} {n_pos_roi} \times 4 "
+                r"\text{ matrix (B12: never summed)}"
+            )
         total = f"{losses['total']:.4f}" if "total" in losses else r"\text{a matrix (B12)}"
-        st.latex(
-            r"L = L^{rpn}_{cls} + L^{rpn}_{loc} + L^{roi}_{cls} + L^{roi}_{loc} = " + total
-        )
+        st.latex(r"L = L^{rpn}_{cls} + L^{rpn}_{loc} + L^{roi}_{cls} + L^{roi}_{loc} = " + total)
         beta = stages.params.head.smooth_l1_beta
         st.caption(
             f"smoothL1(x) = 0.5 x² / β when |x| < β, else |x| − 0.5 β (β = {beta:g}), summed "

@@ -48,6 +48,13 @@ def synthetic_pixels(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def make_pixels():
+    """:func:`synthetic_pixels`, for tests that need an image of their own size. (Test modules
+    take helpers from fixtures: ``from conftest import`` would find tests/e2e/conftest.py.)"""
+    return synthetic_pixels
+
+
+@pytest.fixture(scope="session")
 def backbone() -> Backbone:
     """Random VGG16 features (seed 0): the pipeline's numbers must not need ImageNet weights."""
     return load_backbone("random", seed=0)

@@ -49,7 +49,8 @@ def anchors(
 ) -> list[list[float]]:
     """Every anchor, row-major: index = (iy * Wf + ix) * A + ratio_index * n_scales + scale_index.
 
-    ``h = stride * s * sqrt(r)``, ``w = stride * s / sqrt(r)``, centred at ``stride * i + stride/2``.
+    ``h = stride * s * sqrt(r)``, ``w = stride * s / sqrt(r)``, centred at
+    ``stride * i + stride / 2``.
     """
     hf, wf = feature_size
     out = []

@@ -139,7 +139,7 @@ def test_b5_width_assignment_smooth_l1(anchors_800, zebra_boxes):
     assert float(total) == pytest.approx(16.17, abs=1e-2)
     # Hand check of one target: anchor [x1, y1, x2, y2] with w' = x1, cx' = 1.5 x1.
     k = int(torch.nonzero(pos)[0])
-    x1, y1, x2, y2 = anchors_800.inside_anchors[k].tolist()
+    x1 = float(anchors_800.inside_anchors[k, 0])
     g = zebra_boxes[int(result.argmax_gt[k])].tolist()
     expected_dx = ((g[0] + g[2]) / 2 - 1.5 * x1) / x1
     assert float(result.targets[k, 0]) == pytest.approx(expected_dx, rel=1e-5)

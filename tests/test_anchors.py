@@ -104,8 +104,8 @@ def test_b1_x_outer_order_is_the_transpose():
     assert not torch.equal(bad.anchors, good.anchors)
     # The same set of boxes, paired with different RPN cells: index 9 (cell 1) is the
     # tutorial's (ix=0, iy=1) at (8, 24) instead of (ix=1, iy=0) at (24, 8).
-    assert centre_of(bad.anchors[9]) == (8.0, 24.0)
-    assert centre_of(good.anchors[9]) == (24.0, 8.0)
+    assert centre_of(bad.anchors[9]) == pytest.approx((8.0, 24.0), abs=1e-9)
+    assert centre_of(good.anchors[9]) == pytest.approx((24.0, 8.0), abs=1e-9)
     assert sorted(map(tuple, bad.anchors.tolist())) == sorted(map(tuple, good.anchors.tolist()))
     assert bad.inside == good.inside
     # Square maps pair (iy, ix) with the mirrored cell (ix, iy): only the diagonal agrees.

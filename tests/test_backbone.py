@@ -7,11 +7,9 @@ a second on a 2-core CPU, so these tests build as few as they can."""
 from __future__ import annotations
 
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
-from torchvision.models.vgg import cfgs, make_layers
 
 from frcnn_core.backbone import (
     IMAGENET_MEAN,
@@ -63,21 +61,6 @@ def isolated_env(monkeypatch, tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def quick_vgg16(monkeypatch):
-    """Build VGG16's conv layers without its 123M-parameter classifier (1 s a build).
-
-    For tests of the file loaders only: the values that a build initialises are overwritten by
-    the file (or, on the fallback, only the "random" label is checked). Tests that compare random
-    weights with each other use the real build."""
-
-    def features_only(weights=None):
-        assert weights is None
-        return SimpleNamespace(features=make_layers(cfgs["D"]))
-
-    monkeypatch.setattr("frcnn_core.backbone.vgg16", features_only)
-
-
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
@@ -85,7 +68,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(sa[key], sb[key]), key
 
 
-def test_features_only_file_loads(features_file, saved_module, isolated_env, quick_vgg16):
+def test_features_only_file_loads(features_file, saved_module, isolated_env):
     bb = load_backbone(str(features_file))
     assert bb.weights == str(features_file)
     assert str(features_file) in bb.note
@@ -96,13 +79,13 @@ def test_features_only_file_loads(features_file, saved_module, isolated_env, qui
         torch.testing.assert_close(bb.features(x), saved_module(x))
 
 
-def test_whole_vgg16_file_loads(whole_vgg16_file, saved_module, quick_vgg16):
+def test_whole_vgg16_file_loads(whole_vgg16_file, saved_module):
     module = load_weights_file(whole_vgg16_file)
     assert_same_weights(module, saved_module)
     assert len(module) == 30  # features[:30]: conv5_3 + ReLU, no fifth max-pool
 
 
-def test_corrupt_file_raises(tmp_path, features_file, quick_vgg16):
+def test_corrupt_file_raises(tmp_path, features_file):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00\x01not a pickle at all" * 100)
     with pytest.raises(WeightsError):
@@ -114,7 +97,7 @@ def test_corrupt_file_raises(tmp_path, features_file, quick_vgg16):
         load_weights_file(cut)
 
 
-def test_wrong_shape_file_raises(tmp_path, saved_module, quick_vgg16):
+def test_wrong_shape_file_raises(tmp_path, saved_module):
     state = dict(saved_module.state_dict())
     state["0.weight"] = torch.zeros(64, 3, 5, 5)  # VGG16 needs (64, 3, 3, 3)
     path = tmp_path / "wrong_shape.pth"
@@ -123,12 +106,12 @@ def test_wrong_shape_file_raises(tmp_path, saved_module, quick_vgg16):
         load_weights_file(path)
 
 
-def test_missing_key_and_non_state_dict_raise(tmp_path, saved_module, quick_vgg16):
+def test_missing_key_and_non_state_dict_raise(tmp_path, saved_module):
     state = dict(saved_module.state_dict())
     del state["28.bias"]
     missing = tmp_path / "missing.pth"
     torch.save(state, missing)
-    with pytest.raises(WeightsError, match="28.bias"):
+    with pytest.raises(WeightsError, match=r"28\.bias"):
         load_weights_file(missing)
     tensor_file = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor_file)
@@ -147,23 +130,21 @@ def test_auto_without_weights_falls_back_to_random(isolated_env, backbone):
     assert_same_weights(bb.features, backbone.features)
 
 
-def test_offline_env_disables_download(isolated_env, monkeypatch, quick_vgg16):
+def test_offline_env_disables_download(isolated_env, monkeypatch):
     monkeypatch.setenv(OFFLINE_ENV, "1")
     bb = load_backbone(None, seed=3)
     assert bb.weights == "random"
     assert "download disabled" in bb.note
 
 
-def test_env_var_names_the_weights_file(
-    isolated_env, monkeypatch, features_file, saved_module, quick_vgg16
-):
+def test_env_var_names_the_weights_file(isolated_env, monkeypatch, features_file, saved_module):
     monkeypatch.setenv(WEIGHTS_ENV, str(features_file))
     bb = load_backbone(allow_download=False)
     assert bb.weights == str(features_file)
     assert_same_weights(bb.features, saved_module)
 
 
-def test_imagenet_cache_is_used(isolated_env, whole_vgg16_file, saved_module, quick_vgg16):
+def test_imagenet_cache_is_used(isolated_env, whole_vgg16_file, saved_module):
     cached = imagenet_cache_path()
     cached.parent.mkdir(parents=True)
     shutil.copy(whole_vgg16_file, cached)
@@ -172,7 +153,7 @@ def test_imagenet_cache_is_used(isolated_env, whole_vgg16_file, saved_module, qu
     assert_same_weights(bb.features, saved_module)
 
 
-def test_half_written_imagenet_cache_falls_back_to_random(isolated_env, quick_vgg16):
+def test_half_written_imagenet_cache_falls_back_to_random(isolated_env):
     cached = imagenet_cache_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"partial download")
@@ -199,7 +180,10 @@ def test_image_to_tensor_normalisation_b13():
     # B (128/255 - 0.406) / 0.225 = 0.42649.
     assert x.shape == (1, 3, 1, 1) and x.dtype == torch.float32
     assert x.flatten().tolist() == pytest.approx([2.24891, -2.03571, 0.42649], abs=1e-5)
-    expected = [(v / 255 - m) / s for v, m, s in zip((255, 0, 128), IMAGENET_MEAN, IMAGENET_STD)]
+    expected = [
+        (v / 255 - m) / s
+        for v, m, s in zip((255, 0, 128), IMAGENET_MEAN, IMAGENET_STD, strict=True)
+    ]
     assert x.flatten().tolist() == pytest.approx(expected, abs=1e-6)
     # B13 (no normalisation): just v / 255.
     raw = image_to_tensor(image, BackboneParams(normalize=False))

@@ -15,23 +15,24 @@ import torch
 
 os.environ.setdefault("FRCNN_OFFLINE", "1")
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from explorer.views.proposals import (  # noqa: E402
+from explorer.views.proposals import (
     STEPS,
     funnel_figure,
     funnel_stages,
     step_figures,
     step_view,
 )
-from explorer.views.rpn import (  # noqa: E402
+from explorer.views.rpn import (
     objectness_heatmaps,
     objectness_maps,
     top_boxes,
 )
-from frcnn_core.anchors import AnchorParams, generate_anchors  # noqa: E402
-from frcnn_core.proposals import ProposalParams, propose  # noqa: E402
-from frcnn_core.rpn import RPNHead, rpn_forward  # noqa: E402
+from frcnn_core.anchors import AnchorParams, generate_anchors
+from frcnn_core.pipeline import DetectorHeads
+from frcnn_core.proposals import ProposalParams, propose
+from frcnn_core.rpn import RPNHead, rpn_forward
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 RPN_PAGE = "pages/5_rpn.py"
@@ -69,7 +70,7 @@ def test_rpn_page_loss_numbers() -> None:
     # A fresh head says p(object) ~ 0.5 everywhere: cross-entropy ~ ln 2.
     assert abs(cls - math.log(2)) < 0.05
     assert 0.4 < number(m["Lowest p(object)"]) <= number(m["Highest p(object)"]) < 0.6
-    loc = number(m["Box loss (λ·ΣsmoothL1/N_pos)"])
+    loc = number(m["Box loss"])
     loc_sum = number(m["ΣsmoothL1 over positives"])
     assert loc == pytest.approx(10 * loc_sum / 45, abs=1e-3)
     assert any("N(0, 0.01)" in i.value for i in at.info)
@@ -79,8 +80,28 @@ def test_rpn_page_loss_numbers() -> None:
     at.run()
     assert not at.exception
     halved = metrics(at)
-    assert number(halved["Box loss (λ·ΣsmoothL1/N_pos)"]) == pytest.approx(loc / 2, abs=1e-3)
+    assert number(halved["Box loss"]) == pytest.approx(loc / 2, abs=1e-3)
     assert number(halved["Objectness loss (CE)"]) == pytest.approx(cls)
+
+
+def test_rpn_page_with_trained_heads() -> None:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    # What the Train page stores (explorer/training.py set_trained); a small head suffices.
+    at.session_state["trained"] = {
+        "heads": DetectorHeads(1, 9, seed=5, hidden=64).eval(),
+        "conv5": None,
+        "token": "trained:test-rpn-page",
+        "class_names": ("zebra",),
+        "anchors_per_cell": 9,
+        "history": [],
+        "settings": None,
+    }
+    at.switch_page(RPN_PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("trained heads" in s.value for s in at.success)
+    assert number(metrics(at)["N_pos (positive anchors)"]) == 45
 
 
 def test_proposals_page_counts_and_modes() -> None:
@@ -120,7 +141,8 @@ def test_proposals_page_empty_cases_and_steps() -> None:
     at.slider(key="w:proposals.nms_iou").set_value(0.0)
     at.run()
     assert not at.exception
-    assert number(metrics(at)["Kept"]) < 100
+    assert number(metrics(at)["Kept"]) < 50
+    assert any("proposal(s) survive" in i.value for i in at.info)
 
     at.slider(key="w:proposals.min_size").set_value(800.0)
     at.run()
@@ -154,8 +176,8 @@ def small_rpn():
 
 
 def test_objectness_maps_follow_the_anchor_order(small_rpn) -> None:
-    grid, out, params = small_rpn
-    maps = objectness_maps(out, (20, 20), params.per_cell)
+    _, out, params = small_rpn
+    maps = objectness_maps(out.objectness, (20, 20), params.per_cell)
     assert maps.shape == (9, 20, 20)
     # index = (iy * Wf + ix) * A + a
     iy, ix, a = 3, 7, 5
@@ -166,7 +188,7 @@ def test_objectness_maps_follow_the_anchor_order(small_rpn) -> None:
 
 def test_top_boxes_are_the_best_scored(small_rpn) -> None:
     grid, out, _ = small_rpn
-    top = top_boxes(grid.anchors, out, (320, 320), 25, ProposalParams().scale_clamp)
+    top = top_boxes(grid.anchors, out, out.objectness, (320, 320), 25, ProposalParams().scale_clamp)
     assert top.boxes.shape == (25, 4)
     assert torch.all(top.scores[:-1] >= top.scores[1:])
     assert float(top.scores[0]) == pytest.approx(float(out.objectness.max()))

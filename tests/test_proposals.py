@@ -33,7 +33,13 @@ def test_three_boxes_nms_drops_one():
     assert out.keep_index.tolist() == [0, 2]
     assert out.rois.tolist() == [[0, 0, 100, 100], [200, 200, 300, 300]]
     assert out.scores.tolist() == pytest.approx([0.9, 0.6])
-    assert out.counts() == {"decoded": 3, "after_min_size": 3, "pre_nms": 3, "after_nms": 2, "kept": 2}
+    assert out.counts() == {
+        "decoded": 3,
+        "after_min_size": 3,
+        "pre_nms": 3,
+        "after_nms": 2,
+        "kept": 2,
+    }
     # B more likely than A: now A is suppressed.
     out = propose(anchors, locs, logits_for([0.8, 0.9, 0.6]), (400, 400), params, training=True)
     assert out.keep_index.tolist() == [1, 2]

@@ -54,7 +54,8 @@ def test_initialisation_normal_001_zero_bias():
 
 
 def test_b6_without_relu_the_head_is_one_linear_map():
-    # Without the ReLU, conv3x3 then conv1x1 is affine: f(a + b) - f(0) = (f(a) - f(0)) + (f(b) - f(0)).
+    # Without the ReLU, conv3x3 then conv1x1 is affine:
+    # f(a + b) - f(0) = (f(a) - f(0)) + (f(b) - f(0)).
     head = small_head()
     g = torch.Generator().manual_seed(1)
     a = torch.randn(1, 8, 4, 6, generator=g)
@@ -84,7 +85,9 @@ def test_b6_flag_changes_the_outputs(small_features):
 
 
 def test_objectness_is_softmax_object_probability():
-    out = RPNOutput(locs=torch.zeros(3, 4), scores=torch.tensor([[0.0, 0.0], [0.0, 2.0], [1.0, -1.0]]))
+    out = RPNOutput(
+        locs=torch.zeros(3, 4), scores=torch.tensor([[0.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
+    )
     # p = e^s1 / (e^s0 + e^s1) = sigmoid(s1 - s0): 0.5, sigmoid(2) = 0.8808, sigmoid(-2) = 0.1192.
     assert out.objectness.tolist() == pytest.approx([0.5, 0.880797, 0.119203], abs=1e-6)
 

@@ -29,8 +29,9 @@ PARAMS = dataclasses.replace(
 )
 
 
-def _mean_best_iou(heads, features, prepared) -> float:
-    """Mean over GT boxes of the best IoU any same-class detection reaches (0 if none)."""
+def _top_detection_iou(heads, features, prepared) -> float:
+    """Mean IoU with their best GT box of the G best-scored detections (G = number of GT
+    boxes): what a user sees first on the Detect page."""
     from frcnn_core.anchors import generate_anchors
 
     with torch.no_grad():
@@ -40,15 +41,8 @@ def _mean_best_iou(heads, features, prepared) -> float:
             grid.anchors, rpn.locs, rpn.scores, prepared.image.size, PARAMS.proposals, False
         )
         _, dets = run_detection(features, props, heads, prepared.image.size, PARAMS)
-    gt, labels = prepared.image.gt_boxes, prepared.gt_labels
-    best = []
-    for g in range(gt.shape[0]):
-        same = dets.labels == labels[g]
-        if not bool(same.any()):
-            best.append(0.0)
-            continue
-        best.append(float(box_iou(dets.boxes[same], gt[g : g + 1]).max()))
-    return sum(best) / len(best)
+    top = dets.boxes[: prepared.image.gt_boxes.shape[0]]  # detections are best score first
+    return float(box_iou(top, prepared.image.gt_boxes).max(dim=1).values.mean())
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +70,10 @@ def test_loss_decreases(trained):
 
 def test_detections_overlap_gt_better_after_training(trained, small_input, small_features):
     heads, _, trainer = trained
-    before = _mean_best_iou(heads, small_features, small_input)
-    after = _mean_best_iou(trainer.frozen_heads(), small_features, small_input)
-    assert after > before + 0.05, (before, after)
+    before = _top_detection_iou(heads, small_features, small_input)
+    after = _top_detection_iou(trainer.frozen_heads(), small_features, small_input)
+    print(f"top detections' IoU with GT: {before:.3f} before, {after:.3f} after training")
+    assert after > before + 0.1, (before, after)
 
 
 def test_initial_heads_are_never_modified(trained):

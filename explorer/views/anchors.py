@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from explorer.figures import image_figure
+from explorer.views.backbone import tiled_heatmap
 from frcnn_core.anchors import AnchorParams, AnchorResult
 
 # One colour per ratio (up to eight ratios), line style per scale.
@@ -31,7 +31,7 @@ RATIO_COLOURS = (
     "#84CC16",
 )
 SCALE_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
-PAD_COLOUR = 235  # light grey canvas around the image, so anchors crossing the border show
+PAD_COLOUR = "#EBEBEB"  # light grey around the image, so anchors crossing the border show
 CENTRE_COLOUR = "#FACC15"
 PICKED_COLOUR = "#F43F5E"
 
@@ -148,12 +148,16 @@ def centres_figure(
             hoverinfo="skip",
         )
     )
-    fig.update_layout(dragmode="zoom", clickmode="event+select")
+    fig.update_layout(
+        dragmode="zoom",
+        clickmode="event+select",
+        legend=dict(orientation="h", yanchor="top", y=-0.06, xanchor="left", x=0),
+    )
     return fig
 
 
 def cell_anchors_figure(
-    pixels: np.ndarray, anchors: list[CellAnchor], centre: tuple[float, float], height: int = 520
+    pixels: np.ndarray, anchors: list[CellAnchor], centre: tuple[float, float], height: int = 640
 ) -> go.Figure:
     """The anchors of one cell on the image padded (grey) just enough that anchors crossing
     the border show in full, like the tutorial's ``cv2.copyMakeBorder``. Colour = ratio, line
@@ -165,11 +169,10 @@ def cell_anchors_figure(
     top = math.ceil(max(0.0, -boxes[:, 1].min())) + margin
     right = math.ceil(max(0.0, boxes[:, 2].max() - w)) + margin
     bottom = math.ceil(max(0.0, boxes[:, 3].max() - h)) + margin
-    padded = np.pad(
-        pixels, ((top, bottom), (left, right), (0, 0)), mode="constant", constant_values=PAD_COLOUR
-    )
-    fig = image_figure(padded, height=height)
-    fig.data[0].update(x0=-left, y0=-top)
+    # The grey plot background around the image is the padding: no bigger picture to encode,
+    # however far a large anchor reaches.
+    fig = image_figure(pixels, height=height)
+    fig.update_layout(plot_bgcolor=PAD_COLOUR)
     fig.update_xaxes(range=[-left, w + right])
     fig.update_yaxes(range=[h + bottom, -top])
     fig.add_trace(
@@ -210,13 +213,14 @@ def cell_anchors_figure(
     fig.update_layout(
         showlegend=True,
         legend=dict(
-            orientation="v",
+            orientation="h",
             yanchor="top",
-            y=1.0,
+            y=-0.06,
             xanchor="left",
-            x=1.01,
+            x=0,
             font=dict(size=11),
-            title=dict(text="index: ratio, scale · w×h"),
+            entrywidth=210,
+            title=dict(text="#index: r ratio, s scale · w×h", side="top"),
         ),
         margin=dict(l=0, r=0, t=0, b=0),
     )
@@ -297,31 +301,17 @@ def inside_heatmap(counts: np.ndarray, per_cell: int, picked: tuple[int, int]) -
 def shape_maps_figure(by_shape: np.ndarray, params: AnchorParams) -> go.Figure:
     """Per anchor shape (rows: ratio, columns: scale), the cells where it lies inside."""
     scales, ratios, stride = params.scales, params.ratios, params.stride
-    n_r, n_s = len(ratios), len(scales)
     names = []
     for r in ratios:
         for s in scales:
             w, h = stride * s / math.sqrt(r), stride * s * math.sqrt(r)
-            names.append(f"r {r:g}, s {s:g} ({w:.0f}×{h:.0f})")
-    fig = make_subplots(
-        rows=n_r, cols=n_s, subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.08
+            names.append(f"r {r:g}, s {s:g} ({w:.0f}×{h:.0f}): {int(by_shape[len(names)].sum())}")
+    return tiled_heatmap(
+        by_shape.astype(np.float64),
+        names,
+        cols=len(scales),
+        colorscale=[[0, "#E5E7EB"], [1, "#16A34A"]],
+        hover_name="inside (1 = yes)",
+        tile_px=200,
+        showscale=False,
     )
-    for k in range(by_shape.shape[0]):
-        r, c = divmod(k, n_s)
-        fig.add_trace(
-            go.Heatmap(
-                z=by_shape[k],
-                zmin=0,
-                zmax=1,
-                colorscale=[[0, "#E5E7EB"], [1, "#16A34A"]],
-                showscale=False,
-                hovertemplate="cell (iy %{y}, ix %{x}): %{z}<extra>1 = inside</extra>",
-            ),
-            row=r + 1,
-            col=c + 1,
-        )
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False)
-    fig.update_annotations(font_size=11)
-    fig.update_layout(height=40 + 220 * n_r, margin=dict(l=0, r=0, t=40, b=0))
-    return fig

@@ -13,9 +13,7 @@ Nothing here imports streamlit, so the conversions are tested without a browser.
 
 from __future__ import annotations
 
-import hashlib
 import html
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -24,9 +22,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
-from explorer.figures import add_gt, image_figure, image_source
+from explorer.figures import GT_COLOUR, box_outline, image_figure, image_source
 from frcnn_core.ground_truth import DEFAULT_LABEL, clean_label
 from frcnn_core.image import ImageError, LoadedImage
 from frcnn_core.pipeline import PreparedInput
@@ -193,22 +192,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _cell(value: Any) -> Any:
-    """A JSON-safe cell: NaN becomes None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return _cell(value.item())
-    return value
-
-
-def table_key(digest: str, rows: Sequence[Row]) -> str:
-    """A widget key that changes whenever the rows do, so the editor restarts from them
-    (its edit state is relative to the table it was given)."""
-    text = json.dumps([[_cell(r.get(c)) for c in TABLE_COLUMNS] for r in rows], default=str)
-    return f"image_page:table:{digest[:12]}:{hashlib.sha1(text.encode()).hexdigest()[:12]}"
-
-
 def apply_edits(rows: Sequence[Row], edits: dict[str, Any] | None) -> list[Row]:
     """Apply ``st.data_editor``'s edit state (``edited_rows``, ``added_rows``, ``deleted_rows``)
     to the rows it was given."""
@@ -225,44 +208,38 @@ def apply_edits(rows: Sequence[Row], edits: dict[str, Any] | None) -> list[Row]:
     return out
 
 
-def has_edits(edits: Any) -> bool:
-    if not isinstance(edits, dict):
-        return False
-    return any(edits.get(k) for k in ("edited_rows", "added_rows", "deleted_rows"))
-
-
 def split_rows(rows: Sequence[Row], default_label: str = DEFAULT_LABEL) -> TableResult:
     """Rows with four numbers become boxes; the others stay pending with a message each
     (nothing the user typed is lost). A missing label becomes ``default_label``."""
     boxes: list[Box] = []
     pending: list[Row] = []
     messages: list[str] = []
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         raw_label = row.get("label")
         has_label = raw_label is not None and str(raw_label).strip() != ""
         label = clean_label(raw_label) if has_label else default_label
-        numbers = {c: _number(row.get(c)) for c in COORDS}
-        missing = [c for c in COORDS if numbers[c] is None]
+        values = {c: _number(row.get(c)) for c in COORDS}
+        missing = [c for c in COORDS if values[c] is None]
         if not missing:
-            boxes.append({"box": [numbers[c] for c in COORDS], "label": label})
+            boxes.append({"box": [values[c] for c in COORDS], "label": label})
             continue
-        pending.append({"label": label if has_label else None, **{c: numbers[c] for c in COORDS}})
-        name = f"the row labelled “{label}”" if has_label else "a new row"
+        pending.append({"label": label if has_label else None, **values})
+        named = f"Row {number} (“{label}”)" if has_label else f"Row {number}"
         messages.append(
-            f"{name[0].upper()}{name[1:]} has no number in {', '.join(missing)}: it stays in "
-            "the table (at the bottom) but is not used until all four are filled in."
+            f"{named} has no number in {', '.join(missing)}: it stays in the table but is not "
+            "used until all four are filled in."
         )
     return TableResult(boxes, pending, messages)
 
 
-def rows_table(rows: Sequence[Row]) -> dict[str, list[Any]]:
-    """Rows as columns for ``st.data_editor`` (numbers as floats, missing as NaN)."""
-    table: dict[str, list[Any]] = {"label": [str(r.get("label") or "") for r in rows]}
+def rows_table(rows: Sequence[Row]) -> pd.DataFrame:
+    """Rows as the editor's table: label as text, coordinates as floats (missing: NaN), so the
+    column types hold even with no rows."""
+    table = {"label": pd.Series([str(r.get("label") or "") for r in rows], dtype="object")}
     for c in COORDS:
-        table[c] = [
-            float(v) if (v := _number(r.get(c))) is not None else float("nan") for r in rows
-        ]
-    return table
+        values = [_number(r.get(c)) for r in rows]
+        table[c] = pd.Series([float("nan") if v is None else v for v in values], dtype="float64")
+    return pd.DataFrame(table)
 
 
 # -- uploads ----------------------------------------------------------------------------------
@@ -296,8 +273,13 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:=^&])")
 
 
 def plain(text: str) -> str:
-    """User text made inert for Streamlit markdown (no emphasis, links, colours or LaTeX)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """User text made inert for Streamlit markdown (no emphasis, links, colours or LaTeX).
+
+    Streamlit reads ``:material/name:`` icons after markdown escapes are resolved, so a
+    zero-width space also follows each colon that precedes a letter.
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return re.sub(r":(?=[A-Za-z])", ":\u200b", escaped)
 
 
 def input_frame_text(prepared: PreparedInput, truncate: bool) -> str:
@@ -324,9 +306,43 @@ def input_frame_rows(prepared: PreparedInput) -> dict[str, list[Any]]:
 
 
 def input_frame_figure(prepared: PreparedInput, height: int = 520) -> go.Figure:
-    """The image resized to the input frame with its scaled GT boxes and labels (as text)."""
-    ih, iw = prepared.image.size
-    fig = image_figure(prepared.image.pixels, height=height, title=f"Input frame {iw} x {ih}")
-    # Plotly reads a few HTML tags in text; labels are the user's, so escape them.
-    labels = [html.escape(label) for label in prepared.labels]
-    return add_gt(fig, prepared.image.gt_boxes, labels)
+    """The image resized to the input frame with its scaled GT boxes and labels (as text).
+
+    The few GT boxes are one SVG trace: Streamlit's plotly build draws WebGL lines at the wrong
+    height in headless Chromium, and a handful of boxes does not need WebGL.
+    """
+    fig = image_figure(prepared.image.pixels, height=height)
+    xs, ys = box_outline(prepared.image.gt_boxes)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            name="ground truth",
+            line=dict(color=GT_COLOUR, width=3),
+            hoverinfo="skip",
+            connectgaps=False,
+        )
+    )
+    boxes = prepared.image.gt_boxes.reshape(-1, 4).tolist()
+    if boxes:
+        # Plotly reads a few HTML tags in text; labels are the user's, so escape them.
+        fig.add_trace(
+            go.Scatter(
+                x=[b[0] for b in boxes],
+                y=[b[1] for b in boxes],
+                mode="text",
+                text=[html.escape(label) for label in prepared.labels],
+                # Above the box, or inside it when the box touches the top of the frame.
+                textposition=["top right" if b[1] > 24 else "bottom right" for b in boxes],
+                textfont=dict(color=GT_COLOUR, size=13),
+                hovertext=[
+                    f"{html.escape(label)}: ({b[0]:g}, {b[1]:g}, {b[2]:g}, {b[3]:g})"
+                    for label, b in zip(prepared.labels, boxes, strict=True)
+                ],
+                hoverinfo="text",
+                showlegend=False,
+            )
+        )
+    fig.update_layout(showlegend=False)
+    return fig

@@ -86,14 +86,12 @@ def funnel_stages(
 def funnel_figure(stages: list[FunnelStage]) -> go.Figure:
     fig = go.Figure(
         go.Funnel(
-            y=[s.label for s in stages],
+            y=[f"{s.label}: {s.count:,}" for s in stages],
             x=[s.count for s in stages],
             marker=dict(color=[s.colour for s in stages]),
-            text=[f"{s.count:,}" for s in stages],
-            textinfo="text",
-            textposition="inside",
+            textinfo="none",
             customdata=[s.note for s in stages],
-            hovertemplate="%{y}: %{x:,}<br>%{customdata}<extra></extra>",
+            hovertemplate="%{y}<br>%{customdata}<extra></extra>",
             connector=dict(line=dict(color="#94A3B8", width=1)),
         )
     )
@@ -149,7 +147,6 @@ def step_view(
     """The boxes before and after ``step`` (one of :data:`STEPS`), at most ``n_draw`` each."""
     scores = result.rank_scores.cpu()
     n_all = scores.numel()
-    everyone = torch.argsort(scores, descending=True, stable=True)
     pre_n, post_n = params.counts(result.training)
     anchors = anchors.cpu().float()
     decoded = result.decoded.cpu()
@@ -159,6 +156,8 @@ def step_view(
     after_nms = pre[result.nms_keep.cpu()]
     kept = result.keep_index.cpu()
     empty = anchors.new_zeros((0, 4))
+    if step in ("decode", "clip", "min size"):
+        everyone = torch.argsort(scores, descending=True, stable=True)
     if step == "decode":
         top = everyone[:n_draw]
         return StepView(
@@ -292,7 +291,7 @@ def step_figures(
         fig = image_figure(pixels, height=height, dim=0.55, title=f"{title}: {total:,} boxes")
         drawn = boxes.shape[0]
         shown = f"best {drawn:,} drawn" if drawn < total else f"{drawn:,} drawn"
-        add_boxes(fig, boxes, PROPOSAL_COLOUR, shown, 1.0, 0.8, _hover(drawn))
+        add_boxes(fig, boxes, PROPOSAL_COLOUR, shown, 1.0, 0.6, _hover(drawn))
         if drawn:
             best = min(drawn, 10)
             add_boxes(fig, boxes[:best], ACCENT_COLOUR, f"best {best}", 2.5, 1.0, _hover(best))
@@ -303,6 +302,8 @@ def step_figures(
                 name += f" ({n:,} drawn)"
             add_boxes(fig, view.removed, NEGATIVE_COLOUR, name, 1.0, 0.8)
         add_gt(fig, gt_boxes, gt_labels)
+        # Room for the title above the legend (image_figure puts both at the top).
+        fig.update_layout(margin=dict(t=64), title=dict(y=0.99, yanchor="top"))
         if view.frame:
             _framed(fig, [view.before, view.after], size)
             h, w = size

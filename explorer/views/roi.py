@@ -8,8 +8,11 @@ to ``i + 0.5``) and covers input pixels ``[16 i, 16 i + 16)``, so input pixel ``
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -17,12 +20,10 @@ import torch
 
 from explorer.figures import (
     ACCENT_COLOUR,
+    GT_COLOUR,
     NEGATIVE_COLOUR,
     POSITIVE_COLOUR,
-    add_boxes,
-    add_gt,
     box_outline,
-    heatmap,
     image_figure,
 )
 from frcnn_core.proposal_targets import ProposalTargetParams, ProposalTargetResult
@@ -53,6 +54,31 @@ def roi_descriptions(targets: ProposalTargetResult, class_names: tuple[str, ...]
     return out
 
 
+def _outlines(
+    boxes: torch.Tensor | np.ndarray,
+    colour: str,
+    name: str,
+    width: float,
+    opacity: float = 1.0,
+    dash: str | None = None,
+) -> go.Scatter:
+    """All ``boxes`` as one SVG line trace, gaps between boxes.
+
+    Not ``figures.add_boxes`` (WebGL): Streamlit's bundled plotly.js draws ``Scattergl`` lines
+    flat along the bottom edge when the y axis is reversed, as it is for images, so the
+    outlines vanish. A few hundred boxes are cheap as one SVG path."""
+    xs, ys = box_outline(boxes)
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="lines",
+        name=name,
+        line=dict(color=colour, width=width, dash=dash),
+        opacity=opacity,
+        hoverinfo="skip",
+    )
+
+
 def rois_figure(
     pixels: np.ndarray,
     targets: ProposalTargetResult,
@@ -63,19 +89,33 @@ def rois_figure(
 ) -> go.Figure:
     """Sampled positive (green) and negative (red) RoIs over the dimmed image.
 
-    A marker at every RoI's centre carries its index in ``customdata``, so a click on it can pick
-    the RoI (``st.plotly_chart(on_select=...)``)."""
+    A marker at every RoI's centre carries its index in ``customdata`` and its description as
+    hover text, so a click on it can pick the RoI (``st.plotly_chart(on_select=...)``)."""
     fig = image_figure(pixels, dim=0.6)
     rois = targets.rois.detach().cpu()
     n_pos = targets.pos_index.numel()
     text = roi_descriptions(targets, class_names)
-    add_boxes(fig, rois[n_pos:], NEGATIVE_COLOUR, f"negative: {rois.shape[0] - n_pos}", 1, 0.6)
-    add_boxes(fig, rois[:n_pos], POSITIVE_COLOUR, f"positive: {n_pos}", 2, 1.0)
-    add_gt(fig, gt_boxes, gt_labels)
+    gt = gt_boxes.detach().cpu().reshape(-1, 4)
+    traces = [
+        _outlines(rois[n_pos:], NEGATIVE_COLOUR, f"negative: {rois.shape[0] - n_pos}", 1, 0.6),
+        _outlines(rois[:n_pos], POSITIVE_COLOUR, f"positive: {n_pos}", 2),
+        _outlines(gt, GT_COLOUR, "ground truth", 3),
+        go.Scatter(
+            x=gt[:, 0].numpy(),
+            y=gt[:, 1].numpy(),
+            mode="text",
+            # Plotly reads a few HTML tags in text; labels are the user's.
+            text=[html.escape(str(label)) for label in gt_labels],
+            textposition="top right",
+            textfont=dict(color=GT_COLOUR, size=13),
+            hoverinfo="skip",
+            showlegend=False,
+        ),
+    ]
     if rois.shape[0]:
         centres = ((rois[:, :2] + rois[:, 2:]) / 2).numpy()
         colours = [POSITIVE_COLOUR if i < n_pos else NEGATIVE_COLOUR for i in range(len(text))]
-        fig.add_trace(
+        traces.append(
             go.Scattergl(
                 x=centres[:, 0],
                 y=centres[:, 1],
@@ -83,16 +123,30 @@ def rois_figure(
                 name="RoI centres (click one to pick it)",
                 marker=dict(color=colours, size=7, line=dict(color="#000000", width=1)),
                 customdata=np.arange(len(text)),
-                text=text,
+                text=[html.escape(t) for t in text],
                 hoverinfo="text",
             )
         )
     if selected is not None and 0 <= selected < rois.shape[0]:
-        add_boxes(
-            fig, rois[selected : selected + 1], SELECTED_COLOUR, "selected RoI", 3, dash="dash"
-        )
-    fig.update_layout(clickmode="event+select")
+        box = rois[selected : selected + 1]
+        traces.append(_outlines(box, SELECTED_COLOUR, "selected RoI", 3, dash="dash"))
+    fig.add_traces(traces)
+    fig.layout.clickmode = "event+select"
     return fig
+
+
+def clicked_rois(event: Mapping[str, Any] | None) -> list[int]:
+    """RoI indices of the centre markers selected in ``rois_figure`` (a plotly_chart selection
+    event); clicks on other traces carry no ``customdata`` and are ignored."""
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    out = []
+    for point in points:
+        value = point.get("customdata")
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        if value is not None:
+            out.append(int(value))
+    return out
 
 
 def iou_histogram(
@@ -100,34 +154,47 @@ def iou_histogram(
 ) -> go.Figure:
     """Best IoU of every proposal, with the positive threshold and the negative range marked."""
     values = targets.max_iou.detach().cpu().numpy()
-    fig = go.Figure(
+    lo, hi, pos = params.roi_neg_iou_lo, params.roi_neg_iou_hi, params.roi_pos_iou
+    band = dict(type="rect", xref="x", yref="paper", y0=0, y1=1, opacity=0.15, line_width=0)
+    shapes = [dict(band, x0=pos, x1=1.0, fillcolor=POSITIVE_COLOUR)]
+    if hi > lo:
+        shapes.append(dict(band, x0=lo, x1=hi, fillcolor=NEGATIVE_COLOUR))
+    shapes.append(
+        dict(
+            type="line",
+            xref="x",
+            yref="paper",
+            x0=pos,
+            x1=pos,
+            y0=0,
+            y1=1,
+            line=dict(color=POSITIVE_COLOUR, width=2),
+        )
+    )
+    # One constructor call: plotly's update_* methods cost milliseconds each.
+    return go.Figure(
         go.Histogram(
             x=values,
             xbins=dict(start=0.0, end=1.0, size=0.025),
             marker_color=ACCENT_COLOUR,
             name="proposals",
             hovertemplate="IoU %{x}: %{y} proposals<extra></extra>",
-        )
-    )
-    lo, hi = params.roi_neg_iou_lo, params.roi_neg_iou_hi
-    if hi > lo:
-        fig.add_vrect(x0=lo, x1=hi, fillcolor=NEGATIVE_COLOUR, opacity=0.15, line_width=0)
-    fig.add_vrect(x0=params.roi_pos_iou, x1=1.0, fillcolor=POSITIVE_COLOUR, opacity=0.15)
-    fig.add_vline(x=params.roi_pos_iou, line_color=POSITIVE_COLOUR, line_width=2)
-    fig.update_xaxes(range=[0, 1], title="best IoU of a proposal with any GT box")
-    fig.update_yaxes(type="log", title="proposals")
-    fig.update_layout(
-        height=height,
-        margin=dict(l=0, r=0, t=30, b=0),
-        bargap=0.05,
-        title=dict(
-            text="Red band: negative range · green: positive (IoU ≥ threshold)",
-            x=0.01,
-            font=dict(size=13),
         ),
-        showlegend=False,
+        layout=dict(
+            height=height,
+            margin=dict(l=0, r=0, t=30, b=0),
+            bargap=0.05,
+            shapes=shapes,
+            showlegend=False,
+            xaxis=dict(range=[0, 1], title="best IoU of a proposal with any GT box"),
+            yaxis=dict(type="log", title="proposals"),
+            title=dict(
+                text="Red band: negative range · green: positive (IoU ≥ threshold)",
+                x=0.01,
+                font=dict(size=13),
+            ),
+        ),
     )
-    return fig
 
 
 def feature_plane(features: torch.Tensor, channel: int | None) -> np.ndarray:
@@ -260,7 +327,7 @@ def crop_figure(
     x0, x1, y0, y1 = crop_window(roi, params, (hf, wf))
     # Rows y0..y1-1 and columns x0..x1-1, in the order [y, x] (B9 swapped them).
     crop = plane[y0:y1, x0:x1]
-    fig = go.Figure(
+    traces: list[go.Scatter | go.Heatmap] = [
         go.Heatmap(
             z=crop,
             x=np.arange(x0, x1),
@@ -271,7 +338,7 @@ def crop_figure(
             showscale=False,
             hovertemplate="cell x %{x}, y %{y}: %{z:.3f}<extra></extra>",
         )
-    )
+    ]
     s = params.spatial_scale
     rx1, ry1, rx2, ry2 = (float(v) * s - 0.5 for v in roi)
     n = params.output_size
@@ -281,7 +348,7 @@ def crop_figure(
         ys = [a - 0.5 for a, _ in q.y_bins] + [q.y_bins[-1][1] - 0.5]
         gx, gy = _grid_lines(xs, ys, (xs[0], xs[-1]), (ys[0], ys[-1]))
         name = f"quantised: cells x {q.x_start}–{q.x_end}, y {q.y_start}–{q.y_end}"
-        fig.add_trace(
+        traces.append(
             go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=ACCENT_COLOUR, width=2), name=name)
         )
     else:
@@ -289,13 +356,13 @@ def crop_figure(
         xs = [rx1 + i * bw for i in range(n + 1)]
         ys = [ry1 + i * bh for i in range(n + 1)]
         gx, gy = _grid_lines(xs, ys, (rx1, rx2), (ry1, ry2))
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=gx,
                 y=gy,
                 mode="lines",
                 line=dict(color=ACCENT_COLOUR, width=1.5),
-                name="7 × 7 equal bins (not rounded)",
+                name=f"{n} × {n} equal bins (not rounded)",
             )
         )
         k = params.sampling_ratio
@@ -303,7 +370,7 @@ def crop_figure(
         sx = (rx1 + (np.arange(n)[:, None] + offsets[None, :]) * bw).reshape(-1)
         sy = (ry1 + (np.arange(n)[:, None] + offsets[None, :]) * bh).reshape(-1)
         mx, my = np.meshgrid(sx, sy)
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=mx.reshape(-1),
                 y=my.reshape(-1),
@@ -314,7 +381,7 @@ def crop_figure(
             )
         )
     ox, oy = box_outline(np.array([[rx1, ry1, rx2, ry2]]))
-    fig.add_trace(
+    traces.append(
         go.Scatter(
             x=ox,
             y=oy,
@@ -324,35 +391,52 @@ def crop_figure(
             hoverinfo="skip",
         )
     )
-    fig.update_xaxes(range=[x0 - 0.5, x1 - 0.5], showgrid=False, zeroline=False, title="cell x")
-    fig.update_yaxes(
-        range=[y1 - 0.5, y0 - 0.5],
-        showgrid=False,
-        zeroline=False,
-        scaleanchor="x",
-        constrain="domain",
-        title="cell y",
-    )
-    fig.update_layout(
-        height=height,
-        margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(
-            text=f"{METHOD_NAMES[method]}: the RoI on the {hf} × {wf} feature map",
-            x=0.01,
-            font=dict(size=13),
+    return go.Figure(
+        traces,
+        layout=dict(
+            height=height,
+            margin=dict(l=0, r=0, t=30, b=0),
+            title=dict(
+                text=f"{METHOD_NAMES[method]}: the RoI on the {hf} × {wf} feature map (cells)",
+                x=0.01,
+                font=dict(size=13),
+            ),
+            legend=dict(orientation="h", yanchor="top", y=-0.1, xanchor="left", x=0),
+            xaxis=dict(
+                range=[x0 - 0.5, x1 - 0.5],
+                showgrid=False,
+                zeroline=False,
+                constrain="domain",
+            ),
+            yaxis=dict(
+                range=[y1 - 0.5, y0 - 0.5],
+                showgrid=False,
+                zeroline=False,
+                scaleanchor="x",
+                constrain="domain",
+            ),
         ),
-        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
     )
-    return fig
 
 
 def pooled_figure(
     pooled: np.ndarray, method: str, zmin: float | None = None, zmax: float | None = None
 ) -> go.Figure:
-    """A 7 x 7 pooled plane as a heatmap."""
+    """A 7 x 7 pooled plane as a heatmap (row 0 on top)."""
     n = pooled.shape[-1]
-    fig = heatmap(
-        pooled, f"{METHOD_NAMES[method]} output: {n} × {n}", zmin=zmin, zmax=zmax, height=280
+    return go.Figure(
+        go.Heatmap(
+            z=pooled,
+            colorscale="Viridis",
+            zmin=zmin,
+            zmax=zmax,
+            hovertemplate="bin (%{x}, %{y}): %{z:.3f}<extra></extra>",
+        ),
+        layout=dict(
+            height=280,
+            margin=dict(l=0, r=0, t=30, b=0),
+            title=dict(text=f"{METHOD_NAMES[method]} output: {n} × {n}", x=0.01, font_size=13),
+            xaxis=dict(showgrid=False, constrain="domain"),
+            yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False, constrain="domain"),
+        ),
     )
-    fig.update_traces(hovertemplate="bin (%{x}, %{y}): %{z:.3f}<extra></extra>")
-    return fig

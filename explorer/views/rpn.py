@@ -6,18 +6,31 @@ anchor order of :mod:`frcnn_core.anchors` (``index = (iy * Wf + ix) * A + a``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torchvision.ops import clip_boxes_to_image
 
 from explorer.figures import IGNORED_COLOUR, PROPOSAL_COLOUR, add_boxes, add_gt, image_figure
 from frcnn_core.anchors import AnchorParams
 from frcnn_core.boxes import decode, smooth_l1_sum
+from frcnn_core.pipeline import PipelineParams
 from frcnn_core.rpn import RPNHead, RPNLoss, RPNOutput, RPNParams
+
+
+def forward_params(params: PipelineParams) -> PipelineParams:
+    """``params`` with the RPN's loss-only settings (λ, β) at their defaults.
+
+    ``compute.rpn_outputs`` keys its cache on the whole ``RPNParams``; asking for the forward
+    pass with these params lets every λ share one cached forward pass."""
+    default = RPNParams()
+    rpn = dataclasses.replace(
+        params.rpn, loss_lambda=default.loss_lambda, smooth_l1_beta=default.smooth_l1_beta
+    )
+    return dataclasses.replace(params, rpn=rpn)
 
 
 def shape_names(params: AnchorParams) -> list[str]:
@@ -98,19 +111,22 @@ def reshape_code(feature_size: tuple[int, int], anchors_per_cell: int) -> str:
     a = anchors_per_cell
     n = hf * wf * a
     return (
-        f"locs   = loc(x)    # (1, {a * 4}, {hf}, {wf})\n"
-        f"locs   = locs.permute(0, 2, 3, 1)    # (1, {hf}, {wf}, {a * 4})\n"
-        f"locs   = locs.reshape(-1, 4)         # ({n}, 4)  row (iy*{wf} + ix)*{a} + a\n"
-        f"scores = score(x)  # (1, {a * 2}, {hf}, {wf})\n"
-        f"scores = scores.permute(0, 2, 3, 1).reshape(-1, 2)   # ({n}, 2)\n"
-        f"objectness = scores.softmax(dim=1)[:, 1]             # ({n},)"
+        f"locs = loc(x)                         # (1, {a * 4}, {hf}, {wf})\n"
+        f"locs = locs.permute(0, 2, 3, 1)       # (1, {hf}, {wf}, {a * 4})\n"
+        f"locs = locs.reshape(-1, 4)            # ({n}, 4)\n"
+        f"scores = score(x)                     # (1, {a * 2}, {hf}, {wf})\n"
+        f"scores = scores.permute(0, 2, 3, 1).reshape(-1, 2)  # ({n}, 2)\n"
+        f"objectness = scores.softmax(dim=1)[:, 1]            # ({n},)"
     )
 
 
-def objectness_maps(rpn: RPNOutput, feature_size: tuple[int, int], per_cell: int) -> np.ndarray:
-    """Object probability of every anchor as [A, Hf, Wf]."""
+def objectness_maps(
+    objectness: torch.Tensor, feature_size: tuple[int, int], per_cell: int
+) -> np.ndarray:
+    """Object probability of every anchor (Tensor[N], :attr:`RPNOutput.objectness`) as
+    [A, Hf, Wf]."""
     hf, wf = feature_size
-    p = rpn.objectness.float().cpu()
+    p = objectness.float().cpu()
     return p.reshape(hf, wf, per_cell).permute(2, 0, 1).numpy()  # (Hf*Wf*A) -> (A, Hf, Wf)
 
 
@@ -118,49 +134,85 @@ def objectness_heatmaps(
     maps: np.ndarray, params: AnchorParams, stretch: bool = False, title: str = ""
 ) -> go.Figure:
     """One heatmap per anchor shape (rows: ratio, columns: scale) on one colour scale:
-    0..1, or the data's range when ``stretch`` (to see the small variations of a fresh head)."""
+    0..1, or the data's range when ``stretch`` (to see the small variations of a fresh head).
+
+    The grid of axes is laid out by hand: ``make_subplots`` costs ~100 ms per rerun here."""
     n_r, n_s = len(params.ratios), len(params.scales)
     zmin, zmax = (float(np.nanmin(maps)), float(np.nanmax(maps))) if stretch else (0.0, 1.0)
     if zmax <= zmin:
         zmax = zmin + 1e-6
-    fig = make_subplots(
-        rows=n_r,
-        cols=n_s,
-        subplot_titles=shape_names(params),
-        horizontal_spacing=0.03,
-        vertical_spacing=0.08,
-    )
-    for k in range(maps.shape[0]):
+    h_gap, v_gap = 0.03, 0.08
+    width = (1 - (n_s - 1) * h_gap) / n_s
+    height = (1 - (n_r - 1) * v_gap) / n_r
+    data, layout, notes = [], {}, []
+    for k, name in enumerate(shape_names(params)):
         r, c = divmod(k, n_s)
-        fig.add_trace(
-            go.Heatmap(
+        suffix = "" if k == 0 else str(k + 1)
+        x0 = c * (width + h_gap)
+        y1 = 1 - r * (height + v_gap)
+        data.append(
+            dict(
+                type="heatmap",
                 z=maps[k],
                 zmin=zmin,
                 zmax=zmax,
                 colorscale="Viridis",
                 showscale=k == 0,
                 colorbar=dict(title=dict(text="p(object)", side="right"), thickness=14),
-                hovertemplate="cell x %{x}, y %{y}: p(object) %{z:.4f}<extra></extra>",
-            ),
-            row=r + 1,
-            col=c + 1,
+                xaxis=f"x{suffix}",
+                yaxis=f"y{suffix}",
+                hovertemplate=f"{name}<br>cell x %{{x}}, y %{{y}}: p(object) %{{z:.4f}}"
+                "<extra></extra>",
+            )
         )
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False)
-    fig.update_annotations(font_size=11)
-    fig.update_layout(
+        layout[f"xaxis{suffix}"] = dict(
+            domain=[x0, x0 + width], anchor=f"y{suffix}", showticklabels=False, showgrid=False
+        )
+        layout[f"yaxis{suffix}"] = dict(
+            domain=[y1 - height, y1],
+            anchor=f"x{suffix}",
+            showticklabels=False,
+            showgrid=False,
+            autorange="reversed",
+            scaleanchor=f"x{suffix}",
+            constrain="domain",
+        )
+        notes.append(
+            dict(
+                text=name,
+                x=x0 + width / 2,
+                y=y1,
+                xref="paper",
+                yref="paper",
+                xanchor="center",
+                yanchor="bottom",
+                showarrow=False,
+                font=dict(size=11),
+            )
+        )
+    layout.update(
+        annotations=notes,
         height=260 * n_r,
         margin=dict(l=0, r=0, t=60 if title else 30, b=0),
         title=dict(text=title, x=0.01) if title else None,
     )
-    return fig
+    return go.Figure(data=data, layout=layout)
 
 
-def objectness_histogram(rpn: RPNOutput) -> go.Figure:
-    """How the object probabilities of all N anchors are spread."""
-    p = rpn.objectness.float().cpu().numpy()
+def objectness_histogram(objectness: torch.Tensor, bins: int = 60) -> go.Figure:
+    """How the object probabilities of all N anchors are spread (binned here: 60 bars to send,
+    not N values)."""
+    p = objectness.float().cpu().numpy()
+    counts, edges = np.histogram(p, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure(
-        go.Histogram(x=p, nbinsx=60, marker_color=PROPOSAL_COLOUR, hovertemplate="%{y} anchors")
+        go.Bar(
+            x=centres,
+            y=counts,
+            width=float(edges[1] - edges[0]),
+            marker_color=PROPOSAL_COLOUR,
+            hovertemplate="p(object) ≈ %{x:.4f}: %{y} anchors<extra></extra>",
+        )
     )
     fig.update_layout(
         height=260,
@@ -168,7 +220,7 @@ def objectness_histogram(rpn: RPNOutput) -> go.Figure:
         title=dict(text=f"p(object) of all {p.size:,} anchors", x=0.01, font=dict(size=13)),
         xaxis_title="p(object)",
         yaxis_title="anchors",
-        bargap=0.02,
+        bargap=0.0,
     )
     return fig
 
@@ -193,13 +245,14 @@ class TopBoxes:
 def top_boxes(
     anchors: torch.Tensor,
     rpn: RPNOutput,
+    objectness: torch.Tensor,
     image_size: tuple[int, int],
     k: int,
     scale_clamp: float,
 ) -> TopBoxes:
-    """Decode and clip the ``k`` best-scored anchors (no size filter, no NMS: that is the
-    proposal layer's job)."""
-    scores = rpn.objectness.float().cpu()
+    """Decode and clip the ``k`` anchors of highest ``objectness`` (Tensor[N]); no size
+    filter, no NMS: that is the proposal layer's job."""
+    scores = objectness.float().cpu()
     k = max(0, min(k, scores.numel()))
     top = torch.topk(scores, k, sorted=True)
     chosen = anchors.cpu().float()[top.indices]

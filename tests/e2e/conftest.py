@@ -1,0 +1,409 @@
+"""Browser tests: a live ``streamlit run app.py`` server driven by headless Chromium.
+
+The server is started once per test session on a free port (``FRCNN_OFFLINE=1``,
+``FRCNN_DEVICE=cpu``) and stopped at the end; every test gets a fresh browser context, which is a
+fresh Streamlit session (zebra sample, four boxes, default parameters).
+
+:class:`AppServer` and :class:`StreamlitPage` are plain classes (no pytest needed), so
+``benchmarks/bench_latency.py`` drives the app with the same code.
+
+Waiting on Streamlit. ``data-test-script-state="notRunning"`` on ``stApp`` holds both *before*
+a rerun starts and after it ends, and a click, key press or upload reaches the server some
+milliseconds (or, with the browser's main thread busy, seconds) later. So a script installed
+before the app loads (:data:`INSTRUMENT_JS`) records when the browser last *sent* a rerun request
+(a ``BackMsg`` whose first byte is 0x5A: field 11, ``rerun_script``) and when a run last
+*finished* (the attribute turning ``notRunning``). The app is idle after an action when a rerun
+was sent after the action started, a run finished after the last request, the app is
+``notRunning``, and both have been quiet for a short while (a request sent as a run ends starts
+one more run). The drawing canvas sends its own rerun when its background image has loaded,
+seconds after the page; these waits absorb it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+APP = '[data-testid="stApp"]'
+DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# The first page load also loads VGG16 and the initial heads (about 10 s on a 2-core CPU), and a
+# new image's first backbone forward takes about 2 s: 120 s leaves room on a slow CI runner.
+TIMEOUT_MS = 120_000
+SERVER_START_S = 90.0
+# Once a run has finished, what it shows is on the page: a short wait for text is enough.
+TEXT_TIMEOUT_MS = 15_000
+
+# How long "idle" must hold (no request sent, no run finished) before an action counts as done.
+QUIET_MS = 300
+
+# Installed with ``add_init_script`` so it runs before Streamlit's own scripts.
+INSTRUMENT_JS = """
+(() => {
+  if (window.__st) return;
+  const st = window.__st = {runs: 0, state: null, lastDone: 0, lastSend: 0, sends: 0, keyAt: 0};
+  const seen = (value) => {
+    if (value === 'notRunning' && st.state !== 'notRunning') {
+      st.runs += 1;
+      st.lastDone = performance.now();
+    }
+    st.state = value;
+  };
+  new MutationObserver((records) => {
+    // Replay every change in order: change i's new value is change i+1's old value.
+    records.forEach((r, i) => {
+      seen(i + 1 < records.length
+        ? records[i + 1].oldValue
+        : r.target.getAttribute('data-test-script-state'));
+    });
+  }).observe(document, {
+    subtree: true, attributes: true, attributeOldValue: true,
+    attributeFilter: ['data-test-script-state'],
+  });
+  const firstByte = (data) => {
+    if (data instanceof ArrayBuffer) data = new Uint8Array(data);
+    if (!ArrayBuffer.isView(data) || data.byteLength === 0) return -1;
+    return new Uint8Array(data.buffer, data.byteOffset, 1)[0];
+  };
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = class extends NativeWebSocket {
+    send(data) {
+      if (firstByte(data) === 0x5a) {  // BackMsg.rerun_script (field 11, length-delimited)
+        st.sends += 1;
+        st.lastSend = performance.now();
+      }
+      return super.send(data);
+    }
+  };
+  document.addEventListener('keydown', () => { st.keyAt = performance.now(); }, true);
+})();
+"""
+
+# True when the app is idle after page time ``after`` (see the module docstring).
+IDLE_JS = """
+([after, quiet]) => {
+  const st = window.__st;
+  if (!st) return false;
+  const now = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
+    && st.lastSend > after && st.lastDone > st.lastSend
+    && now - st.lastDone >= quiet && now - st.lastSend >= quiet;
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AppServer:
+    """``streamlit run app.py`` on a free port, with its output in a log file."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or OUTPUT / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = SERVER_START_S) -> AppServer:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, FRCNN_OFFLINE="1", FRCNN_DEVICE="cpu", PYTHONUNBUFFERED="1")
+        command = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"streamlit exited with status {self.process.returncode} before answering "
+                    f"on port {self.port}. Server log:\n{self.log_tail()}"
+                )
+            if self.healthy():
+                return self
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(
+            f"streamlit did not answer {self.url}/_stcore/health with 'ok' within "
+            f"{timeout_s:.0f} s. Server log:\n{self.log_tail()}"
+        )
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
+                return response.read().decode().strip() == "ok"
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def launch_chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+class StreamlitPage:
+    """One browser tab on the app (one Streamlit session), with waits that know Streamlit."""
+
+    def __init__(self, page: Any, base_url: str, timeout_ms: int = TIMEOUT_MS) -> None:
+        self.page = page
+        self.base_url = base_url.rstrip("/")
+        self.timeout_ms = timeout_ms
+        page.set_default_timeout(timeout_ms)
+        page.add_init_script(INSTRUMENT_JS)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The page's clock (``performance.now()``, ms)."""
+        return float(self.page.evaluate("() => performance.now()"))
+
+    def stats(self) -> dict[str, float]:
+        return dict(self.page.evaluate("() => window.__st"))
+
+    def wait_idle(self, after: float = 0.0, quiet_ms: int = QUIET_MS) -> None:
+        """Wait until a rerun requested after page time ``after`` has run and the app is quiet."""
+        self.page.wait_for_function(
+            IDLE_JS, arg=[after, quiet_ms], polling=50, timeout=self.timeout_ms
+        )
+
+    def wait_texts(self, texts: tuple[str | re.Pattern[str], ...]) -> None:
+        """Each of ``texts`` visible (called once the run has finished, so a short wait)."""
+        for text in texts:
+            self.text(text).first.wait_for(state="visible", timeout=TEXT_TIMEOUT_MS)
+
+    def act(self, action: Callable[[], Any], *texts: str | re.Pattern[str]) -> None:
+        """Do ``action`` (which must make the app rerun), wait until its rerun has finished and
+        the app is quiet, and until each of ``texts`` is visible."""
+        after = self.now()
+        action()
+        self.wait_idle(after)
+        self.wait_texts(texts)
+
+    # -- navigation ------------------------------------------------------------------------
+
+    def open(self, path: str = "", *texts: str | re.Pattern[str]) -> None:
+        """Load ``/path`` in this tab (a new page load is a new Streamlit session)."""
+        self.page.goto(f"{self.base_url}/{path}")
+        self.wait_idle()
+        self.wait_texts(texts)
+
+    def reload(self, *texts: str | re.Pattern[str]) -> None:
+        self.page.reload()
+        self.wait_idle()
+        self.wait_texts(texts)
+
+    def nav_link(self, path: str) -> Any:
+        return self.page.locator(f'[data-testid="stSidebarNav"] a[href="{self.base_url}/{path}"]')
+
+    def go(self, path: str, *texts: str | re.Pattern[str]) -> None:
+        """Switch page with the sidebar navigation (same session, as a user does)."""
+        self.act(lambda: self.nav_link(path).click(), *texts)
+        expected = f"{self.base_url}/{path}".rstrip("/")
+        if self.page.url.split("?")[0].rstrip("/") != expected:
+            raise AssertionError(f"expected to be on {expected}, the browser is on {self.page.url}")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def text(self, text: str | re.Pattern[str]) -> Any:
+        return self.page.get_by_text(text)
+
+    def main(self) -> Any:
+        return self.page.locator('[data-testid="stMain"]')
+
+    def sidebar(self) -> Any:
+        return self.page.locator('[data-testid="stSidebar"]')
+
+    def metric_locator(self, label: str) -> Any:
+        name = re.compile(rf"^\s*{re.escape(label)}\s*$")
+        return (
+            self.page.locator('[data-testid="stMetric"]')
+            .filter(has=self.page.locator('[data-testid="stMetricLabel"]', has_text=name))
+            .first.locator('[data-testid="stMetricValue"]')
+        )
+
+    def metric(self, label: str) -> str:
+        return self.metric_locator(label).inner_text(timeout=self.timeout_ms).strip()
+
+    def metric_int(self, label: str) -> int:
+        value = self.metric(label)
+        digits = value.replace(",", "").replace("\u202f", "").strip()
+        if not re.fullmatch(r"-?\d+", digits):
+            raise AssertionError(f"metric {label!r} shows {value!r}, not a whole number")
+        return int(digits)
+
+    def metrics(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for metric in self.page.locator('[data-testid="stMetric"]').all():
+            label = metric.locator('[data-testid="stMetricLabel"]').inner_text().strip()
+            out[label] = metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+        return out
+
+    def errors(self) -> list[str]:
+        """Exceptions, error alerts and the page guard's "Something went wrong" on the page."""
+        found = [
+            e.inner_text()[:500]
+            for e in self.page.locator(
+                '[data-testid="stException"], [data-testid="stAlertContentError"]'
+            ).all()
+        ]
+        if self.page.get_by_text("Something went wrong").count():
+            found.append("'Something went wrong' is on the page")
+        return found
+
+    def slider_widget(self, label: str) -> Any:
+        name = re.compile(rf"^\s*{re.escape(label)}\s*$")
+        return (
+            self.sidebar()
+            .locator('[data-testid="stSlider"]')
+            .filter(has=self.page.locator('[data-testid="stWidgetLabel"]', has_text=name))
+        )
+
+    def slider(self, label: str) -> Any:
+        """The thumb of the sidebar slider labelled ``label`` (focus it, then press keys)."""
+        return self.slider_widget(label).locator('input[type="range"], [role="slider"]').first
+
+    def slider_value(self, label: str) -> str:
+        widget = self.slider_widget(label)
+        return widget.locator('[data-testid="stSliderThumbValue"]').inner_text().strip()
+
+    def screenshot(self, name: str, max_height: int = 8000) -> Path:
+        """A PNG of the whole page. Streamlit scrolls inside ``stMain`` (and the sidebar), not
+        the document, so the viewport is made as tall as the content for the shot."""
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        target = OUTPUT / f"{name}.png"
+        viewport = self.page.viewport_size
+        height = int(
+            self.page.evaluate(
+                """() => Math.max(document.documentElement.scrollHeight, ...[
+                  '[data-testid="stMain"]', '[data-testid="stSidebarContent"]'
+                ].map((s) => document.querySelector(s)?.scrollHeight || 0))"""
+            )
+        )
+        tall = viewport is not None and height > viewport["height"]
+        if tall:
+            self.page.set_viewport_size(
+                {"width": viewport["width"], "height": min(height, max_height)}
+            )
+            self.page.evaluate(
+                "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+            )
+        try:
+            self.page.screenshot(path=str(target), full_page=True)
+        finally:
+            if tall:
+                self.page.set_viewport_size(viewport)
+        return target
+
+
+# -- pytest fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def app_server() -> Iterator[AppServer]:
+    for stale in OUTPUT.glob("FAILED-*.png"):
+        stale.unlink()
+    server = AppServer()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def app(
+    app_server: AppServer, chromium: Any, request: pytest.FixtureRequest
+) -> Iterator[StreamlitPage]:
+    """A fresh browser context (a fresh Streamlit session) on the live server."""
+    context = chromium.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    driver = StreamlitPage(page, app_server.url)
+    try:
+        yield driver
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            with contextlib.suppress(Exception):
+                driver.screenshot(f"FAILED-{request.node.name}")
+        context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
