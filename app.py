@@ -5,24 +5,30 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import compute, state
+from explorer.text import plain
 
-st.set_page_config(page_title="Faster R-CNN Explorer", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=":material/search:", layout="wide")
 state.init()
 
+# (file, url path, title, icon): the order of the sidebar, the order of the pipeline.
+PAGE_TABLE = [
+    ("1_image", "image", "Image & ground truth", "image"),
+    ("2_backbone", "backbone", "Backbone", "layers"),
+    ("3_anchors", "anchors", "Anchors", "anchor"),
+    ("4_labelling", "labelling", "Anchor labelling", "label"),
+    ("5_rpn", "rpn", "RPN outputs", "target"),
+    ("6_proposals", "proposals", "Proposals & NMS", "filter_alt"),
+    ("7_roi", "roi", "RoI sampling & pooling", "crop_free"),
+    ("8_head", "head", "Head & losses", "functions"),
+    ("10_train", "train", "Train", "model_training"),
+    ("11_detect", "detect", "Detect", "select_all"),
+    ("9_bugs", "bugs", "Tutorial bugs", "bug_report"),
+]
 PAGES = [
     st.Page(
-        "pages/1_image.py", url_path="image", title="Image & ground truth", icon="🖼️", default=True
-    ),
-    st.Page("pages/2_backbone.py", url_path="backbone", title="Backbone", icon="🧱"),
-    st.Page("pages/3_anchors.py", url_path="anchors", title="Anchors", icon="⚓"),
-    st.Page("pages/4_labelling.py", url_path="labelling", title="Anchor labelling", icon="🏷️"),
-    st.Page("pages/5_rpn.py", url_path="rpn", title="RPN outputs", icon="🎯"),
-    st.Page("pages/6_proposals.py", url_path="proposals", title="Proposals & NMS", icon="🧹"),
-    st.Page("pages/7_roi.py", url_path="roi", title="RoI sampling & pooling", icon="🔲"),
-    st.Page("pages/8_head.py", url_path="head", title="Head & losses", icon="🧮"),
-    st.Page("pages/10_train.py", url_path="train", title="Train", icon="🏋️"),
-    st.Page("pages/11_detect.py", url_path="detect", title="Detect", icon="📦"),
-    st.Page("pages/9_bugs.py", url_path="bugs", title="Tutorial bugs", icon="🐞"),
+        f"pages/{file}.py", url_path=url, title=title, icon=f":material/{icon}:", default=i == 0
+    )
+    for i, (file, url, title, icon) in enumerate(PAGE_TABLE)
 ]
 
 page = st.navigation(PAGES)
@@ -30,15 +36,18 @@ page = st.navigation(PAGES)
 with st.sidebar:
     choice = state.image()
     if choice is not None:
-        st.caption(f"Image: **{choice.name}** · {len(state.boxes())} boxes")
+        n = len(state.boxes())
+        st.caption(f"Image: **{plain(choice.name)}** · {n} box{'es' if n != 1 else ''}")
     st.caption(f"Device: {compute.device_label()}")
     backbone = compute.backbone()
     if backbone.weights == "random":
         st.warning(
-            "VGG16 runs on **random weights**: feature maps are not meaningful, but every "
-            "count and shape is. " + backbone.note,
-            icon="⚠️",
+            "VGG16 runs on **random weights**: feature maps look like noise, but every count, "
+            "shape and loss formula is real.",
+            icon=":material/warning:",
         )
+        with st.expander("How to get ImageNet weights"):
+            st.caption(backbone.note)
     else:
         st.caption(f"Backbone weights: {backbone.weights}")
     trained = compute.trained_model()

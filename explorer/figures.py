@@ -16,6 +16,8 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
+from explorer.text import html_text
+
 GT_COLOUR = "#FFD400"
 POSITIVE_COLOUR = "#22C55E"
 NEGATIVE_COLOUR = "#EF4444"
@@ -97,7 +99,7 @@ def add_boxes(
     if hover is not None:
         text = np.repeat(np.asarray(hover, dtype=object), 6)
     fig.add_trace(
-        go.Scattergl(
+        go.Scatter(
             x=xs,
             y=ys,
             mode="lines",
@@ -122,7 +124,7 @@ def add_gt(fig: go.Figure, boxes: torch.Tensor, labels: tuple[str, ...] | list[s
                 x=b[:, 0],
                 y=b[:, 1],
                 mode="text",
-                text=[str(x) for x in labels],
+                text=[html_text(x) for x in labels],
                 textposition="top right",
                 textfont=dict(color=GT_COLOUR, size=13),
                 hoverinfo="skip",

@@ -24,6 +24,7 @@ from streamlit_drawable_canvas import CanvasResult, boxes_to_drawing, st_canvas
 from explorer import compute, state
 from explorer.figures import GT_COLOUR
 from explorer.samples import samples
+from explorer.text import plain
 from explorer.views.image import (
     COORDS,
     CanvasFrame,
@@ -39,7 +40,6 @@ from explorer.views.image import (
     input_frame_rows,
     input_frame_text,
     merge_drawn,
-    plain,
     rows_table,
     signature,
     split_rows,

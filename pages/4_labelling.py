@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import state
+from explorer.text import plain
 from explorer.views.labelling import iou_heatmaps, iou_maps, labels_figure
 from explorer.widgets import (
     intro,
@@ -122,13 +123,15 @@ with page_guard():
             dx, dy, dw, dh = targets.targets[pick].tolist()
             st.markdown(
                 f"Anchor `({box[0]:.1f}, {box[1]:.1f}, {box[2]:.1f}, {box[3]:.1f})` → GT box "
-                f"{gt + 1} ({prep.labels[gt]})"
+                f"{gt + 1} ({plain(prep.labels[gt])})"
             )
             st.latex(
-                rf"d_x = \tfrac{{g_x - a_x}}{{a_w}} = {dx:.3f},\;"
-                rf"d_y = \tfrac{{g_y - a_y}}{{a_h}} = {dy:.3f},\;"
-                rf"d_w = \log\tfrac{{g_w}}{{a_w}} = {dw:.3f},\;"
-                rf"d_h = \log\tfrac{{g_h}}{{a_h}} = {dh:.3f}"
+                r"\begin{aligned}"
+                rf"d_x &= \tfrac{{g_x - a_x}}{{a_w}} = {dx:.3f} & "
+                rf"d_y &= \tfrac{{g_y - a_y}}{{a_h}} = {dy:.3f} \\"
+                rf"d_w &= \log\tfrac{{g_w}}{{a_w}} = {dw:.3f} & "
+                rf"d_h &= \log\tfrac{{g_h}}{{a_h}} = {dh:.3f}"
+                r"\end{aligned}"
             )
         else:
             st.caption("No positive anchor to inspect.")

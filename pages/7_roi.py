@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import state
-from explorer.views.image import plain
+from explorer.text import plain
 from explorer.views.roi import (
     METHOD_NAMES,
     clicked_rois,

@@ -8,6 +8,7 @@ import math
 import streamlit as st
 
 from explorer.compute import Stages
+from explorer.text import plain
 from explorer.views.head import (
     architecture_table,
     class_columns,
@@ -16,7 +17,6 @@ from explorer.views.head import (
     roi_loc_sum,
     roi_table,
 )
-from explorer.views.image import plain
 from explorer.widgets import (
     intro,
     page_guard,

@@ -20,6 +20,7 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest
 
+from explorer.text import plain
 from explorer.views.image import (
     CanvasFrame,
     apply_edits,
@@ -31,7 +32,6 @@ from explorer.views.image import (
     input_frame_figure,
     input_frame_text,
     merge_drawn,
-    plain,
     rows_table,
     signature,
     split_rows,

@@ -151,7 +151,7 @@ def centres_figure(
     fig.update_layout(
         dragmode="zoom",
         clickmode="event+select",
-        legend=dict(orientation="h", yanchor="top", y=-0.06, xanchor="left", x=0),
+        legend=dict(orientation="h", yanchor="top", y=-0.1, xanchor="left", x=0),
     )
     return fig
 
@@ -215,7 +215,7 @@ def cell_anchors_figure(
         legend=dict(
             orientation="h",
             yanchor="top",
-            y=-0.06,
+            y=-0.1,
             xanchor="left",
             x=0,
             font=dict(size=11),

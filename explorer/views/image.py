@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -268,18 +267,6 @@ def check_upload(name: str, data: bytes, decode: Callable[[bytes], LoadedImage])
 
 
 # -- plain text and the input frame -----------------------------------------------------------
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:=^&])")
-
-
-def plain(text: str) -> str:
-    """User text made inert for Streamlit markdown (no emphasis, links, colours or LaTeX).
-
-    Streamlit reads ``:material/name:`` icons after markdown escapes are resolved, so a
-    zero-width space also follows each colon that precedes a letter.
-    """
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-    return re.sub(r":(?=[A-Za-z])", ":\u200b", escaped)
 
 
 def input_frame_text(prepared: PreparedInput, truncate: bool) -> str:
