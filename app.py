@@ -54,12 +54,11 @@ with st.sidebar:
     st.caption(
         "Heads: **trained in this session**" if trained is not None else "Heads: initial (seeded)"
     )
-    if st.button(
+    st.button(
         "Reset to tutorial defaults",
         width="stretch",
         help="Every threshold and count back to the tutorial's values",
-    ):
-        state.reset_params()
-        st.toast("Parameters reset to the tutorial's defaults")
+        on_click=state.reset_params,
+    )
 
 page.run()

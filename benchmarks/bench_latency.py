@@ -284,6 +284,10 @@ def bench_new_image(app: StreamlitPage, reps: int, seed0: int) -> tuple[Row, Row
     return upload_row, backbone_row, total_row
 
 
+def load_average() -> str:
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+
+
 def seconds_text_to_ms(text: str) -> float:
     """ "1.84 s" or "950 ms" → milliseconds."""
     value = text.strip().replace(",", "")
@@ -298,7 +302,14 @@ def seconds_text_to_ms(text: str) -> float:
 
 
 def apptest_slider(spec: SliderBench, reps: int) -> list[float]:
+    import logging
+
     from streamlit.testing.v1 import AppTest
+
+    # Module-level cache lookups outside a script run warn once per module; harmless here.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(
+        logging.ERROR
+    )
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
@@ -390,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("FRCNN_OFFLINE", "1")
     os.environ.setdefault("FRCNN_DEVICE", "cpu")
+    load_before = load_average()
 
     from playwright.sync_api import sync_playwright
 
@@ -428,16 +440,14 @@ def main(argv: list[str] | None = None) -> int:
         for spec, row in zip(SLIDERS, rows, strict=False):
             row.script_ms = apptest_slider(spec, args.reps)
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     import streamlit
     import torch
 
     header = [
         f"Faster R-CNN Explorer latency, {args.reps} repetitions each",
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}, load average {load[0]:.1f}"
-        if isinstance(load[0], float)
-        else f"machine: {os.cpu_count()} CPUs",
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+        f"{torch.get_num_threads()}; 1-min load average {load_before} before, "
+        f"{load_average()} after (other work on the machine inflates every number)",
         f"python {platform.python_version()}, streamlit {streamlit.__version__}, "
         f"torch {torch.__version__}, chromium {chromium_version} (headless, software GL)",
     ]

@@ -35,11 +35,11 @@ def param_slider(
     current = state.get_param(path)
     cast = int if isinstance(current, int) and isinstance(step, int) else float
     key = f"{state.WIDGET_PREFIX}{path}"
+    _bind(key, min(max(cast(current), cast(min_value)), cast(max_value)))
     return st.slider(
         label,
         min_value=cast(min_value),
         max_value=cast(max_value),
-        value=min(max(cast(current), cast(min_value)), cast(max_value)),
         step=cast(step),
         key=key,
         help=help,
@@ -47,6 +47,19 @@ def param_slider(
         on_change=_sync,
         args=(path, key, cast),
     )
+
+
+def _bind(key: str, current: Any) -> None:
+    """Show the parameter's value in the widget ``key``.
+
+    A widget keeps its browser-side value across reruns even when its key is deleted, so a
+    parameter changed elsewhere (reset to defaults, another page) is pushed into the widget's
+    state whenever it differs from what the widget last showed (the ``#seen`` shadow key).
+    """
+    seen = f"{key}#seen"
+    if key not in st.session_state or st.session_state.get(seen) != current:
+        st.session_state[key] = current
+    st.session_state[seen] = current
 
 
 def _sync(path: str, key: str, cast: Any = None) -> None:
@@ -66,10 +79,10 @@ def param_select(
     """A radio bound to the session's parameter ``path``."""
     current = state.get_param(path)
     key = f"{state.WIDGET_PREFIX}{path}"
+    _bind(key, current)
     return st.radio(
         label,
         options=list(options),
-        index=list(options).index(current),
         key=key,
         format_func=format_func,
         help=help,
@@ -83,9 +96,8 @@ def param_toggle(path: str, label: str, help: str | None = None) -> bool:
     """A toggle bound to the session's boolean parameter ``path``."""
     current = bool(state.get_param(path))
     key = f"{state.WIDGET_PREFIX}{path}"
-    return st.toggle(
-        label, value=current, key=key, help=help, on_change=_sync, args=(path, key, bool)
-    )
+    _bind(key, current)
+    return st.toggle(label, key=key, help=help, on_change=_sync, args=(path, key, bool))
 
 
 def require_router() -> None:
@@ -100,7 +112,8 @@ def require_router() -> None:
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # a Streamlit without the legacy mode
         return
-    if PagesManager.uses_pages_directory:
+    # The router's state.init() has not run in this session: the page was run on its own.
+    if PagesManager.uses_pages_directory and state.IMAGE not in st.session_state:
         PagesManager.uses_pages_directory = False
         st.rerun()
 

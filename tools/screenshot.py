@@ -26,15 +26,31 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-PAGES = ["", "backbone", "anchors", "labelling", "rpn", "proposals", "roi", "head", "bugs"]
+PAGES = [
+    "",
+    "backbone",
+    "anchors",
+    "labelling",
+    "rpn",
+    "proposals",
+    "roi",
+    "head",
+    "train",
+    "detect",
+    "bugs",
+]
 
 
 def wait_done(page, timeout_ms: int = 120_000) -> None:
-    """Wait until the app has rendered and the script is no longer running."""
+    """Wait until the app has rendered, the script is no longer running and no element is
+    still a loading placeholder (plotly charts and tables mount after the run ends)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     page.wait_for_timeout(300)
     page.wait_for_selector(DONE, timeout=timeout_ms)
-    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout_ms
+    )
+    page.wait_for_timeout(1500)
 
 
 def main() -> None:
@@ -43,12 +59,13 @@ def main() -> None:
     parser.add_argument("--out", default="test-output/shots")
     parser.add_argument("--page", action="append", help="url path(s); default: all pages")
     parser.add_argument("--width", type=int, default=1500)
+    parser.add_argument("--height", type=int, default=1000, help="viewport height")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": args.width, "height": 1000})
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
         for path in args.page or PAGES:
             page.goto(f"http://localhost:{args.port}/{path}")
             wait_done(page)

@@ -102,8 +102,11 @@ def iou_heatmaps(maps: np.ndarray, params: AnchorParams, title: str) -> go.Figur
             row=r + 1,
             col=c + 1,
         )
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False)
+    hf, wf = maps.shape[1:]
+    # Fixed ranges: every shape's map covers the whole grid; NaN (outside) cells stay blank.
+    fig.update_yaxes(range=[hf - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(range=[-0.5, wf - 0.5], showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(plot_bgcolor="#E5E7EB")
     fig.update_annotations(font_size=11)
     fig.update_layout(
         height=260 * n_r, margin=dict(l=0, r=0, t=60, b=0), title=dict(text=title, x=0.01)

@@ -222,9 +222,18 @@ class StreamlitPage:
 
     def wait_idle(self, after: float = 0.0, quiet_ms: int = QUIET_MS) -> None:
         """Wait until a rerun requested after page time ``after`` has run and the app is quiet."""
-        self.page.wait_for_function(
-            IDLE_JS, arg=[after, quiet_ms], polling=50, timeout=self.timeout_ms
-        )
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(
+                IDLE_JS, arg=[after, quiet_ms], polling=50, timeout=self.timeout_ms
+            )
+        except PlaywrightTimeout as exc:
+            raise AssertionError(
+                f"the app did not finish a rerun requested after t={after:.0f} ms within "
+                f"{self.timeout_ms / 1000:.0f} s (page clock now {self.now():.0f} ms; rerun "
+                f"requests sent / runs finished / last sent / last finished: {self.stats()})"
+            ) from exc
 
     def wait_texts(self, texts: tuple[str | re.Pattern[str], ...]) -> None:
         """Each of ``texts`` visible (called once the run has finished, so a short wait)."""

@@ -85,7 +85,7 @@ def editor_column(app: StreamlitPage, column: int) -> list[str]:
 def draw_box(app: StreamlitPage, start: tuple[float, float], end: tuple[float, float]) -> None:
     """Drag with the mouse on the drawing canvas, from ``start`` to ``end`` (canvas pixels)."""
     canvas = app.page.locator("canvas.upper-canvas").first
-    canvas.scroll_into_view_if_needed()
+    canvas.evaluate("c => c.scrollIntoView({block: 'center', inline: 'center'})")
     box = canvas.bounding_box()
     assert box is not None, "the drawing canvas is not visible"
     mouse = app.page.mouse
