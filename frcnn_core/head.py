@@ -31,8 +31,8 @@ class HeadParams:
 class FastRCNNHead(nn.Module):
     """fc6, fc7 (with ReLU), then a class-score layer and a class-specific box-delta layer.
 
-    fc6 and fc7 take PyTorch's default initialisation, the score layer N(0, 0.01) and the delta
-    layer N(0, 0.001), all biases of the last two 0 (as in the paper), drawn from ``seed``.
+    fc6, fc7 and the score layer are N(0, 0.01), the delta layer N(0, 0.001), biases 0 (as in
+    the paper and torchvision's VGG), drawn from ``seed``.
     """
 
     def __init__(
@@ -47,6 +47,12 @@ class FastRCNNHead(nn.Module):
             self.score = nn.Linear(hidden, num_classes + 1)
             self.loc = nn.Linear(hidden, (num_classes + 1) * 4)
             with torch.no_grad():
+                # fc6 / fc7 as torchvision's VGG classifier: N(0, 0.01). PyTorch's default
+                # (uniform +-1/sqrt(fan_in)) shrinks a 25088-wide input ~20x per layer, and the
+                # head then learns almost nothing in a classroom-length training run.
+                for layer in (self.fc6, self.fc7):
+                    layer.weight.normal_(0.0, 0.01)
+                    layer.bias.zero_()
                 self.score.weight.normal_(0.0, 0.01)
                 self.loc.weight.normal_(0.0, 0.001)
                 self.score.bias.zero_()

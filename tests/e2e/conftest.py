@@ -56,7 +56,7 @@ DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 120_000
 SERVER_START_S = 90.0
 # Once a run has finished, what it shows is on the page: a short wait for text is enough.
-TEXT_TIMEOUT_MS = 15_000
+TEXT_TIMEOUT_MS = 30_000
 
 # How long "idle" must hold (no request sent, no run finished) before an action counts as done.
 QUIET_MS = 300
@@ -246,7 +246,11 @@ class StreamlitPage:
         after = self.now()
         action()
         self.wait_idle(after)
-        self.wait_texts(texts)
+        if texts:
+            # A slider sends its value after a debounce (later still when the page is busy), so
+            # "idle" can come before the last value's run: the expected text is the real signal.
+            self.wait_texts(texts)
+            self.wait_idle(after)
 
     # -- navigation ------------------------------------------------------------------------
 
@@ -331,9 +335,11 @@ class StreamlitPage:
         """The thumb of the sidebar slider labelled ``label`` (focus it, then press keys)."""
         return self.slider_widget(label).locator('input[type="range"], [role="slider"]').first
 
+    def slider_value_locator(self, label: str) -> Any:
+        return self.slider_widget(label).locator('[data-testid="stSliderThumbValue"]')
+
     def slider_value(self, label: str) -> str:
-        widget = self.slider_widget(label)
-        return widget.locator('[data-testid="stSliderThumbValue"]').inner_text().strip()
+        return self.slider_value_locator(label).inner_text().strip()
 
     def screenshot(self, name: str, max_height: int = 8000) -> Path:
         """A PNG of the whole page. Streamlit scrolls inside ``stMain`` (and the sidebar), not
