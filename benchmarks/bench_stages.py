@@ -99,10 +99,12 @@ BUSY_WARNING = 0.05
 
 @dataclass(frozen=True)
 class Timing:
-    """Median seconds of a callable and the result of its last call."""
+    """Median seconds of a callable, the result of its last call, and the share of the CPUs
+    that other processes used while it was measured (None where unknown)."""
 
     median: float
     result: Any
+    others: float | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -131,11 +133,15 @@ def time_pair(
     fns = (lib_fn, ref_fn)
     with torch.no_grad():
         results = [lib_fn(), ref_fn()]
+        monitor = CpuMonitor()
         for i in range(repeat):
             for side in (0, 1) if i % 2 == 0 else (1, 0):
                 seconds, results[side] = _timed(fns[side], device)
                 times[side].append(seconds)
-    lib, ref = (Timing(statistics.median(t), r) for t, r in zip(times, results, strict=True))
+        others = monitor.others_share()
+    lib, ref = (
+        Timing(statistics.median(t), r, others) for t, r in zip(times, results, strict=True)
+    )
     return lib, ref
 
 
@@ -266,8 +272,12 @@ def bench_backbone(
         f"  frcnn_core run_backbone (channels_last, inference_mode) {lib.median * 1e3:10.1f} ms",
         f"  plain forward (contiguous, no_grad)                     {ref.median * 1e3:10.1f} ms",
         f"  speed-up {ref.median / lib.median:.2f}x; outputs agree to max |diff| {diff:.1e} "
-        f"(max |feature| {scale:.1e})",
+        f"(max |feature| {scale:.1e}); {_others(lib.others)} of the CPUs taken by other processes",
     ]
+
+
+def _others(share: float | None) -> str:
+    return "?" if share is None else f"{share:.0%}"
 
 
 def lib_params_to_loops(params: PipelineParams) -> loops.LoopParams:
@@ -304,6 +314,7 @@ class Row:
     name: str
     lib: float
     ref: float
+    others: float | None
     note: str = ""
 
 
@@ -449,7 +460,7 @@ def bench_chain(
     results: dict[str, tuple[Any, Any]] = {}
     for number, name, lib_fn, ref_fn, note in stages:
         lib_t, ref_t = time_pair(lib_fn, ref_fn, repeat, device)
-        rows.append(Row(number, name, lib_t.median, ref_t.median, note))
+        rows.append(Row(number, name, lib_t.median, ref_t.median, lib_t.others, note))
         results[number] = (lib_t.result, ref_t.result)
 
     lib_chain, ref_chain = time_pair(
@@ -458,7 +469,9 @@ def bench_chain(
         repeat,
         device,
     )
-    rows.append(Row("3-13", "chain (end to end)", lib_chain.median, ref_chain.median))
+    rows.append(
+        Row("3-13", "chain (end to end)", lib_chain.median, ref_chain.median, lib_chain.others)
+    )
     checks = compare(lib, results, ref_chain.result)
     return rows, checks
 
@@ -560,8 +573,12 @@ def compare(
 
 def print_table(rows: list[Row]) -> None:
     print("Stages 3-13 after the backbone: median ms (frcnn_core vs tutorial-style loops),")
-    print("each stage on identical inputs (the library's outputs of the stage before):")
-    header = f"{'#':>4}  {'stage':<20} {'frcnn_core':>11} {'loops':>11} {'speed-up':>9}  note"
+    print("each stage on identical inputs (the library's outputs of the stage before);")
+    print("'others': share of the CPUs other processes took while that row was measured:")
+    header = (
+        f"{'#':>4}  {'stage':<20} {'frcnn_core':>11} {'loops':>11} {'speed-up':>9} "
+        f"{'others':>7}  note"
+    )
     print(header)
     print("-" * len(header))
     stage_rows = [r for r in rows if r.stage != "3-13"]
@@ -576,7 +593,7 @@ def print_table(rows: list[Row]) -> None:
             )
         print(
             f"{r.stage:>4}  {r.name:<20} {r.lib * 1e3:11.2f} {r.ref * 1e3:11.2f} "
-            f"{r.ref / r.lib:8.2f}x  {r.note}"
+            f"{r.ref / r.lib:8.2f}x {_others(r.others):>7}  {r.note}"
         )
     chain = rows[-1]
     ratio = chain.ref / chain.lib
