@@ -6,10 +6,8 @@ import math
 
 import streamlit as st
 
-from explorer.compute import Stages
 from explorer.views.rpn import (
     RPN_LOSS_FORMULA,
-    forward_params,
     head_layers,
     largest_shift,
     loss_numbers_latex,
@@ -71,9 +69,7 @@ with page_guard():
     grid = stages.anchors
     params = stages.params
     heads = stages.heads
-    # The head's forward pass does not depend on λ: share one cached pass for every λ.
-    forward = stages if forward_params(params) == params else Stages(forward_params(params))
-    rpn = forward.rpn
+    rpn = stages.rpn
     feature_size = grid.feature_size
     per_cell = params.anchors.per_cell
 
@@ -200,5 +196,4 @@ with page_guard():
             f"{reference:.4f} over these {loss.n_pos} positives."
         )
     st.caption(" ".join(notes))
-    stages.timings.update(forward.timings)
     timing_caption(stages, ["rpn", "anchor_targets"])

@@ -7,7 +7,6 @@ import math
 
 import streamlit as st
 
-from explorer.compute import Stages
 from explorer.text import plain
 from explorer.views.head import (
     architecture_table,
@@ -25,7 +24,7 @@ from explorer.widgets import (
     stages_or_stop,
     timing_caption,
 )
-from frcnn_core.head import HeadOutput, UnreducedLossError, head_loss
+from frcnn_core.head import UnreducedLossError, head_loss
 
 intro(
     "Head & losses",
@@ -38,31 +37,6 @@ intro(
     "pooled [S, 512, 7, 7] → [S, 25088] → fc6 [S, 4096] → fc7 [S, 4096] → "
     "scores [S, C+1], deltas [S, (C+1)·4]",
 )
-
-
-@st.cache_data(max_entries=8, show_spinner="Running the Fast R-CNN head (fc6 is 25088 × 4096)…")
-def head_outputs(key: tuple, _stages: Stages) -> HeadOutput:
-    """The head's outputs, cached on everything they depend on, so a loss-weight slider or the
-    B12 toggle does not re-run the 100-million-weight fc6 (about 0.3 s on a CPU)."""
-    out = _stages.head
-    return HeadOutput(out.scores.detach().cpu(), out.deltas.detach().cpu())
-
-
-def head_key(stages: Stages) -> tuple:
-    """What the head's outputs depend on: not the loss weights, not B12."""
-    p = stages.params
-    return (
-        stages.features_key,
-        stages.heads.token,
-        stages.boxes,
-        dataclasses.replace(p.rpn, loss_lambda=0.0),
-        p.anchors,
-        p.proposals,
-        p.training,
-        p.proposal_targets,
-        p.roi_pool,
-        p.head.bug_b11_no_relu,
-    )
 
 
 with page_guard():
@@ -112,7 +86,6 @@ with page_guard():
             "proposal), so the head has nothing to classify."
         )
         st.stop()
-    stages.head = head_outputs(head_key(stages), stages)
     head = stages.heads.heads.head
     c = head.num_classes
     names = class_names_with_background(prep.class_names, c + 1)

@@ -6,7 +6,6 @@ anchor order of :mod:`frcnn_core.anchors` (``index = (iy * Wf + ix) * A + a``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,20 +16,7 @@ from torchvision.ops import clip_boxes_to_image
 from explorer.figures import IGNORED_COLOUR, PROPOSAL_COLOUR, add_boxes, add_gt, image_figure
 from frcnn_core.anchors import AnchorParams
 from frcnn_core.boxes import decode, smooth_l1_sum
-from frcnn_core.pipeline import PipelineParams
 from frcnn_core.rpn import RPNHead, RPNLoss, RPNOutput, RPNParams
-
-
-def forward_params(params: PipelineParams) -> PipelineParams:
-    """``params`` with the RPN's loss-only settings (λ, β) at their defaults.
-
-    ``compute.rpn_outputs`` keys its cache on the whole ``RPNParams``; asking for the forward
-    pass with these params lets every λ share one cached forward pass."""
-    default = RPNParams()
-    rpn = dataclasses.replace(
-        params.rpn, loss_lambda=default.loss_lambda, smooth_l1_beta=default.smooth_l1_beta
-    )
-    return dataclasses.replace(params, rpn=rpn)
 
 
 def shape_names(params: AnchorParams) -> list[str]:
