@@ -53,23 +53,23 @@ from tests.e2e.conftest import (
     launch_chromium,
 )
 
-# Resolves (polled every animation frame) to ms from the last keydown, or from ``since`` when
-# given, to the first frame where the app is idle after a rerun sent since then and the probe
-# shows ``expected``.
+# Resolves (polled every animation frame) to the ms from the last keydown (or from ``since``) to
+# the first frame where a run requested after it has finished (the server's script_finished
+# message, see tests/e2e/conftest.py), the app shows notRunning and the probe shows ``expected``.
 DONE_AFTER_JS = """
 ([selector, marker, expected, since]) => {
   const st = window.__st;
   const start = since > 0 ? since : st.keyAt;
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  if (!(st.lastSend > start && st.lastDone > st.lastSend)) return false;
+  if (!(st.lastSend > start && st.lastFinished > st.lastSend)) return false;
   let found = false;
   for (const el of document.querySelectorAll(selector)) {
     const text = el.textContent || '';
     if (text.includes(marker) && text.includes(expected)) { found = true; break; }
   }
   if (!found) return false;
-  return {ms: performance.now() - start, run_ms: st.lastDone - start};
+  return {ms: performance.now() - start, run_ms: st.lastFinished - start};
 }
 """
 

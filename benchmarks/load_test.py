@@ -55,7 +55,6 @@ from benchmarks.bench_latency import random_photo
 from tests.e2e.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    IDLE_JS,
     INSTRUMENT_JS,
     ROOT,
     AppServer,
@@ -79,26 +78,63 @@ RECEIVE_JS = """
 })();
 """
 
-# ms from ``start`` (the key press, page clock) to the first poll where the app is idle after a
-# rerun sent since then and an element matching ``selector`` shows ``marker`` and ``expected``;
-# ``recv_ms``: to the last message the server sent before that.
-DONE_AFTER_JS = """
-([selector, marker, expected, start]) => {
+# A run has finished after the last rerun request when the app turned ``notRunning`` after it,
+# or, when the browser was too busy to show the brief "running" state at all (it handles the
+# server's messages in one batch and React renders only the end state), when a message arrived
+# after the request and the server has been silent for ``SILENT_MS`` with the app notRunning.
+FINISHED_JS = """
+const finished = (st, now) => st.lastDone > st.lastSend
+  || (st.lastRecv > st.lastSend && now - st.lastRecv >= 1000);
+"""
+
+# True when the app is idle after page time ``after``: a rerun requested since then finished
+# and nothing was sent or received for ``quiet`` ms.
+IDLE_AFTER_JS = (
+    """
+([after, quiet]) => {
+"""
+    + FINISHED_JS
+    + """
   const st = window.__st;
   if (!st) return false;
+  const now = performance.now();
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  if (!(st.lastSend > start && st.lastDone > st.lastSend)) return false;
+  if (!(st.lastSend > after) || !finished(st, now)) return false;
+  const last = Math.max(st.lastDone, st.lastRecv || 0, st.lastSend);
+  return now - last >= quiet;
+}
+"""
+)
+
+# ms from ``start`` (the key press, page clock) to the first poll where the app is idle after a
+# rerun sent since then and an element matching ``selector`` shows ``marker`` and ``expected``
+# (when the finish was only inferred from the server's silence, to its last message: the page
+# already shows the new value then); ``recv_ms``: to the last message the server sent.
+DONE_AFTER_JS = (
+    """
+([selector, marker, expected, start]) => {
+"""
+    + FINISHED_JS
+    + """
+  const st = window.__st;
+  if (!st) return false;
+  const now = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (!(st.lastSend > start) || !finished(st, now)) return false;
   let found = false;
   for (const el of document.querySelectorAll(selector)) {
     const text = el.textContent || '';
     if (text.includes(marker) && text.includes(expected)) { found = true; break; }
   }
   if (!found) return false;
-  const now = performance.now();
-  return {ms: now - start, recv_ms: (st.lastRecv || now) - start};
+  const seen = st.lastDone > st.lastSend;
+  const recv = (st.lastRecv || now) - start;
+  return {ms: seen ? now - start : recv, recv_ms: recv, inferred: !seen};
 }
 """
+)
 
 ERRORS_JS = """
 () => {
@@ -255,6 +291,7 @@ class SessionResult:
     errors: list[str] = field(default_factory=list)
     timeouts: list[str] = field(default_factory=list)
     isolation: list[str] = field(default_factory=list)
+    inferred: int = 0  # slider changes whose finish was inferred from the server's silence
     completed: bool = False
 
 
@@ -274,7 +311,7 @@ class Session:
 
     async def wait_idle(self, after: float = 0.0) -> None:
         await self.page.wait_for_function(
-            IDLE_JS, arg=[after, QUIET_MS], polling=100, timeout=self.timeout_ms
+            IDLE_AFTER_JS, arg=[after, QUIET_MS], polling=100, timeout=self.timeout_ms
         )
 
     async def wait_shown(self, start: float, selector: str, marker: str, expected: str) -> dict:
@@ -319,6 +356,7 @@ class Session:
             shown = await self.wait_shown(start, selector, marker, fmt.format(value))
             self.result.slider_ms.setdefault(name, []).append(float(shown["ms"]))
             self.result.reply_ms.setdefault(name, []).append(float(shown["recv_ms"]))
+            self.result.inferred += bool(shown.get("inferred"))
         await self.check_errors(f"slider {name}")
 
     async def page_text(self) -> str:
@@ -405,6 +443,31 @@ class Session:
         self.result.completed = True
 
 
+DIAGNOSE_JS = """
+() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const st = window.__st || {};
+  const now = performance.now();
+  const ago = (t) => (t ? ((now - t) / 1000).toFixed(1) + ' s ago' : 'never');
+  return `app ${app ? app.getAttribute('data-test-script-state') : 'missing'}; reruns sent `
+    + `${st.sends} (last ${ago(st.lastSend)}), runs done ${st.runs} (last ${ago(st.lastDone)}), `
+    + `last message ${ago(st.lastRecv)}; connection banner: `
+    + `${!!document.querySelector('[data-testid="stStatusWidget"]')}`;
+}
+"""
+
+
+async def diagnose(page: Any, index: int) -> str:
+    """What a session that timed out was showing (and a screenshot in test-output)."""
+    out = ROOT / "test-output" / "load_test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(out / f"timeout_{index:02d}.png"), timeout=30_000)
+        return str(await page.evaluate(DIAGNOSE_JS))
+    except Exception as exc:  # the page may be gone
+        return f"no diagnosis: {type(exc).__name__}"
+
+
 async def run_session(
     browser: Any,
     base_url: str,
@@ -426,7 +489,10 @@ async def run_session(
     try:
         await session.run(moves, image_size)
     except PlaywrightTimeout as exc:
-        session.result.timeouts.append(f"{session.step}: {str(exc).splitlines()[0][:160]}")
+        state = await diagnose(page, index)
+        session.result.timeouts.append(
+            f"{session.step}: {str(exc).splitlines()[0][:120]} [{state}]"
+        )
     except asyncio.CancelledError:
         session.result.timeouts.append(f"{session.step}: cut short by the run's deadline")
     except Exception as exc:  # a failed session is counted, not fatal to the run
@@ -467,7 +533,9 @@ async def warm_up(browser: Any, base_url: str, timeout_ms: int) -> float:
     await page.add_init_script(INSTRUMENT_JS)
     for path in ("", "proposals"):
         await page.goto(f"{base_url}/{path}")
-        await page.wait_for_function(IDLE_JS, arg=[0, QUIET_MS], polling=100, timeout=timeout_ms)
+        await page.wait_for_function(
+            IDLE_AFTER_JS, arg=[0, QUIET_MS], polling=100, timeout=timeout_ms
+        )
     await context.close()
     return time.perf_counter() - started
 
@@ -616,6 +684,8 @@ def print_run(run: RunResult) -> None:
     print(f"errors                    {len(errors)}")
     print(f"timeouts                  {len(timeouts)}")
     print(f"isolation violations      {len(leaks)} (another session's label or image seen)")
+    inferred = sum(r.inferred for r in run.results)
+    print(f"finish inferred           {inferred} slider changes ('running' never shown)")
     print(
         f"server RSS idle / peak    {run.rss_idle_mb:.0f} MB / {run.rss_peak_mb:.0f} MB "
         f"(VmHWM {run.hwm_mb:.0f} MB; at the end {run.rss_end_mb:.0f} MB)"

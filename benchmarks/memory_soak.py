@@ -31,6 +31,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.load_test import hwm_mb, tree_rss_mb
+from benchmarks.load_test import IDLE_AFTER_JS, RECEIVE_JS, hwm_mb, tree_rss_mb
 from tests.e2e.conftest import (
     CHROMIUM,
     ROOT,
@@ -71,6 +72,7 @@ def noise_jpeg(seed: int, width: int, height: int) -> bytes:
 
 def upload(app: StreamlitPage, name: str, data: bytes) -> None:
     field = app.page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    start = app.now()
     field.set_input_files({"name": name, "mimeType": "image/jpeg", "buffer": data})
     app.page.wait_for_function(
         NAMED_JS,
@@ -78,7 +80,13 @@ def upload(app: StreamlitPage, name: str, data: bytes) -> None:
         polling=100,
         timeout=app.timeout_ms,
     )
-    app.wait_idle()
+    app.page.wait_for_function(IDLE_AFTER_JS, arg=[start, 300], polling=100, timeout=app.timeout_ms)
+
+
+def open_app(app: StreamlitPage) -> None:
+    """Load the app in this tab (a new Streamlit session) and wait until it is idle."""
+    app.page.goto(f"{app.base_url}/")
+    app.page.wait_for_function(IDLE_AFTER_JS, arg=[0, 300], polling=100, timeout=app.timeout_ms)
 
 
 def errors_on(app: StreamlitPage) -> list[str]:
@@ -126,15 +134,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from explorer.compute import IMAGE_CACHE_ENTRIES
-
+    # Read, not imported: importing explorer.compute outside a Streamlit run only warns.
+    source = (ROOT / "explorer" / "compute.py").read_text()
+    found = re.search(r"^IMAGE_CACHE_ENTRIES = (\d+)", source, re.MULTILINE)
+    entries = found.group(1) if found else "?"
     decoded = args.width * args.height * 3 / 2**20
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python "
         f"{platform.python_version()}; {args.changes} image changes ({args.width} x "
         f"{args.height} JPEG noise, {decoded:.1f} MB decoded, plus the 800 x 800 input frame "
         f"1.8 MB) over {args.sessions} session(s); per-image caches hold "
-        f"{IMAGE_CACHE_ENTRIES} entries",
+        f"{entries} entries",
         flush=True,
     )
     log = ROOT / "test-output" / "memory_soak_server.log"
@@ -179,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                     errors.append(f"deadline reached before session {session}")
                     break
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
-                app = StreamlitPage(context.new_page(), server.url, timeout_ms=120_000)
-                app.open("", "Input frame (W x H)")
+                page = context.new_page()
+                app = StreamlitPage(page, server.url, timeout_ms=120_000)
+                page.add_init_script(RECEIVE_JS)
+                open_app(app)
                 if session == 0:
                     time.sleep(2)
                     sample("first session open (VGG16 loaded)")
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         upload(app, name, noise_jpeg(changes, args.width, args.height))
                     except Exception as exc:  # counted; the soak goes on
-                        errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:160]}")
+                        errors.append(f"{name}: {type(exc).__name__}: {str(exc)[:600]}")
                     changes += 1
                     if changes % args.every == 0:
                         errors.extend(f"after {changes}: {e}" for e in errors_on(app))
@@ -203,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  waiting {args.linger:.0f} s for the closed sessions to expire ...")
                 time.sleep(args.linger)
                 context = browser.new_context()
-                app = StreamlitPage(context.new_page(), server.url, timeout_ms=120_000)
-                app.open("", "Input frame (W x H)")
+                page = context.new_page()
+                app = StreamlitPage(page, server.url, timeout_ms=120_000)
+                page.add_init_script(RECEIVE_JS)
+                open_app(app)
                 time.sleep(2)
                 sample("after the closed sessions expired (one fresh session open)")
                 after = curve[-1]

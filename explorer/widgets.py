@@ -66,6 +66,8 @@ def _sync(path: str, key: str, cast: Any = None) -> None:
     """Widget callback: copy the widget's new value into the session's parameters."""
     value = st.session_state[key]
     state.set_param(path, cast(value) if cast is not None else value)
+    # The widget already shows this value: do not push it back (it would undo a newer press).
+    st.session_state[f"{key}#seen"] = state.get_param(path)
 
 
 def param_select(

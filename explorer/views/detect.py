@@ -7,7 +7,14 @@ import plotly.graph_objects as go
 import torch
 
 from explorer.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR, add_boxes, add_gt, image_figure
+from explorer.text import html_text
 from frcnn_core.detect import Detections, Match
+
+
+def _name(class_names: tuple[str, ...], label: object) -> str:
+    """Class name of a 1-based class id; heads built without any labelled box say "object"."""
+    i = int(label) - 1  # type: ignore[call-overload]
+    return class_names[i] if i < len(class_names) else f"class {i + 1}"
 
 
 def detection_rows(
@@ -21,7 +28,7 @@ def detection_rows(
         rows.append(
             {
                 "#": i + 1,
-                "class": class_names[int(dets.labels[i]) - 1],
+                "class": _name(class_names, dets.labels[i]),
                 "score": round(float(dets.scores[i]), 4),
                 "x1": x1,
                 "y1": y1,
@@ -48,7 +55,7 @@ def detections_figure(
     add_gt(fig, gt_boxes, gt_labels)
     tp = match.true_positive
     text = [
-        f"{class_names[int(c) - 1]} {float(s):.2f} · IoU {float(iou):.2f}"
+        f"{html_text(_name(class_names, c))} {float(s):.2f} · IoU {float(iou):.2f}"
         for c, s, iou in zip(dets.labels, dets.scores, match.best_iou, strict=True)
     ]
     for keep, colour, name in (

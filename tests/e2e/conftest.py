@@ -8,15 +8,18 @@ fresh Streamlit session (zebra sample, four boxes, default parameters).
 ``benchmarks/bench_latency.py`` drives the app with the same code.
 
 Waiting on Streamlit. ``data-test-script-state="notRunning"`` on ``stApp`` holds both *before*
-a rerun starts and after it ends, and a click, key press or upload reaches the server some
-milliseconds (or, with the browser's main thread busy, seconds) later. So a script installed
-before the app loads (:data:`INSTRUMENT_JS`) records when the browser last *sent* a rerun request
-(a ``BackMsg`` whose first byte is 0x5A: field 11, ``rerun_script``) and when a run last
-*finished* (the attribute turning ``notRunning``). The app is idle after an action when a rerun
-was sent after the action started, a run finished after the last request, the app is
-``notRunning``, and both have been quiet for a short while (a request sent as a run ends starts
-one more run). The drawing canvas sends its own rerun when its background image has loaded,
-seconds after the page; these waits absorb it.
+a rerun starts and after it ends; a click, key press or upload reaches the server some
+milliseconds (or, with the browser's main thread busy, seconds) later; and a short run can go
+by without the attribute ever showing ``running`` (its start and end are rendered in one React
+update). So a script installed before the app loads (:data:`INSTRUMENT_JS`) watches the
+websocket: it records when the browser last *sent* a rerun request (a ``BackMsg`` whose first
+byte is 0x5A: field 11, ``rerun_script``) and when the server last reported a run *finished*
+(a ``ForwardMsg`` with top-level field 6, ``script_finished``, other than "stopped early for a
+rerun"). The app is idle after an action when a rerun was requested after the action started,
+a run finished after the last request, the app shows ``notRunning``, and both have been quiet
+for a short while (a request that crosses a run's end starts one more run). The drawing canvas
+requests its own rerun when its background image has loaded, up to seconds after the page has
+rendered; these waits absorb it.
 """
 
 from __future__ import annotations
@@ -49,8 +52,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-APP = '[data-testid="stApp"]'
-DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 # The first page load also loads VGG16 and the initial heads (about 10 s on a 2-core CPU), and a
 # new image's first backbone forward takes about 2 s: 120 s leaves room on a slow CI runner.
 TIMEOUT_MS = 120_000
@@ -65,34 +66,70 @@ QUIET_MS = 300
 INSTRUMENT_JS = """
 (() => {
   if (window.__st) return;
-  const st = window.__st = {runs: 0, state: null, lastDone: 0, lastSend: 0, sends: 0, keyAt: 0};
-  const seen = (value) => {
-    if (value === 'notRunning' && st.state !== 'notRunning') {
-      st.runs += 1;
-      st.lastDone = performance.now();
-    }
-    st.state = value;
+  const st = window.__st = {
+    sends: 0, lastSend: 0, finished: 0, lastFinished: 0, runs: 0, lastDone: 0, keyAt: 0,
   };
+  // The attribute's own transitions to notRunning (informative; a short run may not show one).
+  let state = null;
   new MutationObserver((records) => {
-    // Replay every change in order: change i's new value is change i+1's old value.
     records.forEach((r, i) => {
-      seen(i + 1 < records.length
-        ? records[i + 1].oldValue
-        : r.target.getAttribute('data-test-script-state'));
+      const value = i + 1 < records.length
+        ? records[i + 1].oldValue : r.target.getAttribute('data-test-script-state');
+      if (value === 'notRunning' && state !== 'notRunning') {
+        st.runs += 1;
+        st.lastDone = performance.now();
+      }
+      state = value;
     });
   }).observe(document, {
     subtree: true, attributes: true, attributeOldValue: true,
     attributeFilter: ['data-test-script-state'],
   });
-  const firstByte = (data) => {
-    if (data instanceof ArrayBuffer) data = new Uint8Array(data);
-    if (!ArrayBuffer.isView(data) || data.byteLength === 0) return -1;
-    return new Uint8Array(data.buffer, data.byteOffset, 1)[0];
+  const bytes = (data) => {
+    if (data instanceof ArrayBuffer) return new Uint8Array(data);
+    if (!ArrayBuffer.isView(data)) return null;
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  };
+  // The value of a top-level varint field of a protobuf message, or -1.
+  const varintField = (b, wanted) => {
+    let i = 0;
+    const varint = () => {
+      let value = 0, shift = 0, byte;
+      do { byte = b[i++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; }
+      while (byte & 0x80 && i < b.length);
+      return value;
+    };
+    while (i < b.length) {
+      const tag = varint(), field = Math.floor(tag / 8), wire = tag & 7;
+      if (wire === 0) { const v = varint(); if (field === wanted) return v; }
+      else if (wire === 2) { const length = varint(); i += length; }  // not i += varint()
+      else if (wire === 1) i += 8;
+      else if (wire === 5) i += 4;
+      else return -1;
+    }
+    return -1;
+  };
+  const received = (data) => {
+    const b = bytes(data);
+    if (b === null) return;
+    const status = varintField(b, 6);  // ForwardMsg.script_finished
+    if (status >= 0 && status !== 2) {  // 2: FINISHED_EARLY_FOR_RERUN, another run follows
+      st.finished += 1;
+      st.lastFinished = performance.now();
+    }
   };
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => {
+        if (event.data instanceof Blob) event.data.arrayBuffer().then(received);
+        else received(event.data);
+      });
+    }
     send(data) {
-      if (firstByte(data) === 0x5a) {  // BackMsg.rerun_script (field 11, length-delimited)
+      const b = bytes(data);
+      if (b !== null && b.length && b[0] === 0x5a) {  // BackMsg.rerun_script (field 11)
         st.sends += 1;
         st.lastSend = performance.now();
       }
@@ -111,8 +148,8 @@ IDLE_JS = """
   const now = performance.now();
   const app = document.querySelector('[data-testid="stApp"]');
   return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
-    && st.lastSend > after && st.lastDone > st.lastSend
-    && now - st.lastDone >= quiet && now - st.lastSend >= quiet;
+    && st.lastSend > after && st.lastFinished > st.lastSend
+    && now - st.lastFinished >= quiet && now - st.lastSend >= quiet;
 }
 """
 
@@ -231,8 +268,8 @@ class StreamlitPage:
         except PlaywrightTimeout as exc:
             raise AssertionError(
                 f"the app did not finish a rerun requested after t={after:.0f} ms within "
-                f"{self.timeout_ms / 1000:.0f} s (page clock now {self.now():.0f} ms; rerun "
-                f"requests sent / runs finished / last sent / last finished: {self.stats()})"
+                f"{self.timeout_ms / 1000:.0f} s (page clock now {self.now():.0f} ms; websocket "
+                f"counters: {self.stats()})"
             ) from exc
 
     def wait_texts(self, texts: tuple[str | re.Pattern[str], ...]) -> None:

@@ -62,19 +62,19 @@ def press(
     shown: list[str],
     *texts: str | re.Pattern[str],
 ) -> None:
-    """Press ``key`` on the sidebar slider's thumb once per value in ``shown``, each time
-    waiting for the thumb to show that value (two presses inside one React update would step
-    from the same value), then wait for the app to rerun and show ``texts``."""
+    """Press ``key`` on the sidebar slider's thumb once per value in ``shown``: each press waits
+    for the thumb to show that value and for the rerun it starts to finish (a press made while
+    a run is in flight can be undone when that run echoes the older value back to the slider).
+    After the last press, wait for ``texts``."""
     thumb = app.slider(slider_label)
     value = app.slider_value_locator(slider_label)
+    for i, expected in enumerate(shown):
 
-    def keys() -> None:
-        thumb.focus()
-        for expected in shown:
+        def step(expected: str = expected) -> None:
             thumb.press(key)
             expect(value).to_have_text(expected)
 
-    app.act(keys, *texts)
+        app.act(step, *(texts if i == len(shown) - 1 else ()))
 
 
 def table_cells(app: StreamlitPage, column: int, grid: int = 0) -> Any:
@@ -256,6 +256,8 @@ def test_upload_draw_two_boxes_and_see_positives(app: StreamlitPage, tmp_path: P
         expect(label).to_have_value(name)
         app.act(lambda start=start, end=end: draw_box(app, start, end))
         expect(app.metric_locator("Boxes used")).to_have_text(str(i))
+        caption = re.compile(rf"^Image: street\.png · {i} box(es)?$")
+        expect(app.sidebar().get_by_text(caption)).to_be_visible()
 
     expect_column(app, 1, ["cat", "dog"])
     for column, (axis, corner) in enumerate([(0, 1), (1, 1), (0, 2), (1, 2)], start=2):
