@@ -8,9 +8,9 @@ once); every test puts back what it changes. The decoding itself is tested in
 tests/test_robustness.py and tests/test_image.py; the page's own flows (a bad upload, EXIF,
 incomplete table rows) in tests/test_page_image.py.
 
-Two known bugs are pinned by ``xfail(strict=True)`` tests (they turn red once fixed, so the
-mark is removed with the fix): the Detect page fails with no usable box, and every box change
-keeps the previous run's decoded image alive until the session ends.
+A known bug is pinned by an ``xfail(strict=True)`` test (it turns red once fixed, so the mark
+goes with the fix): every box change keeps the previous run's decoded image alive until the
+session ends. ``test_detect_page_without_boxes`` guards the fixed Detect page without boxes.
 """
 
 from __future__ import annotations
