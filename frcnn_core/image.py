@@ -152,7 +152,7 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
                 notes.append(f"animated image: the first of {frames} frames is used")
             img.load()
             fmt = img.format or ""
-            if img.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1):
+            if img.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
                 img = ImageOps.exif_transpose(img)
                 notes.append("EXIF orientation applied: shown upright")
             pixels = _to_rgb(img, notes)

@@ -65,7 +65,7 @@ SAMPLE_WIDGET = P + "sample"
 UPLOAD_WIDGET = P + "upload"
 UPLOAD_SEEN = P + "upload_seen"  # file id of the last upload handled
 UPLOAD_ERROR = P + "upload_error"  # (file id, message) of a rejected upload
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 
 def canvas_key(digest: str) -> str:
@@ -174,7 +174,7 @@ def image_pickers() -> None:
             st.caption(f"Your upload: {plain(choice.name)} (kept in this browser session only)")
     with right:
         uploaded = st.file_uploader(
-            "…or upload an image (JPEG, PNG, WebP, BMP)",
+            "…or upload an image (JPEG, PNG, WebP, BMP, GIF, TIFF)",
             type=UPLOAD_TYPES,
             key=UPLOAD_WIDGET,
             on_change=take_upload,
