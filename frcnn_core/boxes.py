@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torchvision.ops import box_iou, nms
 
 # Widest growth a predicted dw / dh may apply: exp(SCALE_CLAMP) = 1000 / 16, so one 16-pixel
 # cell can at most grow into a 1000-pixel box. Without it, exp() of an untrained head's output
@@ -92,3 +93,82 @@ def smooth_l1_sum(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -
     return torch.nn.functional.smooth_l1_loss(
         pred, target.to(pred.dtype), beta=beta, reduction="sum"
     )
+
+
+# Boxes per block of the blocked NMS below: large enough that the per-block bookkeeping is
+# cheap, small enough that the block's own torchvision NMS stays short.
+NMS_BLOCK = 2048
+
+
+def nms_in_order(
+    boxes: torch.Tensor, priority: torch.Tensor, iou_threshold: float, block: int = NMS_BLOCK
+) -> torch.Tensor:
+    """Greedy non-maximum suppression that visits boxes by descending ``priority`` (ties in the
+    order of the input) and returns what ``torchvision.ops.nms`` would: the kept indices, best
+    first. Same IoU arithmetic (``box_iou``), same ``iou > iou_threshold`` test.
+
+    ``torchvision.ops.nms`` on CPU compares each kept box with every later box, one pair at a
+    time. The proposal layer keeps about 2000 of 12000 boxes, so this visits the boxes in
+    blocks instead, which is about twice as fast there and gives the same keep set:
+
+    1. every box of the block is tested at once, with one ``box_iou`` call, against the boxes
+       already kept from earlier blocks, and dropped when one overlaps it by more than the
+       threshold;
+    2. ``torchvision.ops.nms`` runs on the block's survivors, in the same order.
+
+    Step 1 only compares boxes whose areas are within a factor ``1 / iou_threshold`` of each
+    other, because ``IoU(a, b) <= min(area) / max(area)``: a box 4x the area of another can
+    never suppress it at IoU 0.7.
+
+    Args:
+        boxes (Tensor[N, 4]): in (x1, y1, x2, y2) format.
+        priority (Tensor[N]): visiting order, highest first (the score, or any ranking).
+        iou_threshold: boxes overlapping a kept box by IoU above this are discarded.
+        block: boxes per block.
+
+    Returns:
+        Tensor[K]: int64 indices into ``boxes`` of the kept boxes, in visiting order.
+    """
+    n = boxes.shape[0]
+    order = torch.argsort(priority, descending=True, stable=True)
+    # Unique float ranks make torchvision's own (unstable) sort follow ``order`` exactly.
+    rank = torch.arange(n, 0, -1, dtype=torch.float32, device=boxes.device)
+    ordered = boxes[order]
+    # CUDA's kernel already tests all pairs in parallel; small inputs gain nothing from blocks.
+    if boxes.is_cuda or n <= block or not 0.0 < iou_threshold < 1.0:
+        return order[nms(ordered, rank, iou_threshold)]
+    area = (ordered[:, 2] - ordered[:, 0]) * (ordered[:, 3] - ordered[:, 1])
+    # Area bins a factor (1 / threshold) wide, widened by 0.1% against rounding: a box can
+    # only be suppressed by kept boxes in its own bin or a neighbouring one.
+    bin_width = -math.log(iou_threshold) * 1.001
+    bins = torch.floor(torch.log(area.clamp(min=1e-12)) / bin_width).long()  # [N]
+    kept_by_bin: dict[int, torch.Tensor] = {}
+    keep: list[torch.Tensor] = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        candidates = ordered[start:stop]
+        candidate_bins = bins[start:stop]
+        alive = torch.ones(stop - start, dtype=torch.bool, device=boxes.device)
+        for b in torch.unique(candidate_bins).tolist():
+            near = [kept_by_bin[k] for k in (b - 1, b, b + 1) if k in kept_by_bin]
+            if not near:
+                continue
+            members = torch.nonzero(candidate_bins == b).flatten()
+            iou = box_iou(ordered[torch.cat(near)], candidates[members])  # [kept, members]
+            alive[members[(iou > iou_threshold).any(dim=0)]] = False
+        survivors = torch.nonzero(alive).flatten()
+        if survivors.numel() == 0:
+            continue
+        kept = (
+            start
+            + survivors[nms(candidates[survivors], rank[start:stop][survivors], iou_threshold)]
+        )
+        keep.append(kept)
+        kept_bins = bins[kept]
+        for b in torch.unique(kept_bins).tolist():
+            new = kept[kept_bins == b]
+            old = kept_by_bin.get(b)
+            kept_by_bin[b] = new if old is None else torch.cat((old, new))
+    if not keep:
+        return order[:0]
+    return order[torch.cat(keep)]

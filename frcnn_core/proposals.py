@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import clip_boxes_to_image, nms, remove_small_boxes
+from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-from frcnn_core.boxes import SCALE_CLAMP, decode
+from frcnn_core.boxes import SCALE_CLAMP, decode, nms_in_order
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,9 @@ def propose(
     boxes = clipped[pre_nms_index]
     if params.bug_b8_index_order:
         # The tutorial's NMS visited boxes by descending anchor index: priority = index.
-        nms_keep = nms(boxes, pre_nms_index.float(), params.nms_iou)
+        nms_keep = nms_in_order(boxes, pre_nms_index.float(), params.nms_iou)
     else:
-        nms_keep = nms(boxes, rank_scores[pre_nms_index], params.nms_iou)
+        nms_keep = nms_in_order(boxes, rank_scores[pre_nms_index], params.nms_iou)
     keep_index = pre_nms_index[nms_keep[:post_n]]
     return ProposalResult(
         decoded=decoded,

@@ -6,12 +6,17 @@ feature map give 50 / 800 = 1/16, so a RoI from x = 160 to x = 320 covers cells 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torchvision.ops import roi_align, roi_pool
 
 POOL_METHODS = ("pool", "align")
+# torchvision's CPU RoI kernels run on one thread; above this many RoIs the work is split across
+# torch's intra-op threads (each RoI is pooled independently, so the result is identical).
+SPLIT_MIN_ROIS = 32
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,25 @@ def pool_rois(features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams)
         features (Tensor[1, C, Hf, Wf]): the backbone's feature map.
         rois (Tensor[S, 4]): (x1, y1, x2, y2) in the input frame.
     """
-    boxes = [rois.to(features.device, features.dtype)]
+    rois = rois.to(features.device, features.dtype)
+    threads = torch.get_num_threads()
+    if features.device.type != "cpu" or threads < 2 or rois.shape[0] < SPLIT_MIN_ROIS:
+        return RoIPoolResult(pooled=_pool(features, rois, params))
+    parts = _executor(threads).map(lambda part: _pool(features, part, params), rois.chunk(threads))
+    return RoIPoolResult(pooled=torch.cat(list(parts)))
+
+
+def _pool(features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams) -> torch.Tensor:
+    """``rois`` (Tensor[S, 4]) pooled to Tensor[S, C, size, size] on the calling thread."""
     size = (params.output_size, params.output_size)
     if params.method == "align":
-        pooled = roi_align(
-            features, boxes, size, params.spatial_scale, params.sampling_ratio, aligned=True
+        return roi_align(
+            features, [rois], size, params.spatial_scale, params.sampling_ratio, aligned=True
         )
-    else:
-        pooled = roi_pool(features, boxes, size, params.spatial_scale)
-    return RoIPoolResult(pooled=pooled)
+    return roi_pool(features, [rois], size, params.spatial_scale)
+
+
+@cache
+def _executor(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, shared by every caller (the ops release the GIL)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="roi-pool")

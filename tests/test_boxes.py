@@ -7,9 +7,16 @@ import math
 import pytest
 import reference as ref
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, nms
 
-from frcnn_core.boxes import SCALE_CLAMP, box_centres_sizes, decode, encode, smooth_l1_sum
+from frcnn_core.boxes import (
+    SCALE_CLAMP,
+    box_centres_sizes,
+    decode,
+    encode,
+    nms_in_order,
+    smooth_l1_sum,
+)
 
 
 def random_boxes(n: int, generator: torch.Generator, size: float = 400.0) -> torch.Tensor:
@@ -106,3 +113,50 @@ def test_smooth_l1_sum_hand_values():
     assert float(got) == pytest.approx(2.125)
     assert float(got) == pytest.approx(sum(ref.smooth_l1(v) for v in pred[0].tolist()))
     assert float(smooth_l1_sum(torch.zeros(0, 4), torch.zeros(0, 4))) == 0.0
+
+
+def test_nms_in_order_hand_case():
+    # Visiting order by priority: c (0.9), a (0.8), b (0.7), d (0.6).
+    # a = [0, 0, 10, 10] and b = [1, 0, 11, 10]: overlap 9 x 10 = 90, IoU 90 / 110 = 0.818.
+    # c = [0, 0, 10, 20] holds a: IoU 100 / 200 = 0.5.  d is far away.
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 20], [50, 50, 60, 60]], dtype=torch.float32
+    )
+    priority = torch.tensor([0.8, 0.7, 0.9, 0.6])
+    # At 0.7: c kept, a kept (0.5 <= 0.7), b suppressed by a (0.818), d kept.
+    assert nms_in_order(boxes, priority, 0.7, block=2).tolist() == [2, 0, 3]
+    # At 0.4: a is suppressed by c (0.5 > 0.4); b overlaps c by 100 - 10 = 90 / 210 = 0.43 > 0.4.
+    assert nms_in_order(boxes, priority, 0.4, block=2).tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_in_order_equals_torchvision_and_loop_reference(seed):
+    # Blocks of 7 to 64 boxes on 300 boxes: many blocks, many area bins, several thresholds.
+    g = torch.Generator().manual_seed(seed)
+    n = 300
+    xy = torch.rand(n, 2, generator=g) * 200
+    wh = torch.rand(n, 2, generator=g) * 120 + 1
+    if seed % 2:  # integer boxes: exact ties in IoU and in area
+        xy, wh = xy.round(), wh.round()
+    boxes = torch.cat((xy, xy + wh), dim=1)
+    scores = torch.rand(n, generator=g)
+    block = int(torch.randint(7, 65, (1,), generator=g))
+    for threshold in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
+        got = nms_in_order(boxes, scores, threshold, block=block).tolist()
+        assert got == nms(boxes, scores, threshold).tolist()
+        assert got == ref.nms(boxes.tolist(), scores.tolist(), threshold)
+
+
+def test_nms_in_order_breaks_ties_by_input_order():
+    # Five identical boxes with one score: the first one is kept, the rest suppressed.
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 5 + [[100.0, 100.0, 120.0, 120.0]] * 5)
+    same = torch.full((10,), 0.5)
+    assert nms_in_order(boxes, same, 0.7, block=3).tolist() == [0, 5]
+
+
+def test_nms_in_order_degenerate_boxes_never_suppress():
+    # Zero-area boxes have IoU 0 (or 0 / 0) with everything, so all survive, as in torchvision.
+    boxes = torch.tensor([[5.0, 5.0, 5.0, 5.0]] * 4 + [[0.0, 0.0, 10.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert nms_in_order(boxes, scores, 0.5, block=2).tolist() == nms(boxes, scores, 0.5).tolist()
+    assert nms_in_order(boxes[:0], scores[:0], 0.5).tolist() == []

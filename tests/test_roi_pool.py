@@ -7,8 +7,9 @@ import math
 import pytest
 import reference as ref
 import torch
+from torchvision.ops import roi_align, roi_pool
 
-from frcnn_core.roi_pool import RoIPoolParams, pool_rois
+from frcnn_core.roi_pool import SPLIT_MIN_ROIS, RoIPoolParams, pool_rois
 
 
 def ramp(hf: int, wf: int, channels: int = 1) -> torch.Tensor:
@@ -102,3 +103,27 @@ def test_roi_align_alternative():
     assert not torch.equal(align, pool)
     with pytest.raises(ValueError):
         RoIPoolParams(method="bilinear")
+
+
+@pytest.mark.parametrize("method", ["pool", "align"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_rois_split_across_threads_pool_exactly_as_one_call(method, threads):
+    # 101 RoIs (over SPLIT_MIN_ROIS): split into `threads` chunks of unequal size, each pooled
+    # on its own thread, then concatenated in order.
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(1, 4, 12, 15, generator=g)
+    xy = torch.rand(101, 2, generator=g) * 150
+    rois = torch.cat((xy, xy + torch.rand(101, 2, generator=g) * 80 + 4), dim=1)
+    params = RoIPoolParams(method=method)
+    if method == "align":
+        expected = roi_align(features, [rois], (7, 7), 1 / 16, 2, aligned=True)
+    else:
+        expected = roi_pool(features, [rois], (7, 7), 1 / 16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = pool_rois(features, rois, params).pooled
+    finally:
+        torch.set_num_threads(before)
+    assert rois.shape[0] >= SPLIT_MIN_ROIS
+    assert torch.equal(got, expected)
