@@ -141,7 +141,7 @@ def test_nms_in_order_equals_torchvision_and_loop_reference(seed):
     boxes = torch.cat((xy, xy + wh), dim=1)
     scores = torch.rand(n, generator=g)
     block = int(torch.randint(7, 65, (1,), generator=g))
-    for threshold in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
+    for threshold in (0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
         got = nms_in_order(boxes, scores, threshold, block=block).tolist()
         assert got == nms(boxes, scores, threshold).tolist()
         assert got == ref.nms(boxes.tolist(), scores.tolist(), threshold)
