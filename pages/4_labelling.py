@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import state
+from explorer import figure_cache, state
 from explorer.text import plain
 from explorer.views.labelling import iou_heatmaps, iou_maps, labels_figure
 from explorer.widgets import (
@@ -155,12 +155,15 @@ with page_guard():
     ]
     which = st.selectbox("IoU with", options)
     gt_index = None if which == options[0] else options.index(which) - 1
-    maps = iou_maps(grid, targets, stages.params.anchors, gt_index)
-    st.plotly_chart(
-        iou_heatmaps(
-            maps, stages.params.anchors, "IoU of the anchor at each cell (blank: outside the image)"
+    # The IoU maps depend on the image, the boxes and the anchors, not on this page's sliders.
+    heatmaps = figure_cache.figure(
+        "iou_maps",
+        (stages.choice.digest, stages.boxes, stages.params.resize, stages.params.anchors, gt_index),
+        lambda: iou_heatmaps(
+            iou_maps(grid, targets, stages.params.anchors, gt_index),
+            stages.params.anchors,
+            "IoU of the anchor at each cell (blank: outside the image)",
         ),
-        width="stretch",
-        key="iou_maps",
     )
+    st.plotly_chart(heatmaps, width="stretch", key="iou_maps")
     timing_caption(stages, ["anchor_targets"])

@@ -7,6 +7,7 @@ what the browser sends, and the page reads them the same way.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest
 
+from explorer.figures import image_figure
 from explorer.text import plain
 from explorer.views.image import (
     CanvasFrame,
@@ -404,3 +406,19 @@ def test_input_frame_text_and_figure() -> None:
     assert input_frame_text(empty, False).startswith("2000 x 1333 -> 600 x 400, sx = 0.3, ")
     assert len(input_frame_figure(empty).data) == 2
     assert torch.equal(empty.image.gt_boxes, torch.zeros(0, 4))
+
+
+def test_image_figure_places_the_picture_behind_the_axes_in_pixel_coordinates() -> None:
+    # A 30 x 20 (W x H) picture: the layout image spans x 0..30 and y 0..20 with y pointing
+    # down (range [20, 0]), so box coordinates in pixels land on the right pixels.
+    pixels = np.full((20, 30, 3), 200, np.uint8)
+    fig = image_figure(pixels, dim=0.5)
+    (picture,) = fig.layout.images
+    assert (picture.x, picture.y, picture.sizex, picture.sizey) == (0, 0, 30, 20)
+    assert (picture.xanchor, picture.yanchor, picture.layer) == ("left", "top", "below")
+    assert list(fig.layout.xaxis.range) == [0, 30] and list(fig.layout.yaxis.range) == [20, 0]
+    assert all(trace.type != "image" for trace in fig.data)
+    # The JPEG carries the dimmed pixels: 200 * 0.5 = 100 (give or take JPEG rounding).
+    payload = base64.b64decode(picture.source.split(",", 1)[1])
+    decoded = np.asarray(Image.open(io.BytesIO(payload)))
+    assert decoded.shape == (20, 30, 3) and abs(float(decoded.mean()) - 100) < 2
