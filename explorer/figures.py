@@ -79,9 +79,8 @@ def image_figure(
         dragmode="pan",
         uirevision="keep",
     )
-    # An empty, invisible trace keeps the axes drawn when no box trace is added.
-    anchor = go.Scatter(x=[0, w], y=[0, h], mode="markers", opacity=0, hoverinfo="skip")
-    anchor.showlegend = False
+    # An empty trace keeps a figure with no boxes drawing its axes (and the picture on them).
+    anchor = go.Scatter(x=[], y=[], mode="none", hoverinfo="skip", showlegend=False)
     return go.Figure(anchor, layout)
 
 

@@ -115,8 +115,9 @@ def rois_figure(
     if rois.shape[0]:
         centres = ((rois[:, :2] + rois[:, 2:]) / 2).numpy()
         colours = [POSITIVE_COLOUR if i < n_pos else NEGATIVE_COLOUR for i in range(len(text))]
+        # SVG markers: a few hundred at most, and no WebGL context for the browser to set up.
         traces.append(
-            go.Scattergl(
+            go.Scatter(
                 x=centres[:, 0],
                 y=centres[:, 1],
                 mode="markers",
