@@ -13,10 +13,10 @@ server's resident set (VmRSS of the streamlit process and its children, from /pr
 the curve.
 
 Every image is new, so each change adds entries to the per-image caches
-(``explorer.compute.decode`` and ``prepared``, ``st.cache_data(max_entries=64)``, and the
-canvas background, 16): memory grows for the first 64 images and must then stay flat, however
-many more arrive. The verdict compares the growth over the last half of the changes with the
-first half.
+(``explorer.compute.decode``: 64 entries and ``IMAGE_CACHE_MB`` of pixels; ``prepared``,
+``st.cache_data(max_entries=64)``; and the canvas background, 16): memory grows for the first 64
+images and must then stay flat, however many more arrive. The verdict compares the growth over
+the last half of the changes with the first half.
 
 When the last session has closed, the script waits ``--linger`` seconds (Streamlit keeps a
 disconnected session for 120 s in case the tab reconnects), opens one fresh session, which

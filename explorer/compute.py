@@ -2,17 +2,29 @@
 
 - The backbone and the initial heads are ``st.cache_resource``: one copy for all sessions,
   never modified (a user's trained heads live in that user's session, see ``state.TRAINED``).
-- Per-image results are ``st.cache_data`` with ``max_entries``, keyed on the image digest and
+- Decoded images are in :class:`DecodedImages`, bounded by bytes as well as by count; the other
+  per-image results are ``st.cache_data`` with ``max_entries``, keyed on the image digest and
   frozen parameter dataclasses, so memory stays bounded however many students upload images.
 - :class:`Stages` computes a stage only when a page asks for it, so a slider recomputes only
-  what lies downstream of it.
+  what lies downstream of it. A step that runs out of GPU memory is computed again on the CPU,
+  with a notice on the page.
+- The heavy torch forwards (backbone, RPN head, Fast R-CNN head) take one of
+  :data:`FORWARDS`' slots, so many sessions at once take turns instead of thrashing the cores.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import streamlit as st
 import torch
@@ -40,31 +52,122 @@ from frcnn_core.roi_pool import RoIPoolParams, RoIPoolResult, pool_rois
 from frcnn_core.rpn import RPNLoss, RPNOutput, RPNParams, rpn_forward, rpn_loss
 from frcnn_core.train import split_backbone
 
+log = logging.getLogger("frcnn_explorer")
+T = TypeVar("T")
+
 MODEL_SEED = 0
+CPU = torch.device("cpu")
+# Raised by the CUDA (and, in recent torch, any) allocator; torch.OutOfMemoryError since 2.5.
+OUT_OF_MEMORY: type[Exception] = torch.cuda.OutOfMemoryError
 # Bounded caches: a few images per user and a few dozen users fit in a few GB.
 IMAGE_CACHE_ENTRIES = 64
 FEATURE_CACHE_ENTRIES = 24
 STAGE_CACHE_ENTRIES = 48
+# Decoded originals are the large entries: a 40-megapixel upload (frcnn_core.image's limit) is
+# 120 MB of RGB, so a count alone allows 64 x 120 MB; the byte budget keeps them to this many MB
+# (four such photos, or a dozen 12-megapixel ones, or all 64 entries of a class's small photos).
+IMAGE_CACHE_MB = 512
+IMAGE_CACHE_MB_ENV = "FRCNN_IMAGE_CACHE_MB"
+FORWARD_SLOTS_ENV = "FRCNN_FORWARD_SLOTS"
+CPU_COPIES = "compute:cpu_copies"  # session key: CPU copies of the trained modules
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive integer setting from the environment; unset or not one: ``default``."""
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= 1 else default
 
 
 def device() -> torch.device:
     return default_device()
 
 
-@st.cache_resource(show_spinner="Loading the VGG16 backbone…")
-def backbone() -> Backbone:
-    """The shared VGG16 ``features[:30]`` in eval mode on the device (never modified)."""
-    loaded = load_backbone(seed=MODEL_SEED)
-    loaded.features.to(device())
+# -- the heavy forwards take turns ------------------------------------------------------------
+
+
+def default_forward_slots() -> int:
+    """How many forwards may run at once: the cores divided by torch's intra-op threads.
+
+    One forward already keeps ``torch.get_num_threads()`` cores busy; a second one at the same
+    time only time-slices those cores (both finish later than one after the other, and the
+    threads thrash each other's caches). 2 cores, 2 threads: 1 slot; 16 cores, 8 threads: 2.
+    """
+    return max(1, (os.cpu_count() or 1) // max(torch.get_num_threads(), 1))
+
+
+class ForwardSlots:
+    """At most ``slots`` heavy torch forwards at once in this process, whatever the sessions.
+
+    Streamlit runs each session's script in its own thread; a session whose forward finds every
+    slot taken waits (behind the stage's spinner) until one is free.
+
+    Deadlock-free by construction: a slot is held only around plain torch code (never around a
+    cache lookup or anything else that waits), and a thread that already holds a slot passes
+    through a nested ``hold()`` without taking a second one.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+        self._depth = threading.local()
+
+    def held(self) -> bool:
+        """True inside ``hold()`` on this thread."""
+        return getattr(self._depth, "n", 0) > 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        with self._free if depth == 0 else contextlib.nullcontext():
+            self._depth.n = depth + 1
+            try:
+                yield
+            finally:
+                self._depth.n = depth
+
+
+FORWARDS = ForwardSlots(env_int(FORWARD_SLOTS_ENV, default_forward_slots()))
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def _frozen(loaded: Backbone, where: torch.device) -> Backbone:
+    loaded.features.to(where)
     for p in loaded.features.parameters():
         p.requires_grad_(False)
     return loaded
 
 
+@st.cache_resource(show_spinner="Loading the VGG16 backbone…")
+def backbone() -> Backbone:
+    """The shared VGG16 ``features[:30]`` in eval mode on the device (never modified)."""
+    return _frozen(load_backbone(seed=MODEL_SEED), device())
+
+
+@st.cache_resource(show_spinner="Loading a CPU copy of the VGG16 backbone…")
+def cpu_backbone() -> Backbone:
+    """The same backbone on the CPU, for a step that ran out of GPU memory (loaded afresh, not
+    copied, so the full GPU is not asked for more)."""
+    return _frozen(load_backbone(seed=MODEL_SEED), CPU)
+
+
+def backbone_on(where: torch.device) -> Backbone:
+    return backbone() if where == device() else cpu_backbone()
+
+
 @st.cache_resource(max_entries=4, show_spinner="Initialising the RPN and Fast R-CNN heads…")
-def initial_heads(num_classes: int, anchors_per_cell: int) -> DetectorHeads:
-    """Freshly initialised heads, shared by every session; treat as read-only."""
-    heads = DetectorHeads(num_classes, anchors_per_cell, seed=MODEL_SEED).to(device()).eval()
+def initial_heads(num_classes: int, anchors_per_cell: int, on: str = "") -> DetectorHeads:
+    """Freshly initialised heads, shared by every session; treat as read-only.
+
+    ``on`` names a device other than the default one (``"cpu"`` after running out of GPU memory):
+    the heads are built from the seed there, so they are the same weights.
+    """
+    where = torch.device(on) if on else device()
+    heads = DetectorHeads(num_classes, anchors_per_cell, seed=MODEL_SEED).to(where).eval()
     for p in heads.parameters():
         p.requires_grad_(False)
     return heads
@@ -74,10 +177,102 @@ def device_label() -> str:
     return device_name(device())
 
 
-@st.cache_data(max_entries=IMAGE_CACHE_ENTRIES, show_spinner=False)
+def cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` copied onto the CPU without allocating anything on its own device (it is
+    serialised, then loaded onto the CPU)."""
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    buf.seek(0)
+    return torch.load(buf, map_location=CPU, weights_only=False)
+
+
+def trained_module_on(trained: dict, name: str, where: torch.device) -> torch.nn.Module:
+    """The session's trained ``name`` (``"heads"`` or ``"conv5"``) on ``where``: the model
+    itself, or its CPU copy, made once per trained model and kept in the session."""
+    module = trained[name]
+    if where.type != "cpu" or next(module.parameters()).device.type == "cpu":
+        return module
+    copies = st.session_state.get(CPU_COPIES)
+    if not copies or copies["token"] != trained["token"]:
+        copies = {"token": trained["token"]}
+        st.session_state[CPU_COPIES] = copies
+    if name not in copies:
+        copies[name] = cpu_copy(module).eval()
+    return copies[name]
+
+
+def release_accelerator_memory() -> None:
+    """Return the allocator's cached blocks to the GPU (nothing to do where CUDA is unused)."""
+    torch.cuda.empty_cache()
+
+
+# -- per-image caches -------------------------------------------------------------------------
+
+
+class DecodedImages:
+    """Decoded images by digest, bounded by count and by bytes; least recently used out first.
+
+    Not ``st.cache_data``: that pickles each value and hands every caller its own unpickled
+    copy (120 MB per script run for a 40-megapixel photo) and, before Streamlit 1.67, cannot
+    bound bytes. Here every session shares one read-only array per image. Process-wide and
+    thread-safe (each session's script runs in its own thread).
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, LoadedImage] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels held."""
+        return self._bytes
+
+    def get(self, digest: str, data: bytes) -> LoadedImage:
+        """The decoded image of ``data`` (whose sha256 is ``digest``); raises ``ImageError``."""
+        with self._lock:
+            hit = self._items.get(digest)
+            if hit is not None:
+                self._items.move_to_end(digest)
+                return hit
+        # Decoded outside the lock, so one session's large photo never stalls the others.
+        loaded = load_image(data)
+        loaded.pixels.setflags(write=False)  # shared by every session that shows this image
+        self._keep(digest, loaded)
+        return loaded
+
+    def _keep(self, digest: str, loaded: LoadedImage) -> None:
+        size = loaded.pixels.nbytes
+        if size > self.max_bytes:
+            return  # larger than the whole budget: used by this run, not kept
+        with self._lock:
+            previous = self._items.pop(digest, None)  # decoded twice at once: keep one
+            if previous is not None:
+                self._bytes -= previous.pixels.nbytes
+            self._items[digest] = loaded
+            self._bytes += size
+            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.pixels.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+DECODED = DecodedImages(IMAGE_CACHE_ENTRIES, env_int(IMAGE_CACHE_MB_ENV, IMAGE_CACHE_MB) * 2**20)
+
+
 def decode(digest: str, _data: bytes) -> LoadedImage:
-    """Decode image bytes once per digest (raises ``ImageError`` for a bad file)."""
-    return load_image(_data)
+    """Decode image bytes once per digest (raises ``ImageError`` for a bad file). The pixels
+    are read-only: every session showing this image shares them."""
+    return DECODED.get(digest, _data)
 
 
 @st.cache_data(max_entries=IMAGE_CACHE_ENTRIES, show_spinner=False)
@@ -93,11 +288,20 @@ def prepared(digest: str, _data: bytes, boxes: tuple, resize: ResizeParams) -> P
     show_spinner="Running the VGG16 backbone on this image (once per image)…",
 )
 def features(
-    digest: str, _data: bytes, resize: ResizeParams, params: BackboneParams, weights: str
+    digest: str,
+    _data: bytes,
+    resize: ResizeParams,
+    params: BackboneParams,
+    weights: str,
+    _device: torch.device | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Backbone features [1, 512, Hf, Wf] on the CPU, and the forward's seconds."""
+    """Backbone features [1, 512, Hf, Wf] on the CPU, and the forward's seconds, computed on
+    ``_device`` (default: :func:`device`; not part of the key, the result is the same)."""
+    where = _device or device()
     prep = prepared(digest, _data, (), resize)
-    feats, seconds = compute_features(prep.image, backbone(), params, device())
+    model = backbone_on(where)
+    with FORWARDS.hold():
+        feats, seconds = compute_features(prep.image, model, params, where)
     return feats.cpu(), seconds
 
 
@@ -106,12 +310,19 @@ def features(
     show_spinner="Running VGG16 up to conv4_3 on this image (once per image)…",
 )
 def conv4_features(
-    digest: str, _data: bytes, resize: ResizeParams, params: BackboneParams, weights: str
+    digest: str,
+    _data: bytes,
+    resize: ResizeParams,
+    params: BackboneParams,
+    weights: str,
+    _device: torch.device | None = None,
 ) -> torch.Tensor:
     """The frozen part when the conv5 block is trained: conv4_3's output [1, 512, 2Hf, 2Wf]."""
+    where = _device or device()
     prep = prepared(digest, _data, (), resize)
-    frozen, _ = split_backbone(backbone().features)
-    result = run_backbone(image_tensor(prep.image, device()), frozen, params)
+    frozen, _ = split_backbone(backbone_on(where).features)
+    with FORWARDS.hold():
+        result = run_backbone(image_tensor(prep.image, where), frozen, params)
     return result.features.cpu()
 
 
@@ -124,13 +335,18 @@ def session_features(
     weights: str,
     token: str,
     _conv5: torch.nn.Module,
+    _device: torch.device | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Features through a session's trained conv5 block (keyed by that session's token)."""
-    conv4 = conv4_features(digest, _data, resize, params, weights).to(device())
-    started = time.perf_counter()
-    with torch.inference_mode():
-        out = _conv5(conv4)
-    return out.clone().cpu(), time.perf_counter() - started
+    """Features through a session's trained conv5 block (keyed by that session's token);
+    ``_conv5`` must be on ``_device``."""
+    where = _device or device()
+    conv4 = conv4_features(digest, _data, resize, params, weights, where).to(where)
+    with FORWARDS.hold():
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = _conv5(conv4)
+        seconds = time.perf_counter() - started
+    return out.clone().cpu(), seconds
 
 
 @st.cache_data(max_entries=STAGE_CACHE_ENTRIES, show_spinner=False)
@@ -150,7 +366,7 @@ def rpn_outputs(
 ) -> RPNOutput:
     """The RPN head on one feature map; ``features_key`` identifies the features (image digest,
     stage-1/2 parameters, weights, trained conv5 token)."""
-    with torch.no_grad():
+    with FORWARDS.hold(), torch.no_grad():
         out = rpn_forward(_features, _heads.rpn, params)
     return RPNOutput(out.locs.cpu(), out.scores.cpu())
 
@@ -202,7 +418,7 @@ def head_outputs(
     relu_off: bool,
 ) -> HeadOutput:
     """Stages 11-12 for the sampled RoIs identified by ``key`` (fc6 alone is ~0.2 s on a CPU)."""
-    with torch.no_grad():
+    with FORWARDS.hold(), torch.no_grad():
         pooled = pool_rois(_features, _rois.to(_features.device), pool)
         out = head_forward(pooled.pooled, _heads.head, HeadParams(bug_b11_no_relu=relu_off))
     return HeadOutput(out.scores.cpu(), out.deltas.cpu())
@@ -223,14 +439,18 @@ def trained_model() -> dict | None:
     return st.session_state.get(state.TRAINED)
 
 
-def current_heads(class_names: tuple[str, ...], anchors_per_cell: int) -> HeadsChoice:
+def current_heads(
+    class_names: tuple[str, ...], anchors_per_cell: int, where: torch.device | None = None
+) -> HeadsChoice:
     """The session's trained heads when they fit (same anchors per cell, and they know every
-    class in ``class_names``), else the shared initial heads for that many classes."""
+    class in ``class_names``), else the shared initial heads for that many classes; on
+    ``where`` (default: :func:`device`)."""
+    where = where or device()
     trained = trained_model()
     if trained is not None and fits(trained, class_names, anchors_per_cell):
-        return HeadsChoice(trained["heads"], trained["token"], True)
+        return HeadsChoice(trained_module_on(trained, "heads", where), trained["token"], True)
     n = max(len(class_names), 1)
-    heads = initial_heads(n, anchors_per_cell)
+    heads = initial_heads(n, anchors_per_cell, "" if where == device() else where.type)
     return HeadsChoice(heads, f"init:{MODEL_SEED}:{n}:{anchors_per_cell}", False)
 
 
@@ -244,6 +464,11 @@ class Stages:
     """The current session's pipeline, computed lazily: a page touches only what it shows.
 
     Raises ``ImageError`` from :attr:`loaded` when the current image cannot be decoded.
+
+    Attributes:
+        device: where this run's torch steps compute: :func:`device`, or the CPU once a step
+            ran out of GPU memory (see :meth:`_on_device`).
+        notices: what this run told the user about such a fallback.
     """
 
     def __init__(self, params: PipelineParams | None = None) -> None:
@@ -254,9 +479,39 @@ class Stages:
         self.params = params or state.params()
         self.boxes = state.boxes_key()
         self.timings: dict[str, float] = {}
+        self.device = device()
+        self.notices: list[str] = []
+        self._heads: dict[str, HeadsChoice] = {}
 
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = time.perf_counter() - started
+
+    def _on_device(self, step: str, compute: Callable[[], T]) -> T:
+        """``compute()``, which reads :attr:`device`. When it runs out of GPU memory, the GPU's
+        cached blocks are released and it runs again on the CPU, with a notice on the page;
+        this run's later steps stay on the CPU (their inputs are there now). Out of memory on
+        the CPU itself is raised, for the page guard to report."""
+        try:
+            return compute()
+        except OUT_OF_MEMORY:
+            if self.device.type == "cpu":
+                raise
+            failed = self.device
+        # Released only here, after the except block: until then the traceback's frames hold
+        # the failed step's tensors, and the GPU could not get their memory back.
+        log.warning("the %s ran out of memory on %s; computing it on the CPU", step, failed)
+        self.device = CPU
+        if "_features" in self.__dict__:  # this run's feature map leaves the GPU too
+            feats, seconds = self.__dict__["_features"]
+            self.__dict__["_features"] = (feats.to(CPU), seconds)
+        release_accelerator_memory()
+        notice = (
+            f"The GPU ran out of memory computing the {step}, so it was computed on the CPU "
+            "instead (slower); the rest of this page is computed there too."
+        )
+        self.notices.append(notice)
+        st.warning(notice, icon=":material/memory:")
+        return compute()
 
     @cached_property
     def backbone(self) -> Backbone:
@@ -287,24 +542,37 @@ class Stages:
         index = {name: i + 1 for i, name in enumerate(self.class_names)}
         return torch.tensor([index[x] for x in self.prepared.labels], dtype=torch.int64)
 
-    @cached_property
+    @property
     def heads(self) -> HeadsChoice:
-        return current_heads(self.class_names, self.params.anchors.per_cell)
+        """The heads, on :attr:`device`."""
+        where = str(self.device)
+        if where not in self._heads:
+            self._heads[where] = current_heads(
+                self.class_names, self.params.anchors.per_cell, self.device
+            )
+        return self._heads[where]
 
     @cached_property
     def _features(self) -> tuple[torch.Tensor, float]:
         p = self.params
         args = (self.choice.digest, self.choice.data, p.resize, p.backbone, self.backbone.weights)
         trained = trained_model()
-        if trained is not None and trained.get("conv5") is not None:
-            feats, seconds = session_features(*args, trained["token"], trained["conv5"])
-        else:
-            feats, seconds = features(*args)
-        return feats.to(device()), seconds
+
+        def compute() -> tuple[torch.Tensor, float]:
+            where = self.device
+            if trained is not None and trained.get("conv5") is not None:
+                conv5 = trained_module_on(trained, "conv5", where)
+                feats, seconds = session_features(*args, trained["token"], conv5, where)
+            else:
+                feats, seconds = features(*args, where)
+            return feats.to(where), seconds
+
+        return self._on_device("backbone forward", compute)
 
     @property
     def features(self) -> torch.Tensor:
-        return self._features[0]
+        """Tensor[1, 512, Hf, Wf] on :attr:`device`."""
+        return self._features[0].to(self.device)
 
     @property
     def backbone_seconds(self) -> float:
@@ -355,7 +623,8 @@ class Stages:
     @cached_property
     def rpn(self) -> RPNOutput:
         started = time.perf_counter()
-        out = rpn_outputs(*self._cache_args(), forward_params(self.params.rpn))
+        fp = forward_params(self.params.rpn)
+        out = self._on_device("RPN head", lambda: rpn_outputs(*self._cache_args(), fp))
         self._timed("rpn", started)
         return out
 
@@ -367,8 +636,10 @@ class Stages:
     def proposals_for(self, training: bool) -> ProposalResult:
         started = time.perf_counter()
         p = self.params
-        out = proposals(
-            *self._cache_args(), p.rpn, self.prepared.image.size, p.anchors, p.proposals, training
+        size = self.prepared.image.size
+        out = self._on_device(
+            "proposals",
+            lambda: proposals(*self._cache_args(), p.rpn, size, p.anchors, p.proposals, training),
         )
         self._timed(f"proposals_{'train' if training else 'test'}", started)
         return out
@@ -387,9 +658,11 @@ class Stages:
 
     @cached_property
     def roi_pool(self) -> RoIPoolResult:
+        rois = self.proposal_targets.rois
         started = time.perf_counter()
-        result = pool_rois(
-            self.features, self.proposal_targets.rois.to(device()), self.params.roi_pool
+        result = self._on_device(
+            "RoI pooling",
+            lambda: pool_rois(self.features, rois.to(self.device), self.params.roi_pool),
         )
         self._timed("roi_pool", started)
         return result
@@ -416,21 +689,31 @@ class Stages:
         rois = self.proposal_targets.rois
         started = time.perf_counter()
         p = self.params
-        out = head_outputs(
-            self.roi_key,
-            self.features,
-            rois,
-            self.heads.heads,
-            p.roi_pool,
-            p.head.bug_b11_no_relu,
+        out = self._on_device(
+            "Fast R-CNN head",
+            lambda: head_outputs(
+                self.roi_key,
+                self.features,
+                rois,
+                self.heads.heads,
+                p.roi_pool,
+                p.head.bug_b11_no_relu,
+            ),
         )
         self._timed("head", started)
-        return HeadOutput(out.scores.to(device()), out.deltas.to(device()))
+        return HeadOutput(out.scores.to(self.device), out.deltas.to(self.device))
 
     @cached_property
     def head_loss(self) -> HeadLoss:
         t = self.proposal_targets
-        return head_loss(self.head, t.labels.to(device()), t.targets.to(device()), self.params.head)
+        head = self.head  # first: it may move this run to the CPU
+        where = self.device
+        return head_loss(
+            HeadOutput(head.scores.to(where), head.deltas.to(where)),
+            t.labels.to(where),
+            t.targets.to(where),
+            self.params.head,
+        )
 
     def losses(self) -> dict[str, float]:
         out = {
@@ -446,9 +729,14 @@ class Stages:
     def detection(self) -> tuple[ProposalResult, HeadOutput, Detections]:
         started = time.perf_counter()
         props = self.proposals_for(training=False)
-        head, dets = run_detection(
-            self.features, props, self.heads.heads, self.prepared.image.size, self.params
-        )
+        size = self.prepared.image.size
+
+        def detect() -> tuple[HeadOutput, Detections]:
+            feats, heads = self.features, self.heads.heads  # outside the slot: may compute
+            with FORWARDS.hold():
+                return run_detection(feats, props, heads, size, self.params)
+
+        head, dets = self._on_device("detection", detect)
         self._timed("detection", started)
         return props, head, dets
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +86,45 @@ def set_boxes(new: list[dict[str, Any]]) -> None:
     st.session_state[BOXES_VERSION] = st.session_state.get(BOXES_VERSION, 0) + 1
 
 
-def boxes_key() -> tuple[tuple[tuple[float, ...], str], ...]:
-    """The boxes as a hashable value, for cache keys."""
-    return tuple((tuple(float(v) for v in b["box"]), str(b["label"])) for b in boxes())
+BoxesKey = tuple[tuple[tuple[float | None, ...], str], ...]
+
+
+def boxes_key() -> BoxesKey:
+    """The session's boxes as a hashable value, for cache keys (see :func:`key_of_boxes`)."""
+    return key_of_boxes(boxes())
+
+
+def key_of_boxes(items: Iterable[Any]) -> BoxesKey:
+    """Boxes as ``((x1, y1, x2, y2), label)`` pairs, whatever they hold.
+
+    Session boxes can hold anything typed or set (text, NaN, three numbers, no list at all).
+    Nothing is judged here: a value that is not a number becomes ``None`` (NaN and inf stay
+    floats) and a box that is not a sequence becomes ``()``, so stage 1
+    (:func:`frcnn_core.ground_truth.clean_boxes`) drops that box with a note for the user
+    instead of this raising. E.g. ``{"box": ["abc", 1, 2, 3], "label": "cat"}`` ->
+    ``((None, 1.0, 2.0, 3.0), "cat")``.
+    """
+    out = []
+    for item in items:
+        entry = item if isinstance(item, dict) else {}
+        box, label = entry.get("box"), entry.get("label")
+        coords = () if isinstance(box, (str, bytes)) else tuple(_number(v) for v in _items(box))
+        out.append((coords, "" if label is None else str(label)))
+    return tuple(out)
+
+
+def _items(value: Any) -> list[Any]:
+    try:
+        return list(value)
+    except TypeError:
+        return []
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def params() -> PipelineParams:

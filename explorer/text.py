@@ -21,3 +21,11 @@ def plain(text: str) -> str:
 def html_text(text: object) -> str:
     """User text for plotly, which reads a few HTML tags (``<b>``, ``<a href>``) in labels."""
     return html.escape(str(text))
+
+
+def number_text(value: object) -> str:
+    """A number as ``%g`` (``8.0`` -> "8", ``0.5`` -> "0.5"); anything else as typed."""
+    try:
+        return f"{float(value):g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)

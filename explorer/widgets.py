@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from explorer import state
-from explorer.compute import Stages
+from explorer.compute import OUT_OF_MEMORY, Stages
 from frcnn_core.image import ImageError
 
 log = logging.getLogger("frcnn_explorer")
@@ -78,15 +78,21 @@ def param_select(
     help: str | None = None,
     horizontal: bool = True,
 ) -> Any:
-    """A radio bound to the session's parameter ``path``."""
+    """A radio bound to the session's parameter ``path``.
+
+    ``format_func`` is applied here, once per option: Streamlit keeps a widget's format_func
+    for the whole session, and a lambda defined in a page would keep that page run's namespace
+    (its Stages, features, image) alive; a dict's lookup holds only the option texts.
+    """
     current = state.get_param(path)
     key = f"{state.WIDGET_PREFIX}{path}"
     _bind(key, current)
+    texts = {option: str(format_func(option)) for option in options}
     return st.radio(
         label,
         options=list(options),
         key=key,
-        format_func=format_func,
+        format_func=texts.__getitem__,
         help=help,
         horizontal=horizontal,
         on_change=_sync,
@@ -144,20 +150,18 @@ def page_guard() -> Iterator[None]:
         yield
     except ImageError as exc:
         st.error(f"The current image cannot be used: {exc} Choose another on the Image page.")
-    except torch_oom() as exc:  # pragma: no cover - needs a GPU
-        st.error(f"The GPU ran out of memory ({exc}). Try a smaller setting.")
+    except OUT_OF_MEMORY as exc:  # a step out of GPU memory was retried on the CPU already
+        log.warning("page ran out of memory: %s", exc)
+        st.error(
+            "The server ran out of memory for this page. Your image, boxes and settings are "
+            "kept; try a smaller input frame or fewer RoIs, or try again in a moment."
+        )
     except Exception as exc:
         log.exception("page failed")
         st.error(
             f"Something went wrong on this page ({type(exc).__name__}: {exc}). "
             "Your image, boxes and settings are kept; try another setting or reset to defaults."
         )
-
-
-def torch_oom() -> type[BaseException]:
-    import torch
-
-    return getattr(torch.cuda, "OutOfMemoryError", MemoryError)
 
 
 def stages_or_stop() -> Stages:

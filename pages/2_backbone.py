@@ -172,13 +172,15 @@ with page_guard():
     st.subheader("A channel over the image")
     ctl, fig_col = st.columns([1, 3])
     with ctl:
-        rank = {ch: i for i, ch in enumerate(top)}
+        # A dict's lookup, not a lambda: Streamlit keeps format_func for the whole session,
+        # and a function defined here would keep this run's namespace (features, image) alive.
+        names = {ch: f"ch {ch} (rank {i + 1})" for i, ch in enumerate(top)}
         overlay = st.selectbox(
             "Channel",
             top,
             index=0,
             key="backbone_overlay_channel",
-            format_func=lambda ch: f"ch {ch} (rank {rank[ch] + 1})",
+            format_func=names.__getitem__,
             help="Ordered by mean activation, most active first",
         )
         opacity = st.slider("Heatmap opacity", 0.1, 0.9, 0.55, 0.05, key="backbone_opacity")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import state
+from explorer.text import number_text
 from explorer.views.anchors import (
     cell_anchors,
     cell_anchors_figure,
@@ -50,7 +51,7 @@ def tuple_param(
         label,
         sorted(set(options) | set(current)),
         key=key,
-        format_func=lambda v: f"{float(v):g}",
+        format_func=number_text,  # not a lambda here: it would keep this run's namespace
         accept_new_options=True,
         max_selections=MAX_VALUES,
         help=help,

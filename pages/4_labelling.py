@@ -110,13 +110,13 @@ with page_guard():
         st.subheader("Target deltas of an anchor")
         highlight = None
         if pos_index:
-            pick = st.selectbox(
-                "Positive anchor",
-                pos_index,
-                format_func=lambda i: (
-                    f"anchor #{int(grid.inside_index[i])} · IoU {float(targets.max_iou[i]):.3f}"
-                ),
-            )
+            # A dict lookup, not a lambda: Streamlit keeps a widget's format_func for the whole
+            # session, and a lambda would keep this run (and its feature map) alive with it.
+            names = {
+                i: f"anchor #{int(grid.inside_index[i])} · IoU {float(targets.max_iou[i]):.3f}"
+                for i in pos_index
+            }
+            pick = st.selectbox("Positive anchor", pos_index, format_func=names.__getitem__)
             highlight = pick
             box = grid.inside_anchors[pick].tolist()
             gt = int(targets.argmax_gt[pick])

@@ -597,14 +597,13 @@ with page_guard():
     wanted = st.query_params.get(BUG_KEY, ids[0])
     if BUG_KEY not in st.session_state:
         st.session_state[BUG_KEY] = wanted if wanted in ids else ids[0]
-    choice = st.selectbox(
-        "Look at one bug",
-        ids,
-        key=BUG_KEY,
-        format_func=lambda i: (
-            f"{i} · {views.BUGS_BY_ID[i].where}: " + views.BUGS_BY_ID[i].bug.replace("`", "")
-        ),
-    )
+    # A dict's lookup, not a lambda: Streamlit keeps format_func for the whole session, and a
+    # function defined here would keep this run's namespace (its Stages) alive.
+    titles = {
+        i: f"{i} · {views.BUGS_BY_ID[i].where}: " + views.BUGS_BY_ID[i].bug.replace("`", "")
+        for i in ids
+    }
+    choice = st.selectbox("Look at one bug", ids, key=BUG_KEY, format_func=titles.__getitem__)
     st.query_params[BUG_KEY] = choice
     bug = views.BUGS_BY_ID[choice]
 

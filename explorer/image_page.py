@@ -1,0 +1,268 @@
+"""The Image & ground truth page's widgets and their callbacks (``pages/1_image.py`` lays them out).
+
+The session's boxes (``state.boxes()``, original pixels) are the one source of truth. The canvas
+and the table are two views of them:
+
+- A canvas remounts (new key) only when the boxes change from elsewhere (table, sample, clear,
+  another page); the user's own strokes update the session without remounting it, so a drag
+  is never interrupted. ``SHOWN`` records what the mounted canvas displays.
+- The table likewise keeps its own edits while the user types, so a new row can be filled in
+  cell by cell (incomplete rows stay in it, unused); it restarts (new key) from the session's
+  boxes when they change elsewhere.
+- Both report through callbacks, which run before app.py draws the sidebar; the same handlers
+  run again at the top of the page (AppTest runs no callback for seeded widget state). Both
+  are idempotent.
+
+Why these live in a module and not in the page: Streamlit keeps every widget's metadata (its
+``on_change`` callback, arguments and ``format_func``) for the whole session, and the canvas
+and the table get a new key whenever the boxes change. A function defined in a page script
+holds that run's page namespace (``__globals__``), with its ``Stages`` and decoded image, so
+each box change would keep one more run alive. Callbacks here are module functions given small
+arguments (keys, a digest, a :class:`CanvasFrame`), never closures over a run's objects.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+from streamlit_drawable_canvas import CanvasResult, boxes_to_drawing, st_canvas
+
+from explorer import compute, state
+from explorer.figures import GT_COLOUR
+from explorer.samples import samples
+from explorer.text import plain
+from explorer.views.image import (
+    COORDS,
+    CanvasFrame,
+    apply_edits,
+    background_uri,
+    boxes_to_canvas,
+    boxes_to_rows,
+    canvas_to_boxes,
+    check_upload,
+    drawable,
+    merge_drawn,
+    rows_table,
+    signature,
+    split_rows,
+)
+from frcnn_core.ground_truth import DEFAULT_LABEL, MAX_LABEL_CHARS, clean_label
+
+P = "image_page:"
+VERSION = P + "canvas_version"  # bumped when the boxes change other than by the canvas
+SHOWN = P + "shown"  # {"key", "sig", "drawing"}: what the mounted canvas displays
+TABLE = P + "table"  # {"digest", "key", "base", "synced", "pending"}: the mounted table
+TABLE_VERSION = P + "table_version"
+LABEL = P + "label"  # label for the next drawn box (survives page switches)
+LABEL_WIDGET = P + "label_widget"
+SAMPLE_WIDGET = P + "sample"
+UPLOAD_WIDGET = P + "upload"
+UPLOAD_SEEN = P + "upload_seen"  # file id of the last upload handled
+UPLOAD_ERROR = P + "upload_error"  # (file id, message) of a rejected upload
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+
+
+def canvas_key(digest: str) -> str:
+    return f"{P}canvas:{digest[:12]}:{st.session_state.get(VERSION, 0)}"
+
+
+def table_state(digest: str) -> dict:
+    """What the mounted table was given (``base``), the boxes it stands for (``synced``) and
+    its rows still missing a number (``pending``); started afresh for a new image."""
+    table = st.session_state.get(TABLE)
+    if not table or table["digest"] != digest:
+        table = {"digest": digest, "key": None, "base": [], "synced": None, "pending": []}
+        st.session_state[TABLE] = table
+    return table
+
+
+def forget_table() -> None:
+    """Drop the table's incomplete rows; it is rebuilt from the session's boxes."""
+    st.session_state.pop(TABLE, None)
+
+
+def on_sample() -> None:
+    name = st.session_state.get(SAMPLE_WIDGET)
+    if name is not None and name in samples():
+        state.choose_sample(name)
+        forget_table()
+
+
+def on_clear() -> None:
+    state.set_boxes([])
+    forget_table()
+
+
+def take_canvas_report(key: str, frame: CanvasFrame) -> None:
+    """The user drew, moved, resized, relabelled or deleted on the canvas: adopt its boxes."""
+    shown = st.session_state.get(SHOWN) or {}
+    if key not in st.session_state or shown.get("key") != key:
+        return
+    raw = (st.session_state[key].get("drawing") or {}).get("raw")
+    drawn = canvas_to_boxes(CanvasResult(raw, None, False).boxes, frame)
+    if signature(drawn) == shown["sig"]:
+        return
+    current = state.boxes()
+    undrawable = [b for b in current if not drawable(b)]
+    state.set_boxes(merge_drawn(current, drawn) + undrawable)
+    shown["sig"] = signature(drawn)
+
+
+def take_table_report(digest: str) -> None:
+    """The user edited the table: rows with four numbers become the boxes, in table order;
+    incomplete rows stay in the table (the editor keeps them) until they are filled in."""
+    table = table_state(digest)
+    key = table["key"]
+    if key is None or key not in st.session_state:
+        return
+    result = split_rows(apply_edits(table["base"], st.session_state[key]), next_label())
+    table["pending"] = result.pending
+    if result.boxes != table["synced"]:
+        state.set_boxes(result.boxes)
+        table["synced"] = state.boxes()
+
+
+def take_upload() -> None:
+    """A new upload becomes the image (with no boxes) if it decodes; else a message is kept
+    and the image and boxes stay as they were."""
+    uploaded = st.session_state.get(UPLOAD_WIDGET)
+    if uploaded is None or uploaded.file_id == st.session_state.get(UPLOAD_SEEN):
+        return
+    st.session_state[UPLOAD_SEEN] = uploaded.file_id
+    data = uploaded.getvalue()
+    digest = state.digest_of(data)
+    result = check_upload(uploaded.name, data, functools.partial(compute.decode, digest))
+    if result.error:
+        st.session_state[UPLOAD_ERROR] = (uploaded.file_id, result.error)
+        return
+    st.session_state.pop(UPLOAD_ERROR, None)
+    state.set_image(state.ImageChoice(uploaded.name, data, digest, False), [])
+    forget_table()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def canvas_background(digest: str, _data: bytes, frame: CanvasFrame) -> str:
+    return background_uri(compute.decode(digest, _data).pixels, frame)
+
+
+def image_pickers() -> None:
+    """Sample selector and uploader; a rejected upload leaves image and boxes as they were."""
+    catalogue = samples()
+    titles = {name: sample.title for name, sample in catalogue.items()}
+    choice = state.image()
+    st.session_state[SAMPLE_WIDGET] = choice.name if choice and choice.sample else None
+    left, right = st.columns(2)
+    with left:
+        st.selectbox(
+            "Sample image",
+            options=list(catalogue),
+            format_func=titles.__getitem__,
+            key=SAMPLE_WIDGET,
+            on_change=on_sample,
+            placeholder=f"Your upload: {choice.name}" if choice else "Choose a sample",
+            help="Each sample comes with example boxes; choosing one replaces your boxes.",
+        )
+        if choice is not None and choice.sample and choice.name in catalogue:
+            sample = catalogue[choice.name]
+            st.caption(f"Source: {sample.source}  \nLicence: {sample.licence}")
+        elif choice is not None:
+            st.caption(f"Your upload: {plain(choice.name)} (kept in this browser session only)")
+    with right:
+        uploaded = st.file_uploader(
+            "…or upload an image (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+            type=UPLOAD_TYPES,
+            key=UPLOAD_WIDGET,
+            on_change=take_upload,
+            help="A new image starts with no boxes: draw them on it below.",
+        )
+    if uploaded is None:
+        return
+    error = st.session_state.get(UPLOAD_ERROR)
+    if error and error[0] == uploaded.file_id:
+        st.warning(plain(error[1]), icon=":material/image_not_supported:")
+
+
+def next_label() -> str:
+    return st.session_state.get(LABEL, DEFAULT_LABEL)
+
+
+def label_input() -> str:
+    if LABEL not in st.session_state:
+        last = state.boxes()[-1]["label"] if state.boxes() else DEFAULT_LABEL
+        st.session_state[LABEL] = clean_label(last)
+    if LABEL_WIDGET not in st.session_state:
+        st.session_state[LABEL_WIDGET] = st.session_state[LABEL]
+    text = st.text_input(
+        "Label for the next box",
+        key=LABEL_WIDGET,
+        max_chars=MAX_LABEL_CHARS,
+        help="Boxes you draw get this class label; edit a box's label in the table.",
+    )
+    st.session_state[LABEL] = clean_label(text)
+    return st.session_state[LABEL]
+
+
+def drawing_canvas(choice: state.ImageChoice, frame: CanvasFrame, label: str) -> None:
+    """The canvas, remounted with the session's boxes whenever they changed elsewhere."""
+    key = canvas_key(choice.digest)
+    shown = st.session_state.get(SHOWN) or {}
+    wanted = signature(state.boxes())
+    live = key in st.session_state and shown.get("key") == key
+    if not live or shown.get("sig") != wanted:
+        if live:
+            st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1
+            key = canvas_key(choice.digest)
+        drawing = boxes_to_drawing(
+            boxes_to_canvas(state.boxes(), frame),
+            stroke_color=GT_COLOUR,
+            stroke_width=3,
+            fill_color="rgba(255, 212, 0, 0.12)",
+        )
+        shown = {"key": key, "sig": wanted, "drawing": drawing}
+        st.session_state[SHOWN] = shown
+    st_canvas(
+        drawing_mode="labeled_rect",
+        label=label,
+        stroke_color=GT_COLOUR,
+        stroke_width=3,
+        fill_color="rgba(255, 212, 0, 0.12)",
+        background_image=canvas_background(choice.digest, choice.data, frame),
+        background_image_fit="stretch",
+        width=frame.width,
+        height=frame.height,
+        initial_drawing=shown["drawing"],
+        font_size=14,
+        key=key,
+        # st_canvas takes no callback arguments: a partial binds the key and the frame only.
+        on_change=functools.partial(take_canvas_report, key, frame),
+    )
+
+
+def box_table(digest: str) -> None:
+    """The editor keeps its own edits while the user types (a new row can be filled in cell by
+    cell); it restarts from the session's boxes only when they changed elsewhere."""
+    table = table_state(digest)
+    live = table["key"] is not None and table["key"] in st.session_state
+    if not live or table["synced"] != state.boxes():
+        version = st.session_state.get(TABLE_VERSION, 0) + 1
+        st.session_state[TABLE_VERSION] = version
+        table["key"] = f"{P}table:{digest[:12]}:{version}"
+        table["base"] = boxes_to_rows(state.boxes()) + table["pending"]
+        table["synced"] = state.boxes()
+    number = st.column_config.NumberColumn
+    st.data_editor(
+        rows_table(table["base"]),
+        key=table["key"],
+        num_rows="dynamic",
+        width="stretch",
+        on_change=take_table_report,
+        args=(digest,),
+        column_config={
+            "label": st.column_config.TextColumn("label", max_chars=MAX_LABEL_CHARS),
+            **{c: number(c, format="%.1f", step=0.1) for c in COORDS},
+        },
+    )
+    current = apply_edits(table["base"], st.session_state.get(table["key"]))
+    for message in split_rows(current, next_label()).messages:
+        st.warning(plain(message))
