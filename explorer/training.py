@@ -7,11 +7,13 @@ initial heads are only ever deep-copied (see ``frcnn_core.train.Trainer.create``
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from explorer import compute, state
 from explorer.samples import samples
@@ -30,8 +32,12 @@ from frcnn_core.train import (
 TRAINER = "trainer"
 RUNNING = "training_running"
 DOWNLOAD = "trained_download"
+UPLOADED = "train:uploaded"  # file_id of the last weights upload acted on
+UPLOAD_MESSAGE = "train:upload_message"
 SCOPE_CURRENT = "current"
 SCOPE_SAMPLES = "samples"
+# What the scope radio shows (a dict lookup: a page-defined lambda would keep its run alive).
+SCOPE_NAMES = {SCOPE_CURRENT: "this image", SCOPE_SAMPLES: "all samples"}
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,8 @@ def set_trained(
 
 def reset() -> None:
     """Back to the initial weights: forget this session's trained model and any run."""
-    for key in (state.TRAINED, TRAINER, RUNNING, DOWNLOAD):
+    # UPLOADED stays: the file still in the uploader must not be loaded again at once.
+    for key in (state.TRAINED, TRAINER, RUNNING, DOWNLOAD, UPLOAD_MESSAGE):
         st.session_state.pop(key, None)
 
 
@@ -160,6 +167,37 @@ def download_bytes() -> bytes | None:
         cached = (trained["token"], data)
         st.session_state[DOWNLOAD] = cached
     return cached[1]
+
+
+def take_upload(upload: UploadedFile | None) -> bool:
+    """Install a weights upload once, and leave a message for :func:`upload_message`.
+
+    Streamlit gives every upload its own ``file_id``: a rerun with the same upload does nothing,
+    while the same file chosen again (after a reset, say) is loaded again. (A name and size
+    would refuse a second upload of the same file and confuse two files of equal size.)
+
+    Removing the file from the uploader removes its message (the model it loaded stays).
+
+    Returns True when the session's model changed (the page then reruns so every widget sees it).
+    """
+    if upload is None:
+        st.session_state.pop(UPLOAD_MESSAGE, None)
+        return False
+    if st.session_state.get(UPLOADED) == upload.file_id:
+        return False
+    st.session_state[UPLOADED] = upload.file_id
+    try:
+        message = load_upload(upload.getvalue())
+    except WeightsError as exc:
+        st.session_state[UPLOAD_MESSAGE] = ("error", f"{upload.name} was not loaded: {exc}")
+        return False
+    st.session_state[UPLOAD_MESSAGE] = ("success", message)
+    return True
+
+
+def upload_message() -> tuple[str | None, str | None]:
+    """``(kind, text)`` of the last upload's outcome: ``"error"`` or ``"success"``."""
+    return st.session_state.get(UPLOAD_MESSAGE, (None, None))
 
 
 def load_upload(data: bytes) -> str:
@@ -178,10 +216,7 @@ def load_upload(data: bytes) -> str:
         )
     conv5 = None
     if loaded.conv5_state is not None:
-        conv5 = split_backbone(compute.backbone().features)[1]
-        import copy
-
-        conv5 = copy.deepcopy(conv5)
+        conv5 = copy.deepcopy(split_backbone(compute.backbone().features)[1])
         try:
             conv5.load_state_dict(loaded.conv5_state)
         except (RuntimeError, KeyError) as exc:

@@ -31,6 +31,14 @@ from frcnn_core.pipeline import (
     run_pipeline,
     summary,
 )
+from frcnn_core.train import (
+    Trainer,
+    TrainParams,
+    TrainSample,
+    detection_overlap,
+    heads_to_bytes,
+    save_heads,
+)
 
 
 class UsageError(ValueError):
@@ -105,19 +113,23 @@ def render(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    from frcnn_core.train import Trainer, TrainParams, TrainSample, heads_to_bytes, save_heads
-
     images, boxes_files = args.image, args.boxes
     if len(images) != len(boxes_files):
         raise UsageError("give one --boxes per --image")
     params = _params(args)
     if args.iterations < 1:
         raise UsageError("--iterations must be at least 1")
+    if args.warmup < 0:
+        raise UsageError("--warmup must be at least 0")
     settings = TrainParams(
         iterations=args.iterations,
         learning_rate=args.lr,
+        head_learning_rate=args.head_lr,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
+        warmup_iterations=args.warmup,
+        max_grad_norm=args.max_grad_norm,
+        standardize_fc7=not args.raw_fc7,
         train_fc=args.train_fc,
         seed=args.seed,
     )
@@ -147,6 +159,7 @@ def train(args: argparse.Namespace) -> int:
         labels = torch.tensor([index[name] for name in prep.labels], dtype=torch.int64)
         samples.append(TrainSample(prep.image, labels, features))
     heads = DetectorHeads(len(class_names), params.anchors.per_cell, seed=args.seed).to(device)
+    before = [detection_overlap(sample, heads, params) for sample in samples]
     trainer = Trainer.create(heads, samples, params, settings)
     log = []
     try:
@@ -162,10 +175,25 @@ def train(args: argparse.Namespace) -> int:
     except FloatingPointError as exc:
         raise UsageError(str(exc)) from exc
     out = Path(args.out)
-    save_heads(out, heads_to_bytes(trainer.frozen_heads(), class_names))
+    trained = trainer.frozen_heads()
+    after = [detection_overlap(sample, trained, params) for sample in samples]
+    save_heads(out, heads_to_bytes(trained, class_names))
     log_path = Path(args.log) if args.log else out.with_suffix(".losses.json")
     log_path.write_text(json.dumps(log, indent=1))
-    print(json.dumps({"weights": str(out), "log": str(log_path), "first": log[0], "last": log[-1]}))
+    seconds = [entry["seconds"] for entry in log]
+    report = {
+        "weights": str(out),
+        "log": str(log_path),
+        "first": log[0],
+        "last": log[-1],
+        "seconds_per_iteration": sum(seconds) / len(seconds),
+        "learning_rates": dict(
+            zip(("rpn", "class_scores", "box_deltas"), trainer.base_rates, strict=True)
+        ),
+        # Per image: mean over its GT boxes of the best IoU among its best-scored detections.
+        "detection_overlap": {"before": before, "after": after},
+    }
+    print(json.dumps(report))
     return 0
 
 
@@ -218,9 +246,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the RPN and Fast R-CNN heads; write a weights file")
     _common(p, several=True)
     p.add_argument("--iterations", type=int, default=60)
-    p.add_argument("--lr", type=float, default=0.001, help="learning rate")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0005)
+    defaults = TrainParams()
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=defaults.learning_rate,
+        help="learning rate of the RPN (and fc6/fc7 with --train-fc)",
+    )
+    p.add_argument(
+        "--head-lr",
+        type=float,
+        default=defaults.head_learning_rate,
+        help="learning rate of the head's class-score layer on standardised fc7 (its box-delta "
+        "layer: this / the box loss weight; both divided by the number of images)",
+    )
+    p.add_argument("--momentum", type=float, default=defaults.momentum)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=defaults.warmup_iterations,
+        help="iterations over which the learning rates rise linearly to their value",
+    )
+    p.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=defaults.max_grad_norm,
+        help="clip the gradient's norm to this (0: off)",
+    )
+    p.add_argument(
+        "--raw-fc7",
+        action="store_true",
+        help="train the head on raw fc7 features at --lr, as the tutorial (learns little)",
+    )
     p.add_argument("--train-fc", action="store_true", help="train fc6/fc7 too (slow, 470 MB)")
     p.add_argument("--out", required=True, help="weights file to write (.pt)")
     p.add_argument("--log", help="loss log (JSON); default: OUT with .losses.json")

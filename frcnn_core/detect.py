@@ -67,6 +67,23 @@ def detect(
     return Detections(boxes[keep], scores[keep], labels[keep], (n_all, n_scored, n_nms))
 
 
+def top_detections_iou(detections: Detections, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """For each GT box, its best IoU with the G best-scored detections (G = number of GT boxes).
+
+    "Do the detections a user sees first sit on the objects?" in one number per box: their
+    mean is 1 when the G best detections cover the G boxes exactly, and falls for a box that
+    none of them overlaps, for a box left to a lower-scored detection, and for two top
+    detections on one object. Classes are ignored.
+
+    Returns: Tensor[G] in [0, 1] (zeros where there are no detections).
+    """
+    g = gt_boxes.shape[0]
+    top = detections.boxes[:g]  # detections are best score first
+    if g == 0 or top.shape[0] == 0:
+        return torch.zeros(g)
+    return box_iou(top.float(), gt_boxes.to(top.device, torch.float32)).max(dim=0).values.cpu()
+
+
 @dataclass(frozen=True)
 class Match:
     """How detections meet the ground truth.

@@ -9,11 +9,11 @@ import streamlit as st
 from explorer import compute, training
 from explorer.views.train import loss_curves
 from explorer.widgets import intro, page_guard, stages_or_stop
-from frcnn_core.backbone import WeightsError
 from frcnn_core.train import TrainParams
 
 # One script run trains for at most this long, then hands control back to the browser.
 STEP_BUDGET_S = 1.0
+DEFAULTS = TrainParams()
 
 intro(
     "Train",
@@ -36,7 +36,7 @@ with page_guard():
         scope = st.radio(
             "Train on",
             [training.SCOPE_CURRENT, training.SCOPE_SAMPLES],
-            format_func=lambda s: "this image" if s == training.SCOPE_CURRENT else "all samples",
+            format_func=training.SCOPE_NAMES.__getitem__,
             key="train:scope",
             disabled=running,
         )
@@ -44,19 +44,52 @@ with page_guard():
         lr = st.select_slider(
             "Learning rate",
             [0.0001, 0.0003, 0.001, 0.003, 0.01],
-            value=0.001,
+            value=DEFAULTS.learning_rate,
             key="train:lr",
             disabled=running,
+            help="The RPN's (and fc6 / fc7's or conv5's when they train).",
+        )
+        standardize = st.toggle(
+            "Standardise fc7 for the head",
+            value=DEFAULTS.standardize_fc7,
+            key="train:standardize",
+            disabled=running,
+            help="The class-score and box-delta layers see fc7's output minus its mean, "
+            "divided by its RMS norm (both measured before training), and learn at their own "
+            "rate. Folded into their weights when training stops, so the model is unchanged. "
+            "Off, as in the tutorial: with random backbone weights the loss still falls, but "
+            "the head learns only how many RoIs are background, not where the objects are.",
+        )
+        head_lr = st.select_slider(
+            "Head learning rate",
+            [0.03, 0.1, 0.3, 1.0],
+            value=DEFAULTS.head_learning_rate,
+            key="train:head_lr",
+            disabled=running or not standardize,
+            help="The class-score layer's, on standardised fc7; the box-delta layer's is this "
+            "divided by the box loss weight λ (10), which makes its steps 10x larger. Both are "
+            "divided by the number of training images. (Not standardised: the learning rate "
+            "above.)",
         )
         momentum = st.slider(
-            "Momentum", 0.0, 0.99, 0.9, 0.01, key="train:momentum", disabled=running
+            "Momentum", 0.0, 0.99, DEFAULTS.momentum, 0.01, key="train:momentum", disabled=running
         )
         decay = st.select_slider(
             "Weight decay",
             [0.0, 0.0001, 0.0005, 0.001],
-            value=0.0005,
+            value=DEFAULTS.weight_decay,
             key="train:decay",
             disabled=running,
+        )
+        warmup = st.slider(
+            "Warm-up iterations",
+            0,
+            30,
+            DEFAULTS.warmup_iterations,
+            key="train:warmup",
+            disabled=running,
+            help="The learning rates rise linearly to their value over these first iterations, "
+            "so the first, largest gradients do not throw the box deltas off.",
         )
         train_fc = st.toggle(
             "Train fc6 / fc7 too",
@@ -75,11 +108,34 @@ with page_guard():
     settings = TrainParams(
         iterations=iterations,
         learning_rate=lr,
+        head_learning_rate=head_lr,
         momentum=momentum,
         weight_decay=decay,
+        warmup_iterations=warmup,
+        standardize_fc7=standardize,
         train_fc=train_fc,
         train_last_block=last_block,
     )
+    with st.expander("Why the head trains on standardised fc7 features"):
+        st.markdown(
+            "With random backbone weights, fc7 gives almost the same small vector for every "
+            "RoI: on the zebras its mean carries about 80 % of its energy. Trained on it with "
+            "one learning rate, as in the tutorial, the loss falls (3.7 → 1.3 in 60 "
+            "iterations) but the head learns little more than *most RoIs are background*, and "
+            "its best-scored detections miss the zebras; a larger learning rate makes the "
+            "box-delta loss diverge.\n\n"
+            "So the class-score and box-delta layers see **(fc7 − mean) / scale**, both "
+            "measured once, before training, on a batch of RoIs from each image, and learn at "
+            "their own rates: the head learning rate for the class scores, that divided by "
+            "λ = 10 (the weight of the box loss) for the box deltas, both divided by the number "
+            "of training images. On the zebras the loss then falls 3.8 → 0.8 in 60 iterations "
+            "and the four best-scored detections sit on the four zebras.\n\n"
+            "This is a change of coordinates, not of the model: when training stops it is "
+            "folded into those layers' weights and biases, so every page and the weights file "
+            "see a plain Fast R-CNN head. A gradient whose norm exceeds 10 is scaled down: a "
+            "safety net the defaults do not reach on the zebras; it keeps *Train fc6 / fc7* "
+            "from diverging."
+        )
     cols = st.columns([1, 1, 1, 2])
     if cols[0].button("Start training", type="primary", disabled=running):
         with st.spinner("Preparing features for training…"):
@@ -110,7 +166,10 @@ with page_guard():
             started = time.perf_counter()
             try:
                 while not trainer.finished() and time.perf_counter() - started < STEP_BUDGET_S:
-                    trainer.step()
+                    # One step at a time in a forward slot: other sessions' pages keep their
+                    # turn on the cores while this one trains.
+                    with compute.FORWARDS.hold():
+                        trainer.step()
             except FloatingPointError as exc:
                 training.stop()
                 st.error(f"Training diverged: {exc}. The weights before it are kept.")
@@ -120,6 +179,11 @@ with page_guard():
                 st.rerun()
         n, total = trainer.iteration, trainer.train.iterations
         st.progress(n / total, text=f"iteration {n} / {total} on {', '.join(job['images'])}")
+        rpn_rate, score_rate, box_rate = trainer.base_rates
+        st.caption(
+            f"Learning rates after the warm-up: RPN {rpn_rate:g} · class scores "
+            f"{score_rate:.3g} · box deltas {box_rate:.3g}"
+        )
         history = trainer.history
         if history:
             first, last = history[0], history[-1]
@@ -164,21 +228,9 @@ with page_guard():
         type=["pt", "pth"],
         key="train:upload",
     )
-    if upload is not None:
-        digest = (upload.name, upload.size)
-        if st.session_state.get("train:uploaded") != digest:
-            st.session_state["train:uploaded"] = digest
-            try:
-                message = training.load_upload(upload.getvalue())
-            except WeightsError as exc:
-                st.session_state["train:upload_message"] = (
-                    "error",
-                    f"{upload.name} was not loaded: {exc}",
-                )
-            else:
-                st.session_state["train:upload_message"] = ("success", message)
-                st.rerun()
-    kind, text = st.session_state.get("train:upload_message", (None, None))
+    if training.take_upload(upload):
+        st.rerun()
+    kind, text = training.upload_message()
     if kind == "error":
         st.error(text)
     elif kind == "success":

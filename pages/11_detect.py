@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.detection import detection
 from explorer.views.detect import detection_rows, detections_figure
 from explorer.widgets import intro, page_guard, param_slider, stages_or_stop, timing_caption
 
@@ -51,8 +52,9 @@ with page_guard():
             f"1 / (C + 1) = {1 / (len(stages.class_names) + 1):.2f} and the boxes are the "
             "proposals barely moved. Train on the **Train** page, then come back."
         )
-    props, head, dets = stages.detection
-    match = stages.match
+    # The head's outputs on the test proposals are cached: these sliders re-run only stage 14.
+    result = detection(stages)
+    props, dets, match = result.proposals, result.detections, result.match
     prep = stages.prepared
     n_all, n_scored, n_nms = dets.candidates
     n_det = int(dets.boxes.shape[0])

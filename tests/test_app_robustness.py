@@ -8,8 +8,6 @@ once); every test puts back what it changes. The decoding itself is tested in
 tests/test_robustness.py and tests/test_image.py; the page's own flows (a bad upload, EXIF,
 incomplete table rows) in tests/test_page_image.py.
 
-Known bugs are pinned by ``xfail(strict=True)`` tests (they turn red once fixed, so the mark
-goes with the fix): pages whose widgets keep an old run alive for the whole session.
 ``test_detect_page_without_boxes`` guards the fixed Detect page without boxes.
 """
 
@@ -543,6 +541,9 @@ def test_a_bad_weights_file_keeps_the_trained_model(at: AppTest, trained: dict) 
     assert any("mine.pt was not loaded" in e.value for e in at.error)
     assert not any(GUARD in e.value for e in at.error)
     assert at.session_state["trained"] is trained
+    # The user removes the file from the uploader: the message goes with it.
+    at.file_uploader(key="train:upload").set_value(None).run()
+    assert not any("mine.pt" in e.value for e in at.error)
 
 
 # ---- memory held by a session ---------------------------------------------------------------
@@ -556,30 +557,7 @@ def runs_alive() -> list:
     return [o for o in gc.get_objects() if type(o) is Stages]
 
 
-# Widgets whose format_func is a lambda defined in the page: Streamlit keeps it (and so that
-# run's namespace, with its Stages and feature map) for the whole session.
-KEEPS_A_RUN = {
-    "10_train": "the training scope radio",
-}
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"BUG: {KEEPS_A_RUN[p]} has a format_func lambda defined in "
-                f"pages/{p}.py, which keeps a run alive until the session ends; pass a dict's "
-                "__getitem__ (or a module function) instead, then remove this mark",
-            ),
-        )
-        if p in KEEPS_A_RUN
-        else p
-        for p in PAGES
-    ],
-)
+@pytest.mark.parametrize("page", PAGES)
 def test_box_changes_do_not_pile_up_old_runs(at: AppTest, page: str) -> None:
     """Each run's pipeline (with its copy of the input frame and its feature map) must be
     freed once the run is over, however often the boxes change on the page and after leaving

@@ -246,5 +246,14 @@ def test_train_writes_weights_and_log(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     log = json.loads(Path(result["log"]).read_text())
     assert [row["iteration"] for row in log] == [1, 2]
+    assert result["first"] == log[0] and result["last"] == log[1]
+    assert result["seconds_per_iteration"] > 0
+    # Defaults: RPN 0.001; class scores 1.0 and box deltas 1.0 / lambda (10), one image.
+    assert result["learning_rates"] == pytest.approx(
+        {"rpn": 0.001, "class_scores": 1.0, "box_deltas": 0.1}
+    )
+    overlap = result["detection_overlap"]
+    assert len(overlap["before"]) == len(overlap["after"]) == 1
+    assert all(0.0 <= v <= 1.0 for v in overlap["before"] + overlap["after"])
     loaded = heads_from_bytes(weights.read_bytes())
     assert loaded.class_names == ("zebra",)

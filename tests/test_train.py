@@ -10,12 +10,17 @@ import pytest
 import torch
 
 from frcnn_core.backbone import BackboneParams, WeightsError
+from frcnn_core.detect import Detections, top_detections_iou
+from frcnn_core.head import head_forward
 from frcnn_core.image import ResizeParams
 from frcnn_core.pipeline import DetectorHeads, PipelineParams, compute_features, prepare_input
+from frcnn_core.roi_pool import pool_rois
 from frcnn_core.train import (
+    StandardizedInput,
     Trainer,
     TrainParams,
     TrainSample,
+    detection_overlap,
     heads_from_bytes,
     heads_to_bytes,
 )
@@ -80,6 +85,110 @@ def test_loss_decreases(trained):
     first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
     assert last < 0.7 * first, (first, last)
     assert all(h["seconds"] > 0 for h in trainer.history)
+
+
+def train_from_scratch(prepared, features, settings: TrainParams):
+    """Seeded heads trained on one image; their detection overlap before and after, and the
+    trainer."""
+    heads = DetectorHeads(len(prepared.class_names), seed=0, hidden=TEST_HIDDEN)
+    sample = TrainSample(prepared.image, prepared.gt_labels, features)
+    before = detection_overlap(sample, heads, PipelineParams())
+    trainer = Trainer.create(heads, [sample], PipelineParams(), settings)
+    while not trainer.finished():
+        trainer.step()
+    after = detection_overlap(sample, trainer.frozen_heads(), PipelineParams())
+    return before, after, trainer
+
+
+def first_and_last(trainer: Trainer, n: int = 5) -> tuple[float, float]:
+    totals = [h["total"] for h in trainer.history]
+    return sum(totals[:n]) / n, sum(totals[-n:]) / n
+
+
+def test_training_moves_the_detections_onto_the_objects(objects_input, objects_features):
+    """The issue's acceptance test: a few iterations with the default settings lower the loss
+    and the best-scored detections then sit on the objects. Overlap = mean over the GT boxes of
+    the best IoU among the 3 best-scored detections (3 GT boxes); measured 0.23 -> 0.86 (loss
+    3.07 -> 1.24, about 2 s)."""
+    before, after, trainer = train_from_scratch(
+        objects_input, objects_features, TrainParams(iterations=30)
+    )
+    first, last = first_and_last(trainer)
+    assert last < 0.6 * first, (first, last)
+    assert after > before + 0.3, (before, after)
+    assert after > 0.6, after
+
+
+def test_raw_fc7_lowers_the_loss_but_misses_the_objects(objects_input, objects_features):
+    """Why the head trains on standardised fc7 (frcnn_core.train's docstring): on raw fc7, with
+    one learning rate, as the tutorial, the loss falls too but the head learns the share of
+    background RoIs, not where the objects are. Measured 0.23 -> 0.004 (loss 3.17 -> 2.39)."""
+    before, after, trainer = train_from_scratch(
+        objects_input,
+        objects_features,
+        TrainParams(iterations=30, standardize_fc7=False, warmup_iterations=0),
+    )
+    first, last = first_and_last(trainer)
+    assert last < 0.85 * first, (first, last)
+    assert after < before, (before, after)
+
+
+def test_the_standardisation_folds_into_plain_layers(objects_input, objects_features):
+    heads = DetectorHeads(len(objects_input.class_names), seed=0, hidden=TEST_HIDDEN)
+    sample = TrainSample(objects_input.image, objects_input.gt_labels, objects_features)
+    trainer = Trainer.create(heads, [sample], PARAMS, TrainParams(iterations=3))
+    for _ in range(3):
+        trainer.step()
+    score = trainer.heads.head.score
+    assert isinstance(score, StandardizedInput)
+    assert score.mean.shape == (TEST_HIDDEN,) and float(score.scale) > 0
+    rois = torch.tensor([[20.0, 40, 140, 170], [0, 0, 64, 64], [150, 50, 310, 200]])
+    pooled = pool_rois(objects_features, rois, PARAMS.roi_pool).pooled
+    with torch.no_grad():
+        wrapped = head_forward(pooled, trainer.heads.head)
+        plain = trainer.frozen_heads()
+        folded = head_forward(pooled, plain.head)
+    assert type(plain.head.score) is torch.nn.Linear and type(plain.head.loc) is torch.nn.Linear
+    torch.testing.assert_close(folded.scores, wrapped.scores, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(folded.deltas, wrapped.deltas, rtol=1e-5, atol=1e-6)
+    assert trainer.frozen_heads() is plain  # folded once: a second call changes nothing
+    with pytest.raises(RuntimeError, match="has ended"):
+        trainer.step()
+
+
+def test_learning_rates_per_part_and_warm_up(small_input, small_features):
+    heads = DetectorHeads(len(small_input.class_names), seed=0, hidden=TEST_HIDDEN)
+    sample = TrainSample(small_input.image, small_input.gt_labels, small_features)
+    settings = TrainParams(learning_rate=0.002, head_learning_rate=0.5, warmup_iterations=4)
+    trainer = Trainer.create(heads, [sample], PARAMS, settings)
+    # RPN; class scores; box deltas at head rate / lambda (10).
+    assert trainer.base_rates == pytest.approx([0.002, 0.5, 0.05])
+    rates = []
+    for _ in range(5):
+        trainer.step()
+        rates.append([g["lr"] for g in trainer.optimizer.param_groups])
+    assert rates[0] == pytest.approx([0.0005, 0.125, 0.0125])  # 1/4 of each
+    assert rates[3] == rates[4] == pytest.approx([0.002, 0.5, 0.05])
+    raw = Trainer.create(
+        heads, [sample], PARAMS, dataclasses.replace(settings, standardize_fc7=False)
+    )
+    assert raw.base_rates == pytest.approx([0.002] * 3)
+    assert type(raw.heads.head.score) is torch.nn.Linear
+
+
+def test_top_detections_iou_takes_the_best_scored_g():
+    gt = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
+    # Best score first: one exact hit, then a 10 x 5 box inside GT 0 (IoU 50 / 100 = 0.5),
+    # then an exact hit on GT 1 that comes third, outside the G = 2 best.
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30]])
+    dets = Detections(
+        boxes, torch.tensor([0.9, 0.8, 0.7]), torch.ones(3, dtype=torch.int64), (3, 3, 3)
+    )
+    assert top_detections_iou(dets, gt).tolist() == [1.0, 0.0]
+    none = Detections(
+        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), (0, 0, 0)
+    )
+    assert top_detections_iou(none, gt).tolist() == [0.0, 0.0]
 
 
 def test_initial_heads_are_never_modified(trained):
@@ -154,7 +263,9 @@ def test_foreign_and_wrong_shape_weights_are_refused(tmp_path, small_input, trai
 def test_divergence_is_reported(small_input, small_features):
     heads = DetectorHeads(len(small_input.class_names), seed=0, hidden=TEST_HIDDEN)
     sample = TrainSample(small_input.image, small_input.gt_labels, small_features)
-    trainer = Trainer.create(heads, [sample], PARAMS, TrainParams(iterations=30, learning_rate=1e4))
+    # Without the gradient clipping's safety net, which keeps even this rate finite for a while.
+    settings = TrainParams(iterations=30, learning_rate=1e4, max_grad_norm=0.0)
+    trainer = Trainer.create(heads, [sample], PARAMS, settings)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         while not trainer.finished():
             trainer.step()
