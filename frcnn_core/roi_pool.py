@@ -54,7 +54,14 @@ def pool_rois(features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams)
     threads = torch.get_num_threads()
     if features.device.type != "cpu" or threads < 2 or rois.shape[0] < SPLIT_MIN_ROIS:
         return RoIPoolResult(pooled=_pool(features, rois, params))
-    parts = _executor(threads).map(lambda part: _pool(features, part, params), rois.chunk(threads))
+    # Grad mode is per thread: the workers take the caller's (no graph under no_grad).
+    grad = torch.is_grad_enabled()
+
+    def pool_part(part: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(grad):
+            return _pool(features, part, params)
+
+    parts = _executor(threads).map(pool_part, rois.chunk(threads))
     return RoIPoolResult(pooled=torch.cat(list(parts)))
 
 

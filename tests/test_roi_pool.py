@@ -127,3 +127,22 @@ def test_rois_split_across_threads_pool_exactly_as_one_call(method, threads):
         torch.set_num_threads(before)
     assert rois.shape[0] >= SPLIT_MIN_ROIS
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_split_pooling_follows_the_callers_grad_mode(grad):
+    # The worker threads must record a graph exactly when the caller would (training), and
+    # none under no_grad (inference), although grad mode is a per-thread setting.
+    features = torch.rand(1, 2, 10, 10, requires_grad=True)
+    rois = torch.tensor([[0.0, 0.0, 80.0, 80.0]] * (2 * SPLIT_MIN_ROIS))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.set_grad_enabled(grad):
+            pooled = pool_rois(features, rois, RoIPoolParams()).pooled
+    finally:
+        torch.set_num_threads(before)
+    assert pooled.requires_grad is grad
+    if grad:
+        pooled.sum().backward()
+        assert features.grad is not None and float(features.grad.sum()) > 0
