@@ -33,7 +33,6 @@ from explorer import state
 from frcnn_core.anchor_targets import AnchorTargetParams, AnchorTargetResult, anchor_targets
 from frcnn_core.anchors import AnchorParams, AnchorResult, generate_anchors
 from frcnn_core.backbone import Backbone, BackboneParams, load_backbone, run_backbone
-from frcnn_core.detect import Detections, Match, match_detections
 from frcnn_core.device import default_device, device_name
 from frcnn_core.head import HeadLoss, HeadOutput, HeadParams, head_forward, head_loss
 from frcnn_core.image import LoadedImage, ResizeParams, load_image
@@ -44,7 +43,6 @@ from frcnn_core.pipeline import (
     compute_features,
     image_tensor,
     prepare_input,
-    run_detection,
 )
 from frcnn_core.proposal_targets import ProposalTargetResult, proposal_targets
 from frcnn_core.proposals import ProposalParams, ProposalResult, propose
@@ -467,7 +465,7 @@ class Stages:
 
     Attributes:
         device: where this run's torch steps compute: :func:`device`, or the CPU once a step
-            ran out of GPU memory (see :meth:`_on_device`).
+            ran out of GPU memory (see :meth:`on_device`).
         notices: what this run told the user about such a fallback.
     """
 
@@ -486,7 +484,7 @@ class Stages:
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = time.perf_counter() - started
 
-    def _on_device(self, step: str, compute: Callable[[], T]) -> T:
+    def on_device(self, step: str, compute: Callable[[], T]) -> T:
         """``compute()``, which reads :attr:`device`. When it runs out of GPU memory, the GPU's
         cached blocks are released and it runs again on the CPU, with a notice on the page;
         this run's later steps stay on the CPU (their inputs are there now). Out of memory on
@@ -567,7 +565,7 @@ class Stages:
                 feats, seconds = features(*args, where)
             return feats.to(where), seconds
 
-        return self._on_device("backbone forward", compute)
+        return self.on_device("backbone forward", compute)
 
     @property
     def features(self) -> torch.Tensor:
@@ -624,7 +622,7 @@ class Stages:
     def rpn(self) -> RPNOutput:
         started = time.perf_counter()
         fp = forward_params(self.params.rpn)
-        out = self._on_device("RPN head", lambda: rpn_outputs(*self._cache_args(), fp))
+        out = self.on_device("RPN head", lambda: rpn_outputs(*self._cache_args(), fp))
         self._timed("rpn", started)
         return out
 
@@ -637,7 +635,7 @@ class Stages:
         started = time.perf_counter()
         p = self.params
         size = self.prepared.image.size
-        out = self._on_device(
+        out = self.on_device(
             "proposals",
             lambda: proposals(*self._cache_args(), p.rpn, size, p.anchors, p.proposals, training),
         )
@@ -660,7 +658,7 @@ class Stages:
     def roi_pool(self) -> RoIPoolResult:
         rois = self.proposal_targets.rois
         started = time.perf_counter()
-        result = self._on_device(
+        result = self.on_device(
             "RoI pooling",
             lambda: pool_rois(self.features, rois.to(self.device), self.params.roi_pool),
         )
@@ -689,7 +687,7 @@ class Stages:
         rois = self.proposal_targets.rois
         started = time.perf_counter()
         p = self.params
-        out = self._on_device(
+        out = self.on_device(
             "Fast R-CNN head",
             lambda: head_outputs(
                 self.roi_key,
@@ -724,23 +722,3 @@ class Stages:
         }
         out["total"] = sum(out.values())
         return out
-
-    @cached_property
-    def detection(self) -> tuple[ProposalResult, HeadOutput, Detections]:
-        started = time.perf_counter()
-        props = self.proposals_for(training=False)
-        size = self.prepared.image.size
-
-        def detect() -> tuple[HeadOutput, Detections]:
-            feats, heads = self.features, self.heads.heads  # outside the slot: may compute
-            with FORWARDS.hold():
-                return run_detection(feats, props, heads, size, self.params)
-
-        head, dets = self._on_device("detection", detect)
-        self._timed("detection", started)
-        return props, head, dets
-
-    @cached_property
-    def match(self) -> Match:
-        _, _, dets = self.detection
-        return match_detections(dets, self.gt_boxes, self.gt_labels, self.params.detect.match_iou)

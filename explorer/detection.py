@@ -56,7 +56,7 @@ def detection(stages: Stages) -> DetectionResult:
     props = stages.proposals_for(training=False)
     key = test_head_key(stages)
     # Stages' device fallback: a head that runs out of GPU memory is computed on the CPU.
-    head = stages._on_device(
+    head = stages.on_device(
         "Fast R-CNN head",
         lambda: compute.head_outputs(
             key,
