@@ -16,7 +16,7 @@ and the table are two views of them:
 Why these live in a module and not in the page: Streamlit keeps every widget's metadata (its
 ``on_change`` callback, arguments and ``format_func``) for the whole session, and the canvas
 and the table get a new key whenever the boxes change. A function defined in a page script
-holds that run's page namespace (``__globals__``), with its ``Stages`` and decoded image, so
+holds that run's page namespace (``__globals__``), with its run and decoded image, so
 each box change would keep one more run alive. Callbacks here are module functions given small
 arguments (keys, a digest, a :class:`CanvasFrame`), never closures over a run's objects.
 """
@@ -28,7 +28,7 @@ import functools
 import streamlit as st
 from streamlit_drawable_canvas import CanvasResult, boxes_to_drawing, st_canvas
 
-from explorer import compute, state
+from explorer import caches, state
 from explorer.figures import GT_COLOUR
 from explorer.samples import samples
 from explorer.text import plain
@@ -132,7 +132,7 @@ def take_upload() -> None:
     st.session_state[UPLOAD_SEEN] = uploaded.file_id
     data = uploaded.getvalue()
     digest = state.digest_of(data)
-    result = check_upload(uploaded.name, data, functools.partial(compute.decode, digest))
+    result = check_upload(uploaded.name, data, functools.partial(caches.decode, digest))
     if result.error:
         st.session_state[UPLOAD_ERROR] = (uploaded.file_id, result.error)
         return
@@ -143,7 +143,7 @@ def take_upload() -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def canvas_background(digest: str, _data: bytes, frame: CanvasFrame) -> str:
-    return background_uri(compute.decode(digest, _data).pixels, frame)
+    return background_uri(caches.decode(digest, _data).pixels, frame)
 
 
 def image_pickers() -> None:

@@ -6,7 +6,6 @@ and trained weights are never seen by another session, and survive page switches
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,14 +14,14 @@ from typing import Any
 import streamlit as st
 
 from explorer.samples import DEFAULT_SAMPLE, samples
-from frcnn_core.pipeline import PipelineParams
+from frcnn_core.params import PipelineParams, validate
 
 IMAGE = "image"
 BOXES = "boxes"
 PARAMS = "params"
-TRAINED = "trained"
 BOXES_VERSION = "boxes_version"
 WIDGET_PREFIX = "w:"
+LOCAL_PREFIX = "local:"  # a page's own what-if values, by page
 
 
 @dataclass(frozen=True)
@@ -128,33 +127,44 @@ def _number(value: Any) -> float | None:
 
 
 def params() -> PipelineParams:
+    """The session's pipeline settings."""
     return st.session_state.get(PARAMS) or PipelineParams()
 
 
 def set_params(new: PipelineParams) -> None:
-    st.session_state[PARAMS] = new
+    """Replace the session's settings (validated: raises ``ParamsError``, changing nothing)."""
+    st.session_state[PARAMS] = validate(new)
 
 
-def set_param(path: str, value: Any) -> None:
-    """Set one parameter by ``"stage.field"`` (or a top-level ``"field"``)."""
-    current = params()
-    if "." not in path:
-        set_params(dataclasses.replace(current, **{path: value}))
+def _local(scope: str) -> dict[str, Any]:
+    return st.session_state.setdefault(f"{LOCAL_PREFIX}{scope}", {})
+
+
+def local_params(scope: str) -> PipelineParams:
+    """The session's settings with the what-if values of ``scope`` (a page of its own) on top."""
+    out = params()
+    for path, value in _local(scope).items():
+        out = out.replace(path, value)
+    return out
+
+
+def get_param(path: str, scope: str | None = None) -> Any:
+    """Setting ``"group.field"``: the pipeline's, or ``scope``'s what-if value."""
+    return (local_params(scope) if scope else params()).get(path)
+
+
+def set_param(path: str, value: Any, scope: str | None = None) -> None:
+    """Set one setting (in ``scope``'s what-if values when given); raises ``ParamsError`` for
+    a value or combination the pipeline cannot run, and then changes nothing."""
+    if scope is None:
+        set_params(params().replace(path, value))
         return
-    stage, field = path.split(".", 1)
-    sub = dataclasses.replace(getattr(current, stage), **{field: value})
-    set_params(dataclasses.replace(current, **{stage: sub}))
-
-
-def get_param(path: str) -> Any:
-    current: Any = params()
-    for part in path.split("."):
-        current = getattr(current, part)
-    return current
+    validate(local_params(scope).replace(path, value))
+    _local(scope)[path] = value
 
 
 def reset_params() -> None:
-    """Back to the tutorial's defaults; every parameter widget is rebuilt from them."""
-    set_params(PipelineParams())
-    for key in [k for k in st.session_state if str(k).startswith(WIDGET_PREFIX)]:
+    """Back to the tutorial's defaults (what-if values too); every widget is rebuilt from them."""
+    st.session_state[PARAMS] = PipelineParams()
+    for key in [k for k in st.session_state if str(k).startswith((WIDGET_PREFIX, LOCAL_PREFIX))]:
         del st.session_state[key]

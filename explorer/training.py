@@ -1,23 +1,28 @@
-"""The Train page's session glue: build training samples, run a Trainer in steps, keep the
-result in this session only, and read or write weights files.
+"""The Train page's session glue: a training job per session, its result as the session's model,
+and weights files in and out.
 
-The session's trained model lives in ``st.session_state[state.TRAINED]``; the shared cached
-initial heads are only ever deep-copied (see ``frcnn_core.train.Trainer.create``).
+Training runs as a job (:mod:`explorer.jobs`) in a worker thread, so it goes on while the
+student looks at other pages, and it takes a forward slot per step so other sessions' pages
+keep their turn on the cores. The session holds a :class:`TrainingJob`; when the job ends, its
+model becomes the session's (:func:`collect`, called by the router on every run).
 """
 
 from __future__ import annotations
 
-import copy
-import uuid
+import functools
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from explorer import compute, state
+from explorer import models, runtime, state
+from explorer.jobs import Cancelled, Job, JobQueue
+from explorer.models import SessionModel
+from explorer.runner import image_run
 from explorer.samples import samples
-from frcnn_core.backbone import WeightsError
+from frcnn_core.backbone import Backbone, WeightsError, run_backbone
+from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
 from frcnn_core.train import (
     LoadedHeads,
@@ -29,142 +34,163 @@ from frcnn_core.train import (
     split_backbone,
 )
 
-TRAINER = "trainer"
-RUNNING = "training_running"
-DOWNLOAD = "trained_download"
+JOB = "train:job"
+DOWNLOAD = "train:download"  # (token, bytes) of the last weights file built
 UPLOADED = "train:uploaded"  # file_id of the last weights upload acted on
 UPLOAD_MESSAGE = "train:upload_message"
 SCOPE_CURRENT = "current"
 SCOPE_SAMPLES = "samples"
 # What the scope radio shows (a dict lookup: a page-defined lambda would keep its run alive).
 SCOPE_NAMES = {SCOPE_CURRENT: "this image", SCOPE_SAMPLES: "all samples"}
+TRAINING_JOBS_ENV = "FRCNN_TRAINING_JOBS"
+# Training jobs that run at once on the server (each holds a forward slot per step anyway).
+QUEUE = JobQueue(runtime.env_int(TRAINING_JOBS_ENV, 1))
 
 
-@dataclass(frozen=True)
-class TrainingSet:
-    samples: list[TrainSample]
-    class_names: tuple[str, ...]
-    images: list[str]
+@dataclass
+class TrainingJob:
+    """This session's training: the job and what it trains on.
+
+    Attributes:
+        taken: its result has become the session's model (or there was none to take).
+    """
+
+    job: Job
+    images: tuple[str, ...]
+    settings: TrainParams
+    taken: bool = False
 
 
-def _inputs(scope: str) -> list[tuple[str, str, bytes, tuple]]:
-    """(name, digest, data, boxes key) of each image to train on."""
+Input = tuple[str, state.ImageChoice, state.BoxesKey]
+
+
+def _inputs(scope: str) -> list[Input]:
+    """(name, image, boxes) of each image to train on."""
     if scope == SCOPE_CURRENT:
         choice = state.image()
-        return (
-            [] if choice is None else [(choice.name, choice.digest, choice.data, state.boxes_key())]
-        )
+        return [] if choice is None else [(choice.name, choice, state.boxes_key())]
     out = []
     for sample in samples().values():
         data = sample.path.read_bytes()
-        key = tuple((tuple(float(v) for v in box), label) for box, label in sample.boxes)
-        out.append((sample.name, state.digest_of(data), data, key))
+        choice = state.ImageChoice(sample.name, data, state.digest_of(data), True)
+        out.append((sample.name, choice, state.key_of_boxes(sample.box_dicts())))
     return out
 
 
-def training_set(scope: str, settings: TrainParams) -> TrainingSet:
-    """Images with at least one box, their GT class ids in one vocabulary, and their frozen
-    features (conv5_3, or conv4_3 when the last block is trained)."""
-    params = state.params()
-    weights = compute.backbone().weights
-    prepared = []
-    for name, digest, data, boxes in _inputs(scope):
-        prep = compute.prepared(digest, data, boxes, params.resize)
-        if prep.labels:
-            prepared.append((name, digest, data, prep))
-    class_names = tuple(dict.fromkeys(label for *_, prep in prepared for label in prep.labels))
-    index = {name: i + 1 for i, name in enumerate(class_names)}
-    result = []
-    for _, digest, data, prep in prepared:
-        if settings.train_last_block:
-            feats = compute.conv4_features(digest, data, params.resize, params.backbone, weights)
-        else:
-            feats, _ = compute.features(digest, data, params.resize, params.backbone, weights)
-        labels = torch.tensor([index[x] for x in prep.labels], dtype=torch.int64)
-        result.append(TrainSample(prep.image, labels, feats.to(compute.device())))
-    return TrainingSet(result, class_names, [name for name, *_ in prepared])
-
-
-def start(scope: str, settings: TrainParams) -> str | None:
-    """Set up a Trainer in this session; returns an error message for the user, or None."""
-    data = training_set(scope, settings)
-    if not data.samples:
-        return "There is nothing to train on: draw at least one box on the Image page first."
-    params = state.params()
-    heads = compute.initial_heads(len(data.class_names), params.anchors.per_cell)
-    conv5 = split_backbone(compute.backbone().features)[1] if settings.train_last_block else None
-    trainer = Trainer.create(heads, data.samples, params, settings, conv5)
-    st.session_state[TRAINER] = {
-        "trainer": trainer,
-        "class_names": data.class_names,
-        "images": data.images,
-    }
-    st.session_state[RUNNING] = True
-    return None
-
-
-def active() -> dict | None:
-    return st.session_state.get(TRAINER)
+def current() -> TrainingJob | None:
+    return st.session_state.get(JOB)
 
 
 def running() -> bool:
-    return bool(st.session_state.get(RUNNING)) and active() is not None
+    job = current()
+    return job is not None and job.job.active
+
+
+def start(scope: str, settings: TrainParams) -> str | None:
+    """Queue a training job for this session; returns a message for the user when there is
+    nothing to train on, else None."""
+    if running():
+        return "A training is already running for you: stop it first."
+    params = state.params()
+    backbone = models.backbone()
+    inputs, labels = [], []
+    for name, choice, boxes in _inputs(scope):
+        # Stage 1 only (cheap, cached): which images have boxes, and their classes.
+        gt = image_run(choice, boxes, params, backbone)["ground_truth"]
+        if gt.labels:
+            inputs.append((name, choice, boxes))
+            labels.extend(gt.labels)
+    if not inputs:
+        return "There is nothing to train on: draw at least one box on the Image page first."
+    class_names = tuple(dict.fromkeys(labels))
+    heads = models.initial_heads_for(len(class_names), params)
+    work = functools.partial(_train, inputs, params, settings, backbone, heads, class_names)
+    job = QUEUE.submit(Job(work, title="training the RPN and the Fast R-CNN head"))
+    st.session_state[JOB] = TrainingJob(job, tuple(name for name, *_ in inputs), settings)
+    return None
+
+
+def _train(
+    inputs: list[Input],
+    params: PipelineParams,
+    settings: TrainParams,
+    backbone: Backbone,
+    heads: DetectorHeads,
+    class_names: tuple[str, ...],
+    job: Job,
+) -> SessionModel | None:
+    """The job's work: features for each image (from the shared cache), then SGD steps, each in
+    a forward slot. Stopped early (or diverged), it keeps what it trained so far."""
+    frozen, conv5 = split_backbone(backbone.features)
+    samples_ = []
+    for name, choice, boxes in inputs:
+        job.check()
+        job.report(phase=f"computing the features of {name}")
+        result = image_run(choice, boxes, params, backbone)
+        conv4 = None
+        if settings.train_last_block:
+            image = torch.from_numpy(result["image"].pixels).to(runtime.device())
+            with runtime.FORWARDS.hold():
+                conv4 = run_backbone(image, frozen, params.backbone).features
+        samples_.append(TrainSample.from_run(result, class_names, conv4))
+    trainer = Trainer.create(
+        heads, samples_, params, settings, conv5 if settings.train_last_block else None
+    )
+    job.report(phase="training", iteration=0, base_rates=list(trainer.base_rates), history=[])
+    try:
+        while not trainer.finished():
+            job.check()
+            with runtime.FORWARDS.hold():
+                trainer.step()
+            job.report(iteration=trainer.iteration, history=list(trainer.history))
+    except Cancelled:
+        pass
+    except FloatingPointError as exc:
+        job.report(diverged=f"Training diverged: {exc}. The weights before it are kept.")
+    if not trainer.history:
+        return None
+    trained = trainer.frozen_heads()
+    return SessionModel(trained, class_names, trainer.conv5, list(trainer.history), settings)
 
 
 def stop() -> None:
-    st.session_state[RUNNING] = False
+    """Stop this session's training; the weights trained so far become its model."""
+    job = current()
+    if job is not None:
+        job.job.cancel()
 
 
-def keep(job: dict) -> None:
-    """Make the (finished or stopped) run this session's model for every page."""
-    trainer: Trainer = job["trainer"]
-    if not trainer.history:
-        return
-    heads = trainer.frozen_heads()
-    set_trained(
-        heads,
-        trainer.conv5,
-        tuple(job["class_names"]),
-        list(trainer.history),
-        trainer.train,
-    )
-
-
-def set_trained(
-    heads: DetectorHeads,
-    conv5: torch.nn.Module | None,
-    class_names: tuple[str, ...],
-    history: list[dict],
-    settings: TrainParams | None,
-) -> None:
-    st.session_state[state.TRAINED] = {
-        "heads": heads.to(compute.device()).eval(),
-        "conv5": conv5,
-        "token": f"trained:{uuid.uuid4().hex}",
-        "class_names": class_names,
-        "anchors_per_cell": heads.rpn.score.out_channels // 2,
-        "history": history,
-        "settings": settings,
-    }
-    st.session_state.pop(DOWNLOAD, None)
+def collect() -> bool:
+    """Make a finished (or stopped) job's model the session's, once. True when the session's
+    model changed (the caller reruns so that every widget sees it)."""
+    job = current()
+    if job is None or job.job.active or job.taken:
+        return False
+    job.taken = True
+    if isinstance(job.job.result, SessionModel):
+        models.set_session_model(job.job.result)
+        st.session_state.pop(DOWNLOAD, None)
+        return True
+    return False
 
 
 def reset() -> None:
-    """Back to the initial weights: forget this session's trained model and any run."""
+    """Back to the initial weights: stop any training and forget this session's model."""
+    stop()
+    models.set_session_model(None)
     # UPLOADED stays: the file still in the uploader must not be loaded again at once.
-    for key in (state.TRAINED, TRAINER, RUNNING, DOWNLOAD, UPLOAD_MESSAGE):
+    for key in (JOB, DOWNLOAD, UPLOAD_MESSAGE):
         st.session_state.pop(key, None)
 
 
 def download_bytes() -> bytes | None:
-    """The session's trained model as a weights file (built once per model)."""
-    trained = compute.trained_model()
-    if trained is None:
+    """The session's model as a weights file (built once per model)."""
+    own = models.session_model()
+    if own is None:
         return None
     cached = st.session_state.get(DOWNLOAD)
-    if cached is None or cached[0] != trained["token"]:
-        data = heads_to_bytes(trained["heads"], trained["class_names"], trained["conv5"])
-        cached = (trained["token"], data)
+    if cached is None or cached[0] != own.token:
+        cached = (own.token, heads_to_bytes(own.heads, own.class_names, own.conv5))
         st.session_state[DOWNLOAD] = cached
     return cached[1]
 
@@ -173,8 +199,7 @@ def take_upload(upload: UploadedFile | None) -> bool:
     """Install a weights upload once, and leave a message for :func:`upload_message`.
 
     Streamlit gives every upload its own ``file_id``: a rerun with the same upload does nothing,
-    while the same file chosen again (after a reset, say) is loaded again. (A name and size
-    would refuse a second upload of the same file and confuse two files of equal size.)
+    while the same file chosen again (after a reset, say) is loaded again.
 
     Removing the file from the uploader removes its message (the model it loaded stays).
 
@@ -187,7 +212,7 @@ def take_upload(upload: UploadedFile | None) -> bool:
         return False
     st.session_state[UPLOADED] = upload.file_id
     try:
-        message = load_upload(upload.getvalue())
+        message = load_upload(upload.getvalue(), upload.name)
     except WeightsError as exc:
         st.session_state[UPLOAD_MESSAGE] = ("error", f"{upload.name} was not loaded: {exc}")
         return False
@@ -200,28 +225,37 @@ def upload_message() -> tuple[str | None, str | None]:
     return st.session_state.get(UPLOAD_MESSAGE, (None, None))
 
 
-def load_upload(data: bytes) -> str:
+def load_upload(data: bytes, name: str = "uploaded") -> str:
     """Install an uploaded weights file as this session's model.
 
     Returns a message for the user. Raises ``WeightsError`` for a file that cannot be used; the
     session's current model is then left as it was.
     """
     loaded: LoadedHeads = heads_from_bytes(data)
-    per_cell = state.params().anchors.per_cell
-    anchors = loaded.heads.rpn.score.out_channels // 2
-    if anchors != per_cell:
+    params = state.params()
+    heads = loaded.heads
+    if heads.anchors_per_cell != params.anchors.per_cell:
         raise WeightsError(
-            f"these weights were trained with {anchors} anchors per cell; the current settings "
-            f"have {per_cell} (change scales/ratios on the Anchors page, or reset to defaults)"
+            f"these weights were trained with {heads.anchors_per_cell} anchors per cell; the "
+            f"current settings have {params.anchors.per_cell} (change the scales or ratios on "
+            "the Anchors page, or reset to defaults)"
+        )
+    if heads.pooled_size != params.roi_pool.output_size:
+        raise WeightsError(
+            f"these weights take RoIs pooled to {heads.pooled_size} x {heads.pooled_size}; the "
+            f"current setting is {params.roi_pool.output_size} (change it on the RoI page, or "
+            "reset to defaults)"
         )
     conv5 = None
     if loaded.conv5_state is not None:
-        conv5 = copy.deepcopy(split_backbone(compute.backbone().features)[1])
+        _, shared = split_backbone(models.backbone().features)
+        conv5 = models.cpu_copy(shared)
         try:
             conv5.load_state_dict(loaded.conv5_state)
         except (RuntimeError, KeyError) as exc:
-            raise WeightsError(f"the conv5 block in the file does not fit VGG16 ({exc})") from exc
-        conv5.to(compute.device()).eval()
-    set_trained(loaded.heads, conv5, loaded.class_names, [], None)
-    names = ", ".join(loaded.class_names)
-    return f"Loaded heads for {len(loaded.class_names)} classes ({names})."
+            raise WeightsError("the conv5 block in the file does not fit VGG16") from exc
+        conv5.to(runtime.device()).eval()
+    models.set_session_model(SessionModel(heads, loaded.class_names, conv5, source=name))
+    st.session_state.pop(DOWNLOAD, None)
+    n = len(loaded.class_names)
+    return f"Loaded heads for {n} class{'es' if n != 1 else ''}: " + ", ".join(loaded.class_names)

@@ -1,4 +1,13 @@
-"""Widgets every page uses: parameter sliders bound to session state, the page guard, notes."""
+"""Widgets every page uses: a setting's widget built from the registry, the page guard, notes.
+
+Every setting has one definition (:data:`frcnn_core.params.PARAMETERS`: label, range, step,
+help); :func:`param_widget` builds its slider, toggle, radio or multiselect from it, on any
+page. The pipeline's settings (not the widgets) are the source of truth, so a value survives
+page switches and "reset to tutorial defaults" rebuilds every widget from them.
+
+A page that shows a what-if (the tutorial-bugs page) passes a ``scope``: its widgets then
+hold values of that page's own, and the user's pipeline settings are never touched.
+"""
 
 from __future__ import annotations
 
@@ -10,51 +19,93 @@ from typing import Any
 import streamlit as st
 
 from explorer import state
-from explorer.compute import OUT_OF_MEMORY, Stages
+from explorer.runner import PageRun
+from explorer.runtime import OUT_OF_MEMORY
+from explorer.text import number_text, plain
 from frcnn_core.image import ImageError
+from frcnn_core.params import Parameter, ParamsError, parameter
 
 log = logging.getLogger("frcnn_explorer")
 
 
-def param_slider(
-    path: str,
-    label: str,
-    min_value: float,
-    max_value: float,
-    step: float,
-    help: str | None = None,
-    fmt: str | None = None,
-) -> Any:
-    """A slider bound to the session's parameter ``path`` ("stage.field").
+def _key(path: str, scope: str | None) -> str:
+    return f"{state.WIDGET_PREFIX}{scope + ':' if scope else ''}{path}"
 
-    The parameter (not the widget) is the source of truth, so the value survives page switches
-    and "reset to tutorial defaults" rebuilds the widget from it. The widget writes the
-    parameter in its ``on_change`` callback, which runs before the script: every stage computed
-    in that run, wherever the page builds its ``Stages``, sees the new value.
+
+def param_widget(path: str, scope: str | None = None, label: str | None = None) -> Any:
+    """The widget of setting ``path`` (``"group.field"``), bound to the session's pipeline
+    settings, or to the what-if values of ``scope``; returns its value.
+
+    The widget writes the setting in its ``on_change`` callback, which runs before the script:
+    every stage computed in that run sees the new value. A value the pipeline cannot run (see
+    :func:`frcnn_core.params.validate`) is not applied: the widget goes back to the setting's
+    value and the reason is shown under it.
     """
-    current = state.get_param(path)
-    cast = int if isinstance(current, int) and isinstance(step, int) else float
-    key = f"{state.WIDGET_PREFIX}{path}"
-    _bind(key, min(max(cast(current), cast(min_value)), cast(max_value)))
-    return st.slider(
-        label,
-        min_value=cast(min_value),
-        max_value=cast(max_value),
-        step=cast(step),
-        key=key,
-        help=help,
-        format=fmt,
-        on_change=_sync,
-        args=(path, key, cast),
-    )
+    entry = parameter(path)
+    key = _key(path, scope)
+    current = state.get_param(path, scope)
+    _bind(key, _shown(entry, current))
+    common = {
+        "key": key,
+        "help": entry.help,
+        "on_change": _sync,
+        "args": (path, key, scope),
+    }
+    text = label or entry.label
+    if entry.kind in ("float", "int"):
+        cast = int if entry.kind == "int" else float
+        st.slider(
+            text,
+            min_value=cast(entry.low),
+            max_value=cast(entry.high),
+            step=cast(entry.step),
+            format=entry.fmt,
+            **common,
+        )
+    elif entry.kind == "bool":
+        st.toggle(text, **common)
+    elif entry.kind == "choice":
+        st.radio(
+            text,
+            options=list(entry.options),
+            format_func=dict(zip(entry.options, entry.choice_labels, strict=True)).__getitem__,
+            horizontal=True,
+            **common,
+        )
+    elif entry.kind == "numbers":
+        st.multiselect(
+            text,
+            sorted(set(entry.suggestions) | set(current)),
+            format_func=number_text,
+            accept_new_options=True,
+            max_selections=entry.most,
+            **common,
+        )
+    else:
+        raise ValueError(f"{path} has no widget ({entry.kind})")
+    error = st.session_state.get(f"{key}#error")
+    if error:
+        st.error(plain(error), icon=":material/block:")
+    return state.get_param(path, scope)
+
+
+def _shown(entry: Parameter, value: Any) -> Any:
+    """The setting as its widget holds it."""
+    if entry.kind == "numbers":
+        return list(value)
+    if entry.kind == "int":
+        return int(value)
+    if entry.kind == "float":
+        return min(max(float(value), float(entry.low)), float(entry.high))  # type: ignore[arg-type]
+    return value
 
 
 def _bind(key: str, current: Any) -> None:
-    """Show the parameter's value in the widget ``key``.
+    """Show the setting's value in the widget ``key``.
 
     A widget keeps its browser-side value across reruns even when its key is deleted, so a
-    parameter changed elsewhere (reset to defaults, another page) is pushed into the widget's
-    state whenever it differs from what the widget last showed (the ``#seen`` shadow key).
+    setting changed elsewhere (reset to defaults, another page, a shared link) is pushed into
+    the widget's state whenever it differs from what the widget last showed (``#seen``).
     """
     seen = f"{key}#seen"
     if key not in st.session_state or st.session_state.get(seen) != current:
@@ -62,85 +113,44 @@ def _bind(key: str, current: Any) -> None:
     st.session_state[seen] = current
 
 
-def _sync(path: str, key: str, cast: Any = None) -> None:
-    """Widget callback: copy the widget's new value into the session's parameters."""
-    value = st.session_state[key]
-    state.set_param(path, cast(value) if cast is not None else value)
-    # The widget already shows this value: do not push it back (it would undo a newer press).
-    st.session_state[f"{key}#seen"] = state.get_param(path)
-
-
-def param_select(
-    path: str,
-    label: str,
-    options: Sequence[Any],
-    format_func=str,
-    help: str | None = None,
-    horizontal: bool = True,
-) -> Any:
-    """A radio bound to the session's parameter ``path``.
-
-    ``format_func`` is applied here, once per option: Streamlit keeps a widget's format_func
-    for the whole session, and a lambda defined in a page would keep that page run's namespace
-    (its Stages, features, image) alive; a dict's lookup holds only the option texts.
-    """
-    current = state.get_param(path)
-    key = f"{state.WIDGET_PREFIX}{path}"
-    _bind(key, current)
-    texts = {option: str(format_func(option)) for option in options}
-    return st.radio(
-        label,
-        options=list(options),
-        key=key,
-        format_func=texts.__getitem__,
-        help=help,
-        horizontal=horizontal,
-        on_change=_sync,
-        args=(path, key),
-    )
-
-
-def param_toggle(path: str, label: str, help: str | None = None) -> bool:
-    """A toggle bound to the session's boolean parameter ``path``."""
-    current = bool(state.get_param(path))
-    key = f"{state.WIDGET_PREFIX}{path}"
-    _bind(key, current)
-    return st.toggle(label, key=key, help=help, on_change=_sync, args=(path, key, bool))
-
-
-def require_router() -> None:
-    """Route a first request through ``app.py``.
-
-    On a fresh server, the first request for ``/some_page`` runs that page file alone: Streamlit
-    keeps its legacy ``pages/`` directory mode until ``st.navigation`` has run once. A rerun
-    after leaving that mode goes through the router (sidebar, session set-up) as every later
-    request does.
-    """
+def _sync(path: str, key: str, scope: str | None) -> None:
+    """Widget callback: check the widget's new value and copy it into the settings."""
+    entry = parameter(path)
+    error_key = f"{key}#error"
     try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without the legacy mode
-        return
-    # The router's state.init() has not run in this session: the page was run on its own.
-    if PagesManager.uses_pages_directory and state.IMAGE not in st.session_state:
-        PagesManager.uses_pages_directory = False
+        state.set_param(path, entry.check(st.session_state[key]), scope)
+    except ParamsError as exc:
+        st.session_state[error_key] = f"Not applied: {exc}"
+        st.session_state[key] = _shown(entry, state.get_param(path, scope))
+    else:
+        st.session_state.pop(error_key, None)
+    # The widget already shows this value: do not push it back (it would undo a newer press).
+    st.session_state[f"{key}#seen"] = _shown(entry, state.get_param(path, scope))
+
+
+def resample_button(path: str, scope: str | None = None) -> None:
+    """A "Resample" button for seed setting ``path``, and which seed is in use."""
+    entry = parameter(path)
+    if st.button("Resample", help=entry.help, key=_key(path, scope) + "#resample"):
+        state.set_param(path, int(state.get_param(path, scope)) + 1, scope)
         st.rerun()
+    st.caption(f"{entry.label}: {state.get_param(path, scope)}")
 
 
 def intro(title: str, text: str, shapes: str | None = None) -> None:
     """The page title, a plain-language explanation, and the stage's shapes."""
-    require_router()
     st.title(title)
     st.markdown(text)
     if shapes:
         st.caption(f"Shapes: {shapes}")
 
 
-def no_boxes_notice(stages: Stages) -> None:
-    if stages.gt_boxes.shape[0] == 0:
-        st.info(
-            "No ground-truth boxes yet: every anchor is background. Draw boxes on the "
-            "**Image & ground truth** page to see positives."
-        )
+def no_boxes_notice(run: PageRun, what: str = "every anchor is background") -> bool:
+    """A note when the image has no ground-truth boxes; True when it has none."""
+    if run.ground_truth.boxes.shape[0]:
+        return False
+    st.info(f"No ground-truth boxes yet: {what}. Draw boxes on the **Image & ground truth** page.")
+    return True
 
 
 @contextlib.contextmanager
@@ -149,7 +159,11 @@ def page_guard() -> Iterator[None]:
     try:
         yield
     except ImageError as exc:
-        st.error(f"The current image cannot be used: {exc} Choose another on the Image page.")
+        st.error(
+            f"The current image cannot be used: {plain(str(exc))} Choose another on the Image page."
+        )
+    except ParamsError as exc:
+        st.error(f"These settings cannot run: {plain(str(exc))}. Reset to the tutorial defaults.")
     except OUT_OF_MEMORY as exc:  # a step out of GPU memory was retried on the CPU already
         log.warning("page ran out of memory: %s", exc)
         st.error(
@@ -159,20 +173,25 @@ def page_guard() -> Iterator[None]:
     except Exception as exc:
         log.exception("page failed")
         st.error(
-            f"Something went wrong on this page ({type(exc).__name__}: {exc}). "
-            "Your image, boxes and settings are kept; try another setting or reset to defaults."
+            f"Something went wrong on this page ({type(exc).__name__}). Your image, boxes and "
+            "settings are kept; try another setting or reset to defaults."
         )
 
 
-def stages_or_stop() -> Stages:
-    """The session's pipeline; stops the page with a message when there is no usable image."""
+def run_or_stop(params: Any = None) -> PageRun:
+    """The session's pipeline; stops the page with a message when there is no image."""
     if state.image() is None:
         st.warning("No image yet: choose a sample or upload one on the Image page.")
         st.stop()
-    return Stages()
+    return PageRun(params)
 
 
-def timing_caption(stages: Stages, names: Sequence[str]) -> None:
-    parts = [f"{n}: {stages.timings[n] * 1000:.0f} ms" for n in names if n in stages.timings]
+def timing_caption(run: PageRun, names: Sequence[str]) -> None:
+    """How long this run's server-side steps took (only those computed in this run)."""
+    parts = [
+        f"{run.graph[n].title if n in run.graph else n}: {run.timings[n] * 1000:.0f} ms"
+        for n in names
+        if n in run.timings
+    ]
     if parts:
-        st.caption("Server compute: " + ", ".join(parts))
+        st.caption("Server compute this run: " + ", ".join(parts))

@@ -35,6 +35,54 @@ class AnchorTargetParams:
 
 
 @dataclass(frozen=True)
+class AnchorOverlaps:
+    """How the inside anchors overlap the ground truth: the part of stage 5 that no threshold
+    changes.
+
+    Attributes:
+        ious (Tensor[K, G]): float32 IoU of inside anchors with GT (computed in float64).
+        max_iou (Tensor[K]): best IoU of each anchor over the GT (0 when G = 0).
+        argmax_gt (Tensor[K]): index of that GT box.
+        gt_best_iou (Tensor[G]): best IoU each GT box reaches over the anchors.
+        tie_index (Tensor[T]): inside-anchor indices whose IoU equals some GT's best (ties).
+    """
+
+    ious: torch.Tensor
+    max_iou: torch.Tensor
+    argmax_gt: torch.Tensor
+    gt_best_iou: torch.Tensor
+    tie_index: torch.Tensor
+
+
+def anchor_overlaps(anchors: torch.Tensor, gt_boxes: torch.Tensor) -> AnchorOverlaps:
+    """IoU of each inside anchor with each GT box, and the best matches both ways.
+
+    The IoU is computed in float64 and stored as float32, and ties are found on the float32
+    matrix, as in the tutorial: SPEC section 3's 45 positives depend on it.
+
+    Args:
+        anchors (Tensor[K, 4]): inside anchors, (x1, y1, x2, y2).
+        gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2).
+    """
+    k, g = anchors.shape[0], gt_boxes.shape[0]
+    device = anchors.device
+    ious = box_iou(anchors.double(), gt_boxes.to(device).double()).float()  # [K, G]
+    if g == 0 or k == 0:
+        return AnchorOverlaps(
+            ious,
+            torch.zeros(k, dtype=torch.float32, device=device),
+            torch.zeros(k, dtype=torch.int64, device=device),
+            torch.zeros(g, dtype=torch.float32, device=device),
+            torch.zeros(0, dtype=torch.int64, device=device),
+        )
+    max_iou, argmax_gt = ious.max(dim=1)
+    gt_best = ious.max(dim=0).values
+    is_tie = (ious == gt_best[None, :]) & (gt_best[None, :] > 0)
+    ties = torch.nonzero(is_tie.any(dim=1)).squeeze(1)
+    return AnchorOverlaps(ious, max_iou, argmax_gt, gt_best, ties)
+
+
+@dataclass(frozen=True)
 class AnchorTargetResult:
     """Everything the labelling and sampling produced.
 
@@ -77,8 +125,8 @@ class AnchorTargetResult:
 
 
 def label_anchors(
-    anchors: torch.Tensor, gt_boxes: torch.Tensor, params: AnchorTargetParams
-) -> tuple[torch.Tensor, ...]:
+    overlaps: AnchorOverlaps, params: AnchorTargetParams
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 5: label anchors by their IoU with the ground truth.
 
     ``-1`` everywhere; ``max_iou < neg_iou -> 0``; ``max_iou >= pos_iou -> 1``; then every anchor
@@ -86,31 +134,11 @@ def label_anchors(
     come after negatives so that a GT whose best anchor is under ``neg_iou`` still gets one (the
     tutorial did it the other way round: bug B2).
 
-    The IoU is computed in float64 and stored as float32, and ties are found on the float32
-    matrix, as in the tutorial: SPEC section 3's 45 positives depend on it.
-
-    Args:
-        anchors (Tensor[K, 4]): inside anchors, (x1, y1, x2, y2).
-        gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2).
-
     Returns:
-        ious [K, G], max_iou [K], argmax_gt [K], gt_best_iou [G], tie_index [T],
-        labels [K] (int64), positive_from_threshold (0-d).
+        labels [K] (int64) and how many anchors reach ``pos_iou`` (0-d).
     """
-    k, g = anchors.shape[0], gt_boxes.shape[0]
-    device = anchors.device
-    ious = box_iou(anchors.double(), gt_boxes.to(device).double()).float()  # [K, G]
-    labels = torch.full((k,), -1, dtype=torch.int64, device=device)
-    if g == 0 or k == 0:
-        max_iou = torch.zeros(k, dtype=torch.float32, device=device)
-        argmax_gt = torch.zeros(k, dtype=torch.int64, device=device)
-        gt_best = torch.zeros(g, dtype=torch.float32, device=device)
-        ties = torch.zeros(0, dtype=torch.int64, device=device)
-    else:
-        max_iou, argmax_gt = ious.max(dim=1)
-        gt_best = ious.max(dim=0).values
-        is_tie = (ious == gt_best[None, :]) & (gt_best[None, :] > 0)
-        ties = torch.nonzero(is_tie.any(dim=1)).squeeze(1)
+    max_iou, ties = overlaps.max_iou, overlaps.tie_index
+    labels = torch.full(max_iou.shape, -1, dtype=torch.int64, device=max_iou.device)
     by_threshold = max_iou >= params.pos_iou
     if params.bug_b2_negatives_last:
         labels[ties] = 1
@@ -120,7 +148,7 @@ def label_anchors(
         labels[max_iou < params.neg_iou] = 0
         labels[by_threshold] = 1
         labels[ties] = 1
-    return ious, max_iou, argmax_gt, gt_best, ties, labels, by_threshold.sum()
+    return labels, by_threshold.sum()
 
 
 def _subsample(index: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
@@ -186,6 +214,7 @@ def anchor_targets(
     inside_index: torch.Tensor,
     gt_boxes: torch.Tensor,
     params: AnchorTargetParams,
+    overlaps: AnchorOverlaps | None = None,
 ) -> AnchorTargetResult:
     """Stages 5 and 6 together: labels and regression targets for every anchor.
 
@@ -193,14 +222,17 @@ def anchor_targets(
         anchors (Tensor[N, 4]): all anchors (float64).
         inside_index (Tensor[K]): indices of the inside anchors.
         gt_boxes (Tensor[G, 4]): ground truth in the input frame.
+        overlaps: :func:`anchor_overlaps` of the inside anchors and ``gt_boxes``, when
+            already computed.
     """
     n = anchors.shape[0]
     device = anchors.device
     inside = anchors[inside_index]
-    ious, max_iou, argmax_gt, gt_best, ties, labels_unsampled, n_thr = label_anchors(
-        inside, gt_boxes, params
-    )
+    if overlaps is None:
+        overlaps = anchor_overlaps(inside, gt_boxes)
+    labels_unsampled, n_thr = label_anchors(overlaps, params)
     labels = sample_anchors(labels_unsampled, params)
+    argmax_gt = overlaps.argmax_gt
     if gt_boxes.shape[0] > 0:
         targets = anchor_deltas(inside, gt_boxes.to(device)[argmax_gt], params.bug_b5_width_assign)
     else:
@@ -210,11 +242,11 @@ def anchor_targets(
     targets_all = torch.zeros((n, 4), dtype=torch.float32, device=device)
     targets_all[inside_index] = targets
     return AnchorTargetResult(
-        ious=ious,
-        max_iou=max_iou,
+        ious=overlaps.ious,
+        max_iou=overlaps.max_iou,
         argmax_gt=argmax_gt,
-        gt_best_iou=gt_best,
-        tie_index=ties,
+        gt_best_iou=overlaps.gt_best_iou,
+        tie_index=overlaps.tie_index,
         labels_unsampled=labels_unsampled,
         labels=labels,
         labels_all=labels_all,

@@ -23,9 +23,12 @@ import torch
 @dataclass(frozen=True)
 class AnchorParams:
     """Anchor settings. ``h = stride * s * sqrt(r)``, ``w = stride * s / sqrt(r)`` with the
-    ratio ``r = h / w``: at stride 16, scale 8 and ratio 1 is a 128 x 128 box."""
+    ratio ``r = h / w``: at stride 16, scale 8 and ratio 1 is a 128 x 128 box.
 
-    stride: int = 16
+    The stride is not a setting: it is the backbone's (see
+    :class:`frcnn_core.backbone.BackboneSpec`), so anchors and feature cells always line up.
+    """
+
     scales: tuple[float, ...] = (8.0, 16.0, 32.0)
     ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     bug_b1_x_outer: bool = False
@@ -46,6 +49,7 @@ class AnchorResult:
         inside_index (Tensor[K]): int64 indices of anchors with x1, y1 >= 0, x2 <= W, y2 <= H.
         feature_size: (Hf, Wf).
         image_size: (H, W) of the input frame.
+        stride: input-frame pixels per feature cell (the backbone's).
     """
 
     anchors: torch.Tensor
@@ -54,6 +58,7 @@ class AnchorResult:
     inside_index: torch.Tensor
     feature_size: tuple[int, int]
     image_size: tuple[int, int]
+    stride: int
 
     @property
     def total(self) -> int:
@@ -68,14 +73,14 @@ class AnchorResult:
         return self.anchors[self.inside_index]
 
 
-def base_anchors(params: AnchorParams) -> torch.Tensor:
+def base_anchors(params: AnchorParams, stride: int) -> torch.Tensor:
     """The A anchors of one cell centred at the origin, float64 [A, 4], ``a = ratio_index *
     n_scales + scale_index`` (ratio outer, as the tutorial's loops)."""
     # math.sqrt, like the tutorial's numpy: torch's float64 sqrt(0.5) differs by one ulp.
     root = torch.tensor([math.sqrt(r) for r in params.ratios], dtype=torch.float64)
     scales = torch.tensor(params.scales, dtype=torch.float64)
-    h = (params.stride * scales[None, :] * root[:, None]).reshape(-1)  # [R, S] -> [A]
-    w = (params.stride * scales[None, :] / root[:, None]).reshape(-1)
+    h = (stride * scales[None, :] * root[:, None]).reshape(-1)  # [R, S] -> [A]
+    w = (stride * scales[None, :] / root[:, None]).reshape(-1)
     return torch.stack((-w / 2, -h / 2, w / 2, h / 2), dim=1)
 
 
@@ -102,7 +107,7 @@ def inside_index(anchors: torch.Tensor, image_size: tuple[int, int]) -> torch.Te
 
 
 def generate_anchors(
-    feature_size: tuple[int, int], image_size: tuple[int, int], params: AnchorParams
+    feature_size: tuple[int, int], image_size: tuple[int, int], params: AnchorParams, stride: int
 ) -> AnchorResult:
     """Stage 3 and 4: every anchor of the feature map, and which of them lie inside the image.
 
@@ -113,10 +118,11 @@ def generate_anchors(
         feature_size: (Hf, Wf), e.g. (50, 50) for an 800 x 800 input at stride 16.
         image_size: (H, W) of the input frame.
         params: anchor settings.
+        stride: the backbone's stride, e.g. 16 for VGG16 to conv5_3.
     """
     hf, wf = feature_size
-    base = base_anchors(params)  # [A, 4]
-    centres = cell_centres(feature_size, params.stride)  # [Hf*Wf, 2]
+    base = base_anchors(params, stride)  # [A, 4]
+    centres = cell_centres(feature_size, stride)  # [Hf*Wf, 2]
     grid_centres = centres
     if params.bug_b1_x_outer:
         # The tutorial's loops visit x in the outer loop: (ix, iy) order.
@@ -130,4 +136,5 @@ def generate_anchors(
         inside_index=inside_index(anchors, image_size),
         feature_size=(hf, wf),
         image_size=image_size,
+        stride=stride,
     )

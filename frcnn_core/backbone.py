@@ -32,7 +32,6 @@ from torchvision.models.vgg import make_layers
 WEIGHTS_ENV = "FRCNN_VGG16_WEIGHTS"
 OFFLINE_ENV = "FRCNN_OFFLINE"
 VGG16_FEATURE_LAYERS = 30
-STRIDE = 16
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # A reachability probe is cheap; a hung TCP connect on a closed network is not.
@@ -45,6 +44,39 @@ class WeightsError(ValueError):
 
 
 @dataclass(frozen=True)
+class BackboneSpec:
+    """What the stages after the backbone need to know about it (Detectron2's ``ShapeSpec``):
+    every size that follows from the network is derived from this, never typed again.
+
+    Attributes:
+        name: what the backbone is, for people.
+        stride: input pixels per feature cell: ``2 ** pools``.
+        channels: channels of the feature map.
+        pools: the 2 x 2 max-pools (with floor) between the input and the feature map.
+    """
+
+    name: str
+    channels: int
+    pools: int
+
+    @property
+    def stride(self) -> int:
+        return 2**self.pools
+
+    def feature_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(Hf, Wf) for an input frame of ``image_size = (H, W)``: each pool floors, so 800 ->
+        50 and 810 -> 405 -> 202 -> 101 -> 50."""
+        h, w = image_size
+        for _ in range(self.pools):
+            h, w = h // 2, w // 2
+        return h, w
+
+
+# features[:30]: conv1_1 .. conv5_3 with their ReLUs and the first four max-pools.
+VGG16 = BackboneSpec(name="VGG16 to conv5_3", channels=512, pools=4)
+
+
+@dataclass(frozen=True)
 class BackboneParams:
     """How the image is fed to the backbone.
 
@@ -52,7 +84,6 @@ class BackboneParams:
     """
 
     normalize: bool = True
-    channels_last: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,11 +94,13 @@ class Backbone:
         features: ``vgg16().features[:30]`` in eval mode.
         weights: ``"imagenet"``, ``"random"`` or the path of the file the weights came from.
         note: one sentence for the user on how the weights were found (or why not).
+        spec: its stride and channels.
     """
 
     features: nn.Sequential
     weights: str
     note: str
+    spec: BackboneSpec = VGG16
 
 
 @dataclass(frozen=True)
@@ -241,20 +274,24 @@ def image_to_tensor(image: torch.Tensor, params: BackboneParams) -> torch.Tensor
 
 
 def run_backbone(
-    image: torch.Tensor, backbone: nn.Module, params: BackboneParams | None = None
+    image: torch.Tensor,
+    backbone: nn.Module,
+    params: BackboneParams | None = None,
+    channels_last: bool = True,
 ) -> BackboneResult:
     """Stage 2: the feature map of one image.
 
     Args:
         image (Tensor[H, W, 3]): uint8 RGB in the input frame, on the backbone's device.
         backbone: the ``features[:30]`` module (never modified).
+        channels_last: the memory format of the forward (the same numbers either way).
 
     Returns:
         BackboneResult with features [1, 512, H // 16, W // 16].
     """
     params = params or BackboneParams()
     x = image_to_tensor(image, params)
-    memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     started = time.perf_counter()
     with torch.inference_mode():
         out = backbone(x.contiguous(memory_format=memory_format))

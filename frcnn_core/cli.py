@@ -18,19 +18,14 @@ from pathlib import Path
 import cv2
 import torch
 
-from frcnn_core.backbone import WeightsError, load_backbone
+from frcnn_core import params as settings
+from frcnn_core.backbone import Backbone, WeightsError, load_backbone
 from frcnn_core.device import default_device
+from frcnn_core.graph import Run
 from frcnn_core.ground_truth import BoxesError, read_boxes_file
 from frcnn_core.image import ImageError, load_image
-from frcnn_core.pipeline import (
-    DetectorHeads,
-    PipelineParams,
-    compute_features,
-    parameter_names,
-    prepare_input,
-    run_pipeline,
-    summary,
-)
+from frcnn_core.params import PipelineParams
+from frcnn_core.pipeline import DetectorHeads, UserBoxes, run, summary
 from frcnn_core.train import (
     Trainer,
     TrainParams,
@@ -63,17 +58,22 @@ def _params(args: argparse.Namespace) -> PipelineParams:
         raise UsageError(str(exc)) from exc
 
 
-def _run(args: argparse.Namespace):
-    params = _params(args)
+def _device(args: argparse.Namespace) -> torch.device:
+    """``--device``, checked: a device torch knows and this machine has."""
+    if not args.device:
+        return default_device()
     try:
-        loaded = load_image(args.image)
-        boxes, labels = read_boxes_file(args.boxes)
-    except (ImageError, BoxesError) as exc:
-        raise UsageError(str(exc)) from exc
-    prepared = prepare_input(loaded.pixels, boxes, labels, params.resize, loaded.notes)
-    for note in prepared.notes:
-        print(f"note: {note}", file=sys.stderr)
-    device = torch.device(args.device) if args.device else default_device()
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {args.device!r} is not a device (use cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: this machine has no CUDA GPU (use cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device!r}: only cpu and cuda are supported")
+    return device
+
+
+def _backbone(args: argparse.Namespace, device: torch.device) -> Backbone:
     try:
         backbone = load_backbone(args.weights, seed=args.seed)
     except WeightsError as exc:
@@ -81,17 +81,26 @@ def _run(args: argparse.Namespace):
     if backbone.weights == "random":
         print(f"warning: {backbone.note}", file=sys.stderr)
     backbone.features.to(device)
-    heads = DetectorHeads(
-        max(len(prepared.class_names), 1), params.anchors.per_cell, seed=args.seed
-    )
-    heads.to(device)
-    features, seconds = compute_features(prepared.image, backbone, params.backbone, device)
-    result = run_pipeline(prepared.image, prepared.gt_labels, features, heads, params, seconds)
-    return prepared, backbone, result
+    return backbone
+
+
+def _run(args: argparse.Namespace) -> tuple[Run, Backbone]:
+    params = _params(args)
+    device = _device(args)
+    try:
+        loaded = load_image(args.image)
+        boxes, labels = read_boxes_file(args.boxes)
+    except (ImageError, BoxesError) as exc:
+        raise UsageError(str(exc)) from exc
+    backbone = _backbone(args, device)
+    result = run(loaded, UserBoxes(tuple(boxes), tuple(labels)), backbone, params, seed=args.seed)
+    for note in loaded.notes + result.ground_truth.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return result, backbone
 
 
 def summarize(args: argparse.Namespace) -> int:
-    _, backbone, result = _run(args)
+    result, backbone = _run(args)
     print(json.dumps(summary(result, backbone.weights), indent=2))
     return 0
 
@@ -104,8 +113,8 @@ def render(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out}: {exc.strerror or exc}") from exc
-    prepared, _, result = _run(args)
-    for stem, image in pictures.all_stages(result, prepared.labels).items():
+    result, _ = _run(args)
+    for stem, image in pictures.all_stages(result).items():
         path = out / f"{stem}.png"
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         print(path)
@@ -133,32 +142,23 @@ def train(args: argparse.Namespace) -> int:
         train_fc=args.train_fc,
         seed=args.seed,
     )
-    prepared = []
+    inputs = []
     for image_path, boxes_path in zip(images, boxes_files, strict=True):
         try:
             loaded = load_image(image_path)
             boxes, labels = read_boxes_file(boxes_path)
         except (ImageError, BoxesError) as exc:
             raise UsageError(str(exc)) from exc
-        prepared.append(prepare_input(loaded.pixels, boxes, labels, params.resize, loaded.notes))
-    class_names = tuple(dict.fromkeys(name for p in prepared for name in p.labels))
+        inputs.append((loaded, UserBoxes(tuple(boxes), tuple(labels))))
+    device = _device(args)
+    backbone = _backbone(args, device)
+    runs = [run(loaded, boxes, backbone, params) for loaded, boxes in inputs]
+    class_names = tuple(dict.fromkeys(x for r in runs for x in r.ground_truth.labels))
     if not class_names:
         raise UsageError("no boxes to train on: every boxes file is empty")
-    index = {name: i + 1 for i, name in enumerate(class_names)}
-    device = torch.device(args.device) if args.device else default_device()
-    try:
-        backbone = load_backbone(args.weights, seed=args.seed)
-    except WeightsError as exc:
-        raise UsageError(str(exc)) from exc
-    if backbone.weights == "random":
-        print(f"warning: {backbone.note}", file=sys.stderr)
-    backbone.features.to(device)
-    samples = []
-    for prep in prepared:
-        features, _ = compute_features(prep.image, backbone, params.backbone, device)
-        labels = torch.tensor([index[name] for name in prep.labels], dtype=torch.int64)
-        samples.append(TrainSample(prep.image, labels, features))
-    heads = DetectorHeads(len(class_names), params.anchors.per_cell, seed=args.seed).to(device)
+    samples = [TrainSample.from_run(r, class_names) for r in runs]
+    heads = DetectorHeads.for_params(len(class_names), params, backbone.spec, seed=args.seed)
+    heads.to(device)
     before = [detection_overlap(sample, heads, params) for sample in samples]
     trainer = Trainer.create(heads, samples, params, settings)
     log = []
@@ -225,9 +225,9 @@ def _common(p: argparse.ArgumentParser, several: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    names = parameter_names()
-    epilog = "parameters for --set:\n" + "\n".join(
-        f"  {stage or '(top)'}: {', '.join(fields)}" for stage, fields in names.items()
+    epilog = (
+        "settings for --set (NAME is group.field, or the field alone when only one group has "
+        "it):\n" + settings.describe()
     )
     parser = argparse.ArgumentParser(
         prog="python -m frcnn_core",

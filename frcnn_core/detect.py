@@ -17,12 +17,19 @@ from frcnn_core.head import HeadOutput
 
 @dataclass(frozen=True)
 class DetectParams:
-    """SPEC stage 14 settings; ``match_iou`` is the IoU a detection needs to count as a true
-    positive."""
+    """Test-time detection settings: class-score threshold, per-class NMS IoU, how many
+    detections are kept."""
 
     score_threshold: float = 0.05
     class_nms_iou: float = 0.5
     max_detections: int = 100
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Grading detections against the ground truth: ``match_iou`` is the IoU a detection needs
+    with a box of its class to count as a true positive."""
+
     match_iou: float = 0.5
 
 

@@ -1,7 +1,8 @@
-"""Ground-truth boxes as users give them: parsed, checked and cleaned with a reason for each fix.
+"""Ground-truth boxes as users give them: parsed, checked and cleaned with a reason for each fix,
+then scaled to the input frame (stage 1), and their class ids.
 
-Class ids follow SPEC section 1: 0 is background, 1..C are the user's labels in order of first
-appearance.
+Class ids: 0 is background, 1..C index a class vocabulary: the user's labels in order of first
+appearance, or the vocabulary of a trained model that knows them all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from frcnn_core.image import ResizeParams
 
 MAX_LABEL_CHARS = 40
 MAX_BOXES = 500
@@ -43,9 +46,8 @@ class GroundTruth:
 
     @property
     def class_ids(self) -> torch.Tensor:
-        """Tensor[G] int64 ids in 1..C."""
-        index = {name: i + 1 for i, name in enumerate(self.class_names)}
-        return torch.tensor([index[x] for x in self.labels], dtype=torch.int64)
+        """Tensor[G] int64 ids in 1..C of :attr:`class_names`."""
+        return class_ids(self.labels, self.class_names).gt_labels
 
     def subset(self, keep: list[int]) -> GroundTruth:
         return GroundTruth(self.boxes[keep], tuple(self.labels[i] for i in keep), self.notes)
@@ -137,3 +139,72 @@ def read_boxes_file(path: str | os.PathLike[str]) -> tuple[list[object], list[ob
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BoxesError(f"boxes file {path} is not valid JSON ({exc})") from exc
     return parse_boxes(data)
+
+
+def scale_to_input(
+    gt: GroundTruth, original_size: tuple[int, int], params: ResizeParams
+) -> GroundTruth:
+    """Stage 1 for the boxes: scale clean boxes on the original (``original_size = (H, W)``)
+    by ``(width / W, height / H)`` and, like the tutorial, truncate them to whole pixels
+    (unless ``truncate_boxes`` is false). A box that becomes empty is dropped with a note.
+
+    Scaling runs in float64, so the tutorial's truncated corners come out exactly (SPEC
+    section 3's reference boxes).
+    """
+    h, w = original_size
+    sx, sy = params.width / w, params.height / h
+    scale = torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+    boxes = gt.boxes.to(torch.float64).reshape(-1, 4) * scale
+    if params.truncate_boxes:
+        boxes = boxes.trunc()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, params.width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, params.height)
+    ok = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).tolist()
+    notes = list(gt.notes) + [
+        f"box {label!r} vanished when scaled to the input frame"
+        for label, kept in zip(gt.labels, ok, strict=True)
+        if not kept
+    ]
+    keep = [i for i, kept in enumerate(ok) if kept]
+    labels = tuple(gt.labels[i] for i in keep)
+    return GroundTruth(boxes[keep].float().reshape(-1, 4), labels, tuple(notes))
+
+
+def ground_truth(
+    raw: list[object], labels: list[object], original_size: tuple[int, int], params: ResizeParams
+) -> GroundTruth:
+    """Stage 1 for the boxes: :func:`clean_boxes` on the original, then :func:`scale_to_input`.
+
+    Args:
+        raw: (x1, y1, x2, y2) per box in original pixels, as the user gave them.
+        labels: one label per box.
+        original_size: (H, W) of the upright original.
+    """
+    clean = clean_boxes(raw, labels, original_size)  # type: ignore[arg-type]
+    return scale_to_input(clean, original_size, params)
+
+
+@dataclass(frozen=True)
+class ClassIds:
+    """The class vocabulary and each GT box's id in it.
+
+    Attributes:
+        class_names: C names; class id = index + 1 (0 is background).
+        gt_labels (Tensor[G]): int64 ids in 1..C.
+    """
+
+    class_names: tuple[str, ...]
+    gt_labels: torch.Tensor
+
+
+def class_ids(labels: tuple[str, ...], vocabulary: tuple[str, ...]) -> ClassIds:
+    """Map labels to ids in ``vocabulary``, which must hold every label (a model's classes).
+
+    Raises:
+        ValueError: a label the vocabulary does not know.
+    """
+    index = {name: i + 1 for i, name in enumerate(vocabulary)}
+    unknown = [x for x in labels if x not in index]
+    if unknown:
+        raise ValueError(f"the model does not know the class {unknown[0]!r}")
+    return ClassIds(vocabulary, torch.tensor([index[x] for x in labels], dtype=torch.int64))

@@ -19,12 +19,19 @@ from frcnn_core.boxes import smooth_l1_sum
 
 @dataclass(frozen=True)
 class HeadParams:
-    """Fast R-CNN head and loss settings. ``bug_b11_no_relu`` drops the ReLUs between the fully
-    connected layers; ``bug_b12_unreduced`` keeps the loc loss as the tutorial's matrix."""
+    """Fast R-CNN head settings (stage 12). ``bug_b11_no_relu`` drops the ReLUs between the
+    fully connected layers."""
+
+    bug_b11_no_relu: bool = False
+
+
+@dataclass(frozen=True)
+class HeadLossParams:
+    """Head loss settings (stage 13): the box term's weight lambda, smooth L1's beta, and
+    ``bug_b12_unreduced``, which keeps the loc loss as the tutorial's matrix."""
 
     loss_lambda: float = 10.0
     smooth_l1_beta: float = 1.0
-    bug_b11_no_relu: bool = False
     bug_b12_unreduced: bool = False
 
 
@@ -36,7 +43,7 @@ class FastRCNNHead(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int, in_features: int = 512 * 7 * 7, hidden: int = 4096, seed: int = 0
+        self, num_classes: int, in_features: int, hidden: int = 4096, seed: int = 0
     ) -> None:
         super().__init__()
         self.num_classes = num_classes  # object classes, background excluded
@@ -59,7 +66,8 @@ class FastRCNNHead(nn.Module):
                 self.loc.bias.zero_()
 
     def forward(self, pooled: torch.Tensor, relu: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: pooled (Tensor[S, 512, 7, 7]); ``relu=False`` is bug B11.
+        """Args: pooled (Tensor[S, C, P, P]) with ``C * P * P == in_features``; ``relu=False`` is
+        bug B11.
 
         Returns: scores [S, C+1], deltas [S, C+1, 4]."""
         x = pooled.flatten(1)  # (S, 512, 7, 7) -> (S, 25088)
@@ -101,11 +109,13 @@ class HeadLoss:
     cls (Tensor[]): cross-entropy over the S sampled RoIs.
     loc (Tensor[]): ``lambda * sum smoothL1 / N_pos`` over positive RoIs, using the deltas of
         each RoI's true class.
+    loc_sum (Tensor[]): the plain smooth-L1 sum, before lambda and N_pos.
     n_pos: positive RoIs.
     """
 
     cls: torch.Tensor
     loc: torch.Tensor
+    loc_sum: torch.Tensor
     n_pos: int
 
     @property
@@ -121,7 +131,7 @@ def head_loss(
     output: HeadOutput,
     labels: torch.Tensor,
     targets: torch.Tensor,
-    params: HeadParams = HeadParams(),
+    params: HeadLossParams = HeadLossParams(),
 ) -> HeadLoss:
     """Stage 13: ``CE(scores, labels) + lambda * sum_{pos} smoothL1(deltas[label] - t) / N_pos``.
 
@@ -147,4 +157,4 @@ def head_loss(
         )
     loc_sum = smooth_l1_sum(picked, targets[pos].to(picked.device), params.smooth_l1_beta)
     loc = params.loss_lambda * loc_sum / max(int(pos.numel()), 1)
-    return HeadLoss(cls=cls, loc=loc, n_pos=int(pos.numel()))
+    return HeadLoss(cls=cls, loc=loc, loc_sum=loc_sum, n_pos=int(pos.numel()))

@@ -1,4 +1,5 @@
-"""Stage 1: load an image safely and resize it, with its boxes, to the input frame.
+"""Stage 1: load an image safely and resize it to the input frame (its boxes follow in
+:mod:`frcnn_core.ground_truth`).
 
 Every way a user's file can be odd is handled here and reported as :class:`ImageError` with a
 one-sentence message, or accepted with a note: 16-bit, RGBA, palette, CMYK, grayscale, EXIF
@@ -11,11 +12,10 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # 40 megapixels decodes to 120 MB of RGB: enough for any camera photo a class will upload,
@@ -63,22 +63,17 @@ class ResizeParams:
 
 @dataclass(frozen=True)
 class InputImage:
-    """The image and boxes in the input frame.
+    """The image in the input frame.
 
     Attributes:
         pixels: uint8 RGB array [height, width, 3].
-        gt_boxes (Tensor[G, 4]): float32 (x1, y1, x2, y2) in the input frame.
         scale: (sx, sy), input-frame pixels per original pixel.
         original_size: (H, W) of the upright original.
-        dropped: indices of the original boxes that vanished in the input frame (e.g. under one
-            pixel tall after truncation).
     """
 
     pixels: np.ndarray
-    gt_boxes: torch.Tensor
     scale: tuple[float, float]
     original_size: tuple[int, int]
-    dropped: tuple[int, ...] = field(default=())
 
     @property
     def size(self) -> tuple[int, int]:
@@ -174,35 +169,16 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
     return LoadedImage(pixels=pixels, notes=tuple(notes), format=fmt)
 
 
-def resize_to_input(
-    pixels: np.ndarray, gt_boxes: torch.Tensor, params: ResizeParams | None = None
-) -> InputImage:
-    """Stage 1: resize to the input frame (bicubic) and scale the boxes with it.
+def resize_image(pixels: np.ndarray, params: ResizeParams) -> InputImage:
+    """Stage 1: resize to the input frame (bicubic).
 
     Args:
         pixels: uint8 RGB [H, W, 3].
-        gt_boxes (Tensor[G, 4]): (x1, y1, x2, y2) in original pixels, already valid
-            (see :func:`frcnn_core.ground_truth.clean_boxes`).
-
-    Returns:
-        InputImage. Boxes that become empty in the input frame are dropped and listed.
     """
-    params = params or ResizeParams()
     h, w = pixels.shape[:2]
     resized = cv2.resize(pixels, (params.width, params.height), interpolation=cv2.INTER_CUBIC)
-    sx, sy = params.width / w, params.height / h
-    scale = torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
-    boxes = gt_boxes.to(torch.float64).reshape(-1, 4) * scale
-    if params.truncate_boxes:
-        boxes = boxes.trunc()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, params.width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, params.height)
-    ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    dropped = tuple(int(i) for i in torch.nonzero(~ok).squeeze(1))
     return InputImage(
         pixels=np.ascontiguousarray(resized),
-        gt_boxes=boxes[ok].float(),
-        scale=(sx, sy),
+        scale=(params.width / w, params.height / h),
         original_size=(h, w),
-        dropped=dropped,
     )

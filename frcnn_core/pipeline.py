@@ -1,339 +1,505 @@
-"""The stages chained: image -> backbone -> anchors -> ... -> losses, and the JSON summary.
+"""Faster R-CNN as the tutorial builds it, declared once as a stage graph (:data:`PIPELINE`).
 
-The backbone's features are the expensive part (seconds on a CPU); :func:`run_pipeline` takes
-them as an argument so a caller computes them once per image and re-runs only the cheap stages
-(milliseconds) when a threshold changes.
+Sources (inputs from outside the pipeline) and stages, in the paper's order::
+
+    photo, user_boxes, spec, backbone_net, heads, vocabulary      the sources
+    image            1   resize to the input frame        photo
+    ground_truth     1   the user's boxes in that frame   photo, user_boxes
+    classes              their ids in the vocabulary      ground_truth, vocabulary
+    backbone         2   VGG16 -> 512 x 50 x 50           image, backbone_net
+    anchors          3-4 22500 anchors, 8940 inside       image, spec
+    anchor_overlaps  5   IoU of inside anchors with GT    anchors, ground_truth
+    anchor_targets   5-6 labels, 256 sampled, targets     anchors, ground_truth, anchor_overlaps
+    rpn              7   RPN head: deltas and logits      backbone, heads
+    rpn_loss         8                                    rpn, anchor_targets
+    proposals        9   decode, NMS -> 2000 RoIs         image, anchors, rpn
+    proposal_targets 10  128 RoIs sampled                 proposals, ground_truth, classes
+    roi_pool         11  each RoI to 7 x 7                backbone, proposal_targets, spec
+    head             12  fc6, fc7 -> scores, deltas       roi_pool, heads
+    head_loss        13                                   head, proposal_targets
+    losses               the four terms and the total     rpn_loss, head_loss
+    test_proposals   14  6000 -> NMS -> 300               image, anchors, rpn
+    test_roi_pool    14                                   backbone, test_proposals, spec
+    test_head        14                                   test_roi_pool, heads
+    detections       14  per-class decode, threshold, NMS image, test_proposals, test_head
+    detection_match      true positives against the GT    detections, ground_truth, classes
+
+``heads`` are the RPN and Fast R-CNN heads, ``vocabulary`` the class names they were built for
+(class id = index + 1): two sources, so that sessions whose heads are the same seeded weights
+share every result that does not depend on what their classes are called.
+
+Each stage also reads the parameter group of the same name (``proposals`` reads
+``proposals`` and ``train_proposals``; the test-time stages read the same groups as their
+training-time twins, with ``test_proposals`` for the counts). :mod:`frcnn_core.graph` derives
+everything else from this declaration: the eager runner, the app's cache keys, and what a
+setting invalidates.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from frcnn_core.anchor_targets import AnchorTargetParams, AnchorTargetResult, anchor_targets
+from frcnn_core.anchor_targets import (
+    AnchorOverlaps,
+    AnchorTargetParams,
+    AnchorTargetResult,
+    anchor_overlaps,
+    anchor_targets,
+)
 from frcnn_core.anchors import AnchorParams, AnchorResult, generate_anchors
-from frcnn_core.backbone import Backbone, BackboneParams, run_backbone
-from frcnn_core.detect import Detections, DetectParams, detect
-from frcnn_core.ground_truth import clean_boxes
-from frcnn_core.head import FastRCNNHead, HeadLoss, HeadOutput, HeadParams, head_forward, head_loss
-from frcnn_core.image import InputImage, ResizeParams, resize_to_input
+from frcnn_core.backbone import (
+    VGG16,
+    Backbone,
+    BackboneParams,
+    BackboneResult,
+    BackboneSpec,
+    run_backbone,
+)
+from frcnn_core.detect import (
+    Detections,
+    DetectParams,
+    Match,
+    MatchParams,
+    detect,
+    match_detections,
+)
+from frcnn_core.graph import Graph, Run, Source, Stage
+from frcnn_core.ground_truth import ClassIds, GroundTruth, class_ids, ground_truth
+from frcnn_core.head import (
+    FastRCNNHead,
+    HeadLoss,
+    HeadLossParams,
+    HeadOutput,
+    HeadParams,
+    head_forward,
+    head_loss,
+)
+from frcnn_core.image import InputImage, LoadedImage, ResizeParams, resize_image
+from frcnn_core.params import PipelineParams
 from frcnn_core.proposal_targets import (
     ProposalTargetParams,
     ProposalTargetResult,
     proposal_targets,
 )
-from frcnn_core.proposals import ProposalParams, ProposalResult, propose
+from frcnn_core.proposals import ProposalCounts, ProposalParams, ProposalResult, propose
 from frcnn_core.roi_pool import RoIPoolParams, RoIPoolResult, pool_rois
-from frcnn_core.rpn import RPNHead, RPNLoss, RPNOutput, RPNParams, rpn_forward, rpn_loss
+from frcnn_core.rpn import (
+    RPNHead,
+    RPNLoss,
+    RPNLossParams,
+    RPNOutput,
+    RPNParams,
+    rpn_forward,
+    rpn_loss,
+)
 
-FEATURE_CHANNELS = 512
-
-
-@dataclass(frozen=True)
-class PipelineParams:
-    """Every parameter of SPEC section 2, one frozen dataclass per stage (hashable, so a cache
-    can key on them). ``training`` picks the train or test proposal counts."""
-
-    resize: ResizeParams = field(default_factory=ResizeParams)
-    backbone: BackboneParams = field(default_factory=BackboneParams)
-    anchors: AnchorParams = field(default_factory=AnchorParams)
-    anchor_targets: AnchorTargetParams = field(default_factory=AnchorTargetParams)
-    rpn: RPNParams = field(default_factory=RPNParams)
-    proposals: ProposalParams = field(default_factory=ProposalParams)
-    proposal_targets: ProposalTargetParams = field(default_factory=ProposalTargetParams)
-    roi_pool: RoIPoolParams = field(default_factory=RoIPoolParams)
-    head: HeadParams = field(default_factory=HeadParams)
-    detect: DetectParams = field(default_factory=DetectParams)
-    training: bool = True
-
-    def with_seed(self, seed: int) -> PipelineParams:
-        """The same parameters with every sampling seed set to ``seed``."""
-        return dataclasses.replace(
-            self,
-            anchor_targets=dataclasses.replace(self.anchor_targets, seed=seed),
-            proposal_targets=dataclasses.replace(self.proposal_targets, seed=seed),
-        )
-
-    def with_overrides(self, overrides: dict[str, str]) -> PipelineParams:
-        """Set parameters by name, ``"nms_iou=0.6"`` style: a field name that is unique across
-        the stages, or ``stage.field`` (``"proposal_targets.seed"``). Values are parsed to the
-        field's type (tuples as comma-separated numbers).
-
-        Raises:
-            ValueError: unknown or ambiguous name, or a value of the wrong type.
-        """
-        params = self
-        for name, text in overrides.items():
-            stage, fname = _resolve(name)
-            if stage is None:
-                params = dataclasses.replace(
-                    params, **{fname: _parse(text, type(getattr(params, fname)), name)}
-                )
-                continue
-            sub = getattr(params, stage)
-            value = _parse(text, type(getattr(sub, fname)), name)
-            params = dataclasses.replace(
-                params, **{stage: dataclasses.replace(sub, **{fname: value})}
-            )
-        return params
-
-
-def parameter_names() -> dict[str, list[str]]:
-    """Every settable name: ``{"stage": ["field", ...]}``; the top level is stage ``""``."""
-    names: dict[str, list[str]] = {"": []}
-    for f in dataclasses.fields(PipelineParams):
-        default = PipelineParams()
-        value = getattr(default, f.name)
-        if dataclasses.is_dataclass(value):
-            names[f.name] = [g.name for g in dataclasses.fields(value)]
-        else:
-            names[""].append(f.name)
-    return names
-
-
-def _resolve(name: str) -> tuple[str | None, str]:
-    names = parameter_names()
-    if "." in name:
-        stage, fname = name.split(".", 1)
-        if stage in names and fname in names[stage]:
-            return stage, fname
-        raise ValueError(f"unknown parameter {name!r}")
-    if name in names[""]:
-        return None, name
-    owners = [stage for stage, fields in names.items() if stage and name in fields]
-    if not owners:
-        raise ValueError(f"unknown parameter {name!r}")
-    if len(owners) > 1:
-        options = ", ".join(f"{o}.{name}" for o in owners)
-        raise ValueError(f"parameter {name!r} is ambiguous: use one of {options}")
-    return owners[0], name
-
-
-def _parse(text: str, kind: type, name: str) -> Any:
-    try:
-        if kind is bool:
-            lowered = text.strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(text)
-            return lowered in ("true", "1", "yes")
-        if kind is tuple:
-            return tuple(float(v) for v in text.split(",") if v.strip())
-        if kind is int:
-            return int(text)
-        if kind is float:
-            return float(text)
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+HIDDEN = 4096  # fc6 and fc7's width (SPEC stage 12)
 
 
 class DetectorHeads(nn.Module):
     """The trainable parts after the backbone: the RPN head and the Fast R-CNN head.
 
     Built from ``seed`` alone, so every session that starts from the same seed starts from the
-    same weights.
+    same weights. Its sizes follow from the backbone and the settings (:meth:`for_params`).
     """
 
     def __init__(
-        self, num_classes: int, anchors_per_cell: int = 9, seed: int = 0, hidden: int = 4096
-    ):
+        self,
+        num_classes: int,
+        anchors_per_cell: int,
+        in_channels: int,
+        pooled_size: int,
+        seed: int = 0,
+        hidden: int = HIDDEN,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.seed = seed
-        self.rpn = RPNHead(FEATURE_CHANNELS, anchors_per_cell, seed=seed)
-        self.head = FastRCNNHead(
-            num_classes, FEATURE_CHANNELS * 7 * 7, hidden=hidden, seed=seed + 1
+        self.pooled_size = pooled_size
+        self.rpn = RPNHead(in_channels, anchors_per_cell, seed=seed)
+        # The head's input width is the pooled RoI's size: channels x pooled size squared.
+        in_features = in_channels * pooled_size * pooled_size
+        self.head = FastRCNNHead(num_classes, in_features, hidden=hidden, seed=seed + 1)
+
+    @classmethod
+    def for_params(
+        cls,
+        num_classes: int,
+        params: PipelineParams,
+        spec: BackboneSpec = VGG16,
+        seed: int = 0,
+        hidden: int = HIDDEN,
+    ) -> DetectorHeads:
+        """Heads sized for ``params`` on ``spec``'s feature map."""
+        return cls(
+            num_classes,
+            params.anchors.per_cell,
+            spec.channels,
+            params.roi_pool.output_size,
+            seed=seed,
+            hidden=hidden,
+        )
+
+    @property
+    def anchors_per_cell(self) -> int:
+        return self.rpn.score.out_channels // 2
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def fits(self, params: PipelineParams) -> bool:
+        """True when these heads can run with ``params`` (anchors per cell, pooled size)."""
+        return (
+            self.anchors_per_cell == params.anchors.per_cell
+            and self.pooled_size == params.roi_pool.output_size
         )
 
 
 @dataclass(frozen=True)
-class PreparedInput:
-    """Stage 1's output with the labels that survived it.
+class UserBoxes:
+    """The ``user_boxes`` source: boxes as the user gave them, in original-image pixels
+    (anything: stage 1 cleans them, with a note per fix)."""
 
-    Attributes:
-        image: input-frame pixels and GT boxes.
-        labels: class name of each GT box in ``image.gt_boxes``.
-        class_names: distinct labels; class id = index + 1.
-        gt_labels (Tensor[G]): int64 class ids of ``image.gt_boxes``.
-        notes: what was fixed in the image or the boxes, for the user.
-    """
-
-    image: InputImage
-    labels: tuple[str, ...]
-    class_names: tuple[str, ...]
-    gt_labels: torch.Tensor
-    notes: tuple[str, ...]
-
-
-def prepare_input(
-    pixels: np.ndarray,
-    raw_boxes: list[object],
-    raw_labels: list[object],
-    params: ResizeParams,
-    image_notes: tuple[str, ...] = (),
-) -> PreparedInput:
-    """Stage 1: clean the user's boxes against the original image, then resize both.
-
-    Args:
-        pixels: uint8 RGB [H, W, 3], upright (see :func:`frcnn_core.image.load_image`).
-        raw_boxes: (x1, y1, x2, y2) per box in original pixels, as the user gave them.
-        raw_labels: one label per box.
-    """
-    gt = clean_boxes(raw_boxes, raw_labels, (pixels.shape[0], pixels.shape[1]))
-    image = resize_to_input(pixels, gt.boxes, params)
-    notes = list(image_notes) + list(gt.notes)
-    notes += [
-        f"box {gt.labels[i]!r} vanished when scaled to the input frame" for i in image.dropped
-    ]
-    kept = [i for i in range(len(gt.labels)) if i not in set(image.dropped)]
-    labels = tuple(gt.labels[i] for i in kept)
-    class_names = tuple(dict.fromkeys(labels))
-    index = {name: i + 1 for i, name in enumerate(class_names)}
-    gt_labels = torch.tensor([index[x] for x in labels], dtype=torch.int64)
-    return PreparedInput(image, labels, class_names, gt_labels, tuple(notes))
+    boxes: tuple[Any, ...]
+    labels: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
-class PipelineResult:
-    """Each stage's result, stages 1 to 13."""
+class Losses:
+    """The four loss terms; ``total`` is what training minimises."""
 
-    image: InputImage
-    gt_labels: torch.Tensor
-    features: torch.Tensor
-    backbone_seconds: float
-    anchors: AnchorResult
-    anchor_targets: AnchorTargetResult
-    rpn: RPNOutput
-    rpn_loss: RPNLoss
-    proposals: ProposalResult
-    proposal_targets: ProposalTargetResult
-    roi_pool: RoIPoolResult
-    head: HeadOutput
-    head_loss: HeadLoss
+    rpn: RPNLoss
+    head: HeadLoss
 
-    def losses(self) -> dict[str, float]:
-        """The four loss terms and their total, as floats."""
+    @property
+    def total(self) -> torch.Tensor:
+        return self.rpn.total + self.head.total.to(self.rpn.total.device)
+
+    def floats(self) -> dict[str, float]:
+        """``rpn_cls``, ``rpn_loc``, ``roi_cls``, ``roi_loc`` and ``total`` as floats."""
         out = {
-            "rpn_cls": float(self.rpn_loss.cls.detach()),
-            "rpn_loc": float(self.rpn_loss.loc.detach()),
-            "roi_cls": float(self.head_loss.cls.detach()),
-            "roi_loc": float(self.head_loss.loc.detach()),
+            "rpn_cls": float(self.rpn.cls.detach()),
+            "rpn_loc": float(self.rpn.loc.detach()),
+            "roi_cls": float(self.head.cls.detach()),
+            "roi_loc": float(self.head.loc.detach()),
         }
-        out["total"] = sum(out.values())
+        out["total"] = math.fsum(out.values())
         return out
 
 
-def image_tensor(image: InputImage, device: torch.device) -> torch.Tensor:
-    """The input-frame pixels as a uint8 [H, W, 3] tensor on ``device``."""
-    return torch.from_numpy(image.pixels).to(device)
+# -- the stages' functions: the library's stage functions, fed from the graph ----------------
 
 
-def compute_features(
-    image: InputImage, backbone: Backbone, params: BackboneParams, device: torch.device
-) -> tuple[torch.Tensor, float]:
-    """Stage 2 for one input image: features [1, 512, Hf, Wf] and the forward's seconds."""
-    result = run_backbone(image_tensor(image, device), backbone.features, params)
-    return result.features, result.seconds
+def _image(photo: LoadedImage, params: ResizeParams) -> InputImage:
+    return resize_image(photo.pixels, params)
 
 
-def run_pipeline(
+def _ground_truth(photo: LoadedImage, boxes: UserBoxes, params: ResizeParams) -> GroundTruth:
+    return ground_truth(list(boxes.boxes), list(boxes.labels), photo.size, params)
+
+
+def _classes(gt: GroundTruth, vocabulary: tuple[str, ...]) -> ClassIds:
+    return class_ids(gt.labels, vocabulary)
+
+
+def _backbone(image: InputImage, net: Backbone, params: BackboneParams) -> BackboneResult:
+    device = next(net.features.parameters()).device
+    return run_backbone(torch.from_numpy(image.pixels).to(device), net.features, params)
+
+
+def _anchors(image: InputImage, spec: BackboneSpec, params: AnchorParams) -> AnchorResult:
+    return generate_anchors(spec.feature_size(image.size), image.size, params, spec.stride)
+
+
+def _anchor_overlaps(anchors: AnchorResult, gt: GroundTruth) -> AnchorOverlaps:
+    return anchor_overlaps(anchors.inside_anchors, gt.boxes)
+
+
+def _anchor_targets(
+    anchors: AnchorResult, gt: GroundTruth, overlaps: AnchorOverlaps, params: AnchorTargetParams
+) -> AnchorTargetResult:
+    return anchor_targets(anchors.anchors, anchors.inside_index, gt.boxes, params, overlaps)
+
+
+def _rpn(features: BackboneResult, heads: DetectorHeads, params: RPNParams) -> RPNOutput:
+    return rpn_forward(features.features.to(heads.device), heads.rpn, params)
+
+
+def _rpn_loss(rpn: RPNOutput, targets: AnchorTargetResult, params: RPNLossParams) -> RPNLoss:
+    return rpn_loss(rpn, targets.labels_all, targets.targets_all, params)
+
+
+def _proposals(
     image: InputImage,
-    gt_labels: torch.Tensor,
-    features: torch.Tensor,
-    heads: DetectorHeads,
-    params: PipelineParams,
-    backbone_seconds: float = 0.0,
-    grad: bool = False,
-) -> PipelineResult:
-    """Stages 3 to 13 (and 14 when asked) on precomputed features.
+    anchors: AnchorResult,
+    rpn: RPNOutput,
+    params: ProposalParams,
+    counts: ProposalCounts,
+) -> ProposalResult:
+    return propose(anchors.anchors, rpn.locs, rpn.scores, image.size, params, counts)
 
-    Args:
-        image: the input-frame image and GT boxes (stage 1).
-        gt_labels (Tensor[G]): int64 class ids in 1..C of ``image.gt_boxes``.
-        features (Tensor[1, 512, Hf, Wf]): stage 2's output for this image.
-        heads: RPN and Fast R-CNN heads (not modified).
-        grad: keep the autograd graph (for training); otherwise runs under no_grad.
+
+def _proposal_targets(
+    proposals: ProposalResult, gt: GroundTruth, classes: ClassIds, params: ProposalTargetParams
+) -> ProposalTargetResult:
+    return proposal_targets(proposals.rois, gt.boxes, classes.gt_labels, params)
+
+
+def _roi_pool(
+    features: BackboneResult, rois: torch.Tensor, spec: BackboneSpec, params: RoIPoolParams
+) -> RoIPoolResult:
+    return pool_rois(features.features, rois, params, 1.0 / spec.stride)
+
+
+def _sampled_roi_pool(
+    features: BackboneResult,
+    targets: ProposalTargetResult,
+    spec: BackboneSpec,
+    params: RoIPoolParams,
+) -> RoIPoolResult:
+    return _roi_pool(features, targets.rois, spec, params)
+
+
+def _test_roi_pool(
+    features: BackboneResult, proposals: ProposalResult, spec: BackboneSpec, params: RoIPoolParams
+) -> RoIPoolResult:
+    return _roi_pool(features, proposals.rois, spec, params)
+
+
+def _head(pooled: RoIPoolResult, heads: DetectorHeads, params: HeadParams) -> HeadOutput:
+    return head_forward(pooled.pooled.to(heads.device), heads.head, params)
+
+
+def _head_loss(head: HeadOutput, targets: ProposalTargetResult, params: HeadLossParams) -> HeadLoss:
+    device = head.scores.device
+    return head_loss(head, targets.labels.to(device), targets.targets.to(device), params)
+
+
+def _losses(rpn: RPNLoss, head: HeadLoss) -> Losses:
+    return Losses(rpn, head)
+
+
+def _detections(
+    image: InputImage, proposals: ProposalResult, head: HeadOutput, params: DetectParams
+) -> Detections:
+    return detect(proposals.rois.to(head.scores.device), head, image.size, params)
+
+
+def _detection_match(
+    detections: Detections, gt: GroundTruth, classes: ClassIds, params: MatchParams
+) -> Match:
+    return match_detections(detections, gt.boxes, classes.gt_labels, params.match_iou)
+
+
+SOURCES = ("photo", "user_boxes", "spec", "backbone_net", "heads", "vocabulary")
+
+PIPELINE = Graph(
+    SOURCES,
+    [
+        Stage("image", _image, ("photo",), ("resize",), "Load and resize"),
+        Stage(
+            "ground_truth",
+            _ground_truth,
+            ("photo", "user_boxes"),
+            ("resize",),
+            "Ground-truth boxes",
+        ),
+        Stage("classes", _classes, ("ground_truth", "vocabulary"), (), "Class ids"),
+        Stage(
+            "backbone", _backbone, ("image", "backbone_net"), ("backbone",), "Backbone", heavy=True
+        ),
+        Stage("anchors", _anchors, ("image", "spec"), ("anchors",), "Anchors"),
+        Stage(
+            "anchor_overlaps",
+            _anchor_overlaps,
+            ("anchors", "ground_truth"),
+            (),
+            "Anchor–ground-truth IoU",
+        ),
+        Stage(
+            "anchor_targets",
+            _anchor_targets,
+            ("anchors", "ground_truth", "anchor_overlaps"),
+            ("anchor_targets",),
+            "Anchor labelling and sampling",
+        ),
+        Stage("rpn", _rpn, ("backbone", "heads"), ("rpn",), "RPN head", heavy=True),
+        Stage("rpn_loss", _rpn_loss, ("rpn", "anchor_targets"), ("rpn_loss",), "RPN loss"),
+        Stage(
+            "proposals",
+            _proposals,
+            ("image", "anchors", "rpn"),
+            ("proposals", "train_proposals"),
+            "Proposal layer",
+        ),
+        Stage(
+            "proposal_targets",
+            _proposal_targets,
+            ("proposals", "ground_truth", "classes"),
+            ("proposal_targets",),
+            "Proposal targets (RoI sampling)",
+        ),
+        Stage(
+            "roi_pool",
+            _sampled_roi_pool,
+            ("backbone", "proposal_targets", "spec"),
+            ("roi_pool",),
+            "RoI pooling",
+        ),
+        Stage("head", _head, ("roi_pool", "heads"), ("head",), "Fast R-CNN head", heavy=True),
+        Stage("head_loss", _head_loss, ("head", "proposal_targets"), ("head_loss",), "Head loss"),
+        Stage("losses", _losses, ("rpn_loss", "head_loss"), (), "Losses"),
+        Stage(
+            "test_proposals",
+            _proposals,
+            ("image", "anchors", "rpn"),
+            ("proposals", "test_proposals"),
+            "Test-time proposals",
+        ),
+        Stage(
+            "test_roi_pool",
+            _test_roi_pool,
+            ("backbone", "test_proposals", "spec"),
+            ("roi_pool",),
+            "Test-time RoI pooling",
+        ),
+        Stage(
+            "test_head",
+            _head,
+            ("test_roi_pool", "heads"),
+            ("head",),
+            "Test-time head",
+            heavy=True,
+        ),
+        Stage(
+            "detections",
+            _detections,
+            ("image", "test_proposals", "test_head"),
+            ("detect",),
+            "Detection",
+        ),
+        Stage(
+            "detection_match",
+            _detection_match,
+            ("detections", "ground_truth", "classes"),
+            ("match",),
+            "Detections against the ground truth",
+        ),
+    ],
+)
+
+
+def sources(
+    photo: LoadedImage,
+    boxes: UserBoxes,
+    backbone: Backbone,
+    heads: DetectorHeads | None = None,
+    vocabulary: tuple[str, ...] | None = None,
+) -> dict[str, Source]:
+    """The graph's sources for values in hand, keyed by the objects' identities: right for an
+    eager run (a shared cache needs real keys: digests, weight tokens). Without ``heads`` and
+    ``vocabulary`` there are no such entries."""
+    out = {
+        "photo": Source.of(photo, id(photo)),
+        "user_boxes": Source.of(boxes, (boxes.boxes, boxes.labels)),
+        "spec": Source.of(backbone.spec, backbone.spec),
+        "backbone_net": Source.of(backbone, id(backbone)),
+    }
+    if heads is not None and vocabulary is not None:
+        out["heads"] = Source.of(heads, id(heads))
+        out["vocabulary"] = Source.of(vocabulary, vocabulary)
+    return out
+
+
+def run(
+    photo: LoadedImage,
+    boxes: UserBoxes,
+    backbone: Backbone,
+    params: PipelineParams,
+    heads: DetectorHeads | None = None,
+    vocabulary: tuple[str, ...] | None = None,
+    *,
+    seed: int = 0,
+    hidden: int = HIDDEN,
+) -> Run:
+    """An eager run of :data:`PIPELINE` (the command line, tests, benchmarks): stages are
+    computed when first read, once each, with no cache.
+
+    Without ``heads``, fresh ones (``seed``) are built for the classes of the boxes that
+    survive stage 1 (in order of first appearance), on the backbone's device.
     """
-    with torch.set_grad_enabled(grad):
-        device = features.device
-        hf, wf = features.shape[-2:]
-        anchors = generate_anchors((hf, wf), image.size, params.anchors)
-        gt = image.gt_boxes.to(device)
-        targets = anchor_targets(
-            anchors.anchors.to(device), anchors.inside_index.to(device), gt, params.anchor_targets
-        )
-        rpn = rpn_forward(features, heads.rpn, params.rpn)
-        loss_rpn = rpn_loss(rpn, targets.labels_all, targets.targets_all, params.rpn)
-        proposals = propose(
-            anchors.anchors, rpn.locs, rpn.scores, image.size, params.proposals, params.training
-        )
-        roi_targets = proposal_targets(
-            proposals.rois, gt, gt_labels.to(device), params.proposal_targets
-        )
-        pooled = pool_rois(features, roi_targets.rois, params.roi_pool)
-        head = head_forward(pooled.pooled, heads.head, params.head)
-        loss_head = head_loss(head, roi_targets.labels, roi_targets.targets, params.head)
-    return PipelineResult(
-        image=image,
-        gt_labels=gt_labels,
-        features=features,
-        backbone_seconds=backbone_seconds,
-        anchors=anchors,
-        anchor_targets=targets,
-        rpn=rpn,
-        rpn_loss=loss_rpn,
-        proposals=proposals,
-        proposal_targets=roi_targets,
-        roi_pool=pooled,
-        head=head,
-        head_loss=loss_head,
-    )
+    out = Run(PIPELINE, sources(photo, boxes, backbone, heads, vocabulary), params)
+    if heads is None:
+
+        def vocabulary_of_boxes() -> tuple[str, ...]:
+            return tuple(dict.fromkeys(out["ground_truth"].labels))
+
+        def fresh_heads() -> DetectorHeads:
+            n = max(len(out["vocabulary"]), 1)
+            made = DetectorHeads.for_params(n, params, backbone.spec, seed, hidden).eval()
+            return made.to(next(backbone.features.parameters()).device)
+
+        out.sources["vocabulary"] = Source("boxes", vocabulary_of_boxes)
+        out.sources["heads"] = Source("fresh", fresh_heads)
+    return out
 
 
-def run_detection(
+def run_on_features(
+    image: InputImage,
+    gt: GroundTruth,
+    classes: ClassIds,
     features: torch.Tensor,
-    proposals: ProposalResult,
     heads: DetectorHeads,
-    image_size: tuple[int, int],
     params: PipelineParams,
-) -> tuple[HeadOutput, Detections]:
-    """Stage 14 on test-time proposals (``propose(..., training=False)``: 6000 / 300): RoI pool,
-    head, per-class decoding, score threshold and per-class NMS."""
-    with torch.no_grad():
-        rois = proposals.rois.to(features.device)
-        pooled = pool_rois(features, rois, params.roi_pool)
-        head = head_forward(pooled.pooled, heads.head, params.head)
-        return head, detect(rois, head, image_size, params.detect)
+    spec: BackboneSpec = VGG16,
+    grad: bool = False,
+) -> Run:
+    """An eager run on an image whose stage 1 and 2 are done (a training sample): the stages
+    after the backbone, with ``features`` [1, C, Hf, Wf] as the backbone's result."""
+    given = {
+        "image": image,
+        "ground_truth": gt,
+        "classes": classes,
+        "backbone": BackboneResult(features, 0.0),
+    }
+    known = {"spec": Source.of(spec, spec), "heads": Source.of(heads, id(heads))}
+    return Run(PIPELINE, known, params, given=given, grad=grad)
 
 
-def summary(result: PipelineResult, weights: str) -> dict[str, Any]:
-    """The machine-readable summary of SPEC section 6."""
-    counts = result.anchor_targets.counts()
-    h, w = result.image.size
+def summary(result: Run, weights: str) -> dict[str, Any]:
+    """The machine-readable summary of SPEC section 6 (computes the training stages)."""
+    targets: AnchorTargetResult = result["anchor_targets"]
+    counts = targets.counts()
+    image: InputImage = result["image"]
+    gt: GroundTruth = result["ground_truth"]
+    roi_targets: ProposalTargetResult = result["proposal_targets"]
+    anchors: AnchorResult = result["anchors"]
+    h, w = image.size
     return {
         "input_size": [h, w],
-        "gt_boxes": [[round(float(v), 4) for v in box] for box in result.image.gt_boxes.tolist()],
-        "feature_map": list(result.features.shape[1:]),
+        "gt_boxes": [[round(float(v), 4) for v in box] for box in gt.boxes.tolist()],
+        "feature_map": list(result["backbone"].features.shape[1:]),
         "weights": weights,
-        "anchors": {"total": result.anchors.total, "inside": result.anchors.inside},
+        "anchors": {"total": anchors.total, "inside": anchors.inside},
         "anchor_labels": {
             "positive": counts["positive"],
             "negative": counts["negative"],
             "ignored": counts["ignored"],
-            "gt_best_iou": [float(v) for v in result.anchor_targets.gt_best_iou.tolist()],
+            "gt_best_iou": [float(v) for v in targets.gt_best_iou.tolist()],
             "sampled_positive": counts["sampled_positive"],
             "sampled_negative": counts["sampled_negative"],
         },
-        "proposals": result.proposals.counts(),
+        "proposals": result["proposals"].counts(),
         "roi_targets": {
-            "positive": int(result.proposal_targets.pos_index.numel()),
-            "negative": int(result.proposal_targets.neg_index.numel()),
+            "positive": int(roi_targets.pos_index.numel()),
+            "negative": int(roi_targets.neg_index.numel()),
         },
-        "roi_pool": list(result.roi_pool.pooled.shape),
-        "losses": result.losses(),
+        "roi_pool": list(result["roi_pool"].pooled.shape),
+        "losses": result["losses"].floats(),
     }

@@ -3,7 +3,8 @@
     decode -> clip to image -> drop boxes under min_size -> top pre_nms_n by object probability
     -> NMS -> top post_nms_n
 
-Train versus test is an explicit argument (12000 / 2000 when training, 6000 / 300 at test time).
+The pre- and post-NMS counts are an explicit argument (:class:`ProposalCounts`): 12000 / 2000
+when training, 6000 / 300 at test time. The rest of the layer's rules are the same in both.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from frcnn_core.boxes import SCALE_CLAMP, decode, nms_in_order
 
 @dataclass(frozen=True)
 class ProposalParams:
-    """Proposal-layer settings (SPEC stage 9).
+    """The proposal layer's rules, the same at training and at test time.
 
     ``bug_b7_logit_rank`` ranks by the raw object logit instead of the softmax probability;
     ``bug_b8_index_order`` makes NMS visit boxes by descending anchor index instead of score,
@@ -26,20 +27,23 @@ class ProposalParams:
     """
 
     nms_iou: float = 0.7
-    pre_nms_train: int = 12000
-    post_nms_train: int = 2000
-    pre_nms_test: int = 6000
-    post_nms_test: int = 300
     min_size: float = 16.0
     scale_clamp: float = SCALE_CLAMP
     bug_b7_logit_rank: bool = False
     bug_b8_index_order: bool = False
 
-    def counts(self, training: bool) -> tuple[int, int]:
-        """(pre_nms_n, post_nms_n) for the mode."""
-        if training:
-            return self.pre_nms_train, self.post_nms_train
-        return self.pre_nms_test, self.post_nms_test
+
+@dataclass(frozen=True)
+class ProposalCounts:
+    """How many boxes enter NMS (``pre_nms``) and how many of its survivors are kept
+    (``post_nms``): 12000 / 2000 for training (the default), 6000 / 300 at test time
+    (:data:`TEST_COUNTS`)."""
+
+    pre_nms: int = 12000
+    post_nms: int = 2000
+
+
+TEST_COUNTS = ProposalCounts(pre_nms=6000, post_nms=300)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class ProposalResult:
         rois (Tensor[R, 4]): the proposals, float32.
         scores (Tensor[R]): their ranking scores.
         rank_scores (Tensor[N]): the score every anchor was ranked by.
-        training: which pre/post-NMS counts were used.
+        pre_nms_n, post_nms_n: the counts used.
     """
 
     decoded: torch.Tensor
@@ -68,7 +72,8 @@ class ProposalResult:
     rois: torch.Tensor
     scores: torch.Tensor
     rank_scores: torch.Tensor
-    training: bool
+    pre_nms_n: int
+    post_nms_n: int
 
     def counts(self) -> dict[str, int]:
         return {
@@ -86,7 +91,7 @@ def propose(
     scores: torch.Tensor,
     image_size: tuple[int, int],
     params: ProposalParams,
-    training: bool,
+    counts: ProposalCounts,
 ) -> ProposalResult:
     """Stage 9 on one image.
 
@@ -95,12 +100,12 @@ def propose(
         locs (Tensor[N, 4]): RPN deltas.
         scores (Tensor[N, 2]): RPN (background, object) logits.
         image_size: (H, W) of the input frame.
-        training: choose the train or test pre/post-NMS counts.
+        counts: the pre- and post-NMS counts (training or test time).
     """
     locs = locs.detach().float()
     scores = scores.detach().float()
     anchors = anchors.to(locs.device, torch.float32)
-    pre_n, post_n = params.counts(training)
+    pre_n, post_n = counts.pre_nms, counts.post_nms
     decoded = decode(anchors, locs, params.scale_clamp)  # [N, 4]
     clipped = clip_boxes_to_image(decoded, image_size)
     if params.bug_b7_logit_rank:
@@ -127,5 +132,6 @@ def propose(
         rois=clipped[keep_index],
         scores=rank_scores[keep_index],
         rank_scores=rank_scores,
-        training=training,
+        pre_nms_n=pre_n,
+        post_nms_n=post_n,
     )

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from frcnn_core.pipeline import PipelineResult
+from frcnn_core.graph import Run
 
 GT = (255, 215, 0)
 POSITIVE = (40, 200, 60)
@@ -38,9 +38,12 @@ def _dimmed(pixels: np.ndarray, factor: float = 0.55) -> np.ndarray:
     return (pixels.astype(np.float32) * factor).astype(np.uint8)
 
 
-def gt_boxes(result: PipelineResult, labels: tuple[str, ...]) -> np.ndarray:
+def gt_boxes(result: Run) -> np.ndarray:
     img = result.image.pixels.copy()
-    for (x1, y1, x2, y2), label in zip(result.image.gt_boxes.int().tolist(), labels, strict=False):
+    labels = result.ground_truth.labels
+    for (x1, y1, x2, y2), label in zip(
+        result.ground_truth.boxes.int().tolist(), labels, strict=True
+    ):
         cv2.rectangle(img, (x1, y1), (x2, y2), GT, 3, cv2.LINE_AA)
         cv2.putText(
             img, label, (x1 + 4, max(y1 - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, GT, 2, cv2.LINE_AA
@@ -84,23 +87,23 @@ def most_active_channels(features: torch.Tensor, k: int = 16) -> list[int]:
     return [int(c) for c in torch.argsort(means, descending=True)[:k]]
 
 
-def features(result: PipelineResult) -> np.ndarray:
-    c, hf, wf = result.features.shape[1:]
-    grid = feature_grid(result.features, most_active_channels(result.features))
+def features(result: Run) -> np.ndarray:
+    fmap = result.backbone.features
+    c, hf, wf = fmap.shape[1:]
+    grid = feature_grid(fmap, most_active_channels(fmap))
     return _title(grid, f"2. backbone: {c} x {hf} x {wf}, 16 most active channels")
 
 
-def anchor_centres(result: PipelineResult) -> np.ndarray:
+def anchor_centres(result: Run) -> np.ndarray:
     img = _dimmed(result.image.pixels)
     for x, y in result.anchors.centres.round().int().tolist():
         cv2.circle(img, (x, y), 2, PROPOSAL, -1)
     hf, wf = result.anchors.feature_size
-    return _title(
-        img, f"3. {hf} x {wf} = {hf * wf} anchor centres (stride {int(img.shape[1] // wf)})"
-    )
+    stride = result.anchors.stride
+    return _title(img, f"3. {hf} x {wf} = {hf * wf} anchor centres (stride {stride})")
 
 
-def anchors_at(result: PipelineResult, cell: tuple[int, int] | None = None) -> np.ndarray:
+def anchors_at(result: Run, cell: tuple[int, int] | None = None) -> np.ndarray:
     """The A anchors of one cell (default: the middle one) on a canvas padded so all show."""
     hf, wf = result.anchors.feature_size
     iy, ix = cell if cell is not None else (hf // 2, wf // 2)
@@ -120,13 +123,13 @@ def anchors_at(result: PipelineResult, cell: tuple[int, int] | None = None) -> n
     return _title(img, f"4. the {a} anchors of cell (y={iy}, x={ix}); colour = ratio")
 
 
-def labelled_anchors(result: PipelineResult) -> np.ndarray:
+def labelled_anchors(result: Run) -> np.ndarray:
     t = result.anchor_targets
     inside = result.anchors.inside_anchors
     img = _dimmed(result.image.pixels)
     _boxes(img, inside[t.labels == 0], NEGATIVE)
     _boxes(img, inside[t.labels == 1], POSITIVE, 2)
-    _boxes(img, result.image.gt_boxes, GT, 2)
+    _boxes(img, result.ground_truth.boxes, GT, 2)
     c = t.counts()
     return _title(
         img,
@@ -135,7 +138,7 @@ def labelled_anchors(result: PipelineResult) -> np.ndarray:
     )
 
 
-def proposals(result: PipelineResult, after_nms: bool, show: int = 300) -> np.ndarray:
+def proposals(result: Run, after_nms: bool, show: int = 300) -> np.ndarray:
     p = result.proposals
     img = _dimmed(result.image.pixels)
     if after_nms:
@@ -144,21 +147,21 @@ def proposals(result: PipelineResult, after_nms: bool, show: int = 300) -> np.nd
     else:
         _boxes(img, p.clipped[p.pre_nms_index[:show]], PROPOSAL)
         text = f"6. before NMS: top {p.pre_nms_index.numel()} by score (top {show} drawn)"
-    _boxes(img, result.image.gt_boxes, GT, 2)
+    _boxes(img, result.ground_truth.boxes, GT, 2)
     return _title(img, text)
 
 
-def sampled_rois(result: PipelineResult) -> np.ndarray:
+def sampled_rois(result: Run) -> np.ndarray:
     t = result.proposal_targets
     img = _dimmed(result.image.pixels)
     n_pos = t.pos_index.numel()
     _boxes(img, t.rois[n_pos:], NEGATIVE)
     _boxes(img, t.rois[:n_pos], POSITIVE, 2)
-    _boxes(img, result.image.gt_boxes, GT, 2)
+    _boxes(img, result.ground_truth.boxes, GT, 2)
     return _title(img, f"8. sampled RoIs: {n_pos} positive, {t.neg_index.numel()} negative")
 
 
-def pooled(result: PipelineResult, k: int = 8, cell: int = 112) -> np.ndarray:
+def pooled(result: Run, k: int = 8, cell: int = 112) -> np.ndarray:
     """The channel-mean of the 7 x 7 pooled features of the first ``k`` sampled RoIs."""
     x = result.roi_pool.pooled[:k].detach().float().mean(dim=1).cpu()  # [k, 7, 7]
     tiles = []
@@ -179,10 +182,10 @@ def pooled(result: PipelineResult, k: int = 8, cell: int = 112) -> np.ndarray:
     return _title(np.hstack(tiles), f"9. RoI pool {s}: channel mean, first {len(tiles)}")
 
 
-def all_stages(result: PipelineResult, labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+def all_stages(result: Run) -> dict[str, np.ndarray]:
     """Every picture, keyed by a file stem that sorts in stage order."""
     return {
-        "01_gt_boxes": gt_boxes(result, labels),
+        "01_gt_boxes": gt_boxes(result),
         "02_features": features(result),
         "03_anchor_centres": anchor_centres(result),
         "04_anchors_at_location": anchors_at(result),

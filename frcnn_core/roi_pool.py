@@ -1,7 +1,8 @@
 """Stage 11: RoI pooling, every RoI's region of the feature map pooled to a fixed 7 x 7.
 
 ``spatial_scale`` maps input-frame pixels to feature cells: an 800 x 800 input and a 50 x 50
-feature map give 50 / 800 = 1/16, so a RoI from x = 160 to x = 320 covers cells 10 to 20.
+feature map give 50 / 800 = 1/16, so a RoI from x = 160 to x = 320 covers cells 10 to 20. It is
+not a setting: it is one over the backbone's stride.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ class RoIPoolParams:
     (bilinear samples, ``sampling_ratio`` per bin side, no quantisation)."""
 
     output_size: int = 7
-    spatial_scale: float = 1.0 / 16
     method: str = "pool"
     sampling_ratio: int = 2
 
@@ -43,36 +43,39 @@ class RoIPoolResult:
     pooled: torch.Tensor
 
 
-def pool_rois(features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams) -> RoIPoolResult:
+def pool_rois(
+    features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams, spatial_scale: float
+) -> RoIPoolResult:
     """Stage 11 with ``torchvision.ops.roi_pool`` or ``roi_align``.
 
     Args:
         features (Tensor[1, C, Hf, Wf]): the backbone's feature map.
         rois (Tensor[S, 4]): (x1, y1, x2, y2) in the input frame.
+        spatial_scale: feature cells per input pixel, 1 / the backbone's stride (1/16).
     """
     rois = rois.to(features.device, features.dtype)
     threads = torch.get_num_threads()
     if features.device.type != "cpu" or threads < 2 or rois.shape[0] < SPLIT_MIN_ROIS:
-        return RoIPoolResult(pooled=_pool(features, rois, params))
+        return RoIPoolResult(pooled=_pool(features, rois, params, spatial_scale))
     # Grad mode is per thread: the workers take the caller's (no graph under no_grad).
     grad = torch.is_grad_enabled()
 
     def pool_part(part: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(grad):
-            return _pool(features, part, params)
+            return _pool(features, part, params, spatial_scale)
 
     parts = _executor(threads).map(pool_part, rois.chunk(threads))
     return RoIPoolResult(pooled=torch.cat(list(parts)))
 
 
-def _pool(features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams) -> torch.Tensor:
+def _pool(
+    features: torch.Tensor, rois: torch.Tensor, params: RoIPoolParams, spatial_scale: float
+) -> torch.Tensor:
     """``rois`` (Tensor[S, 4]) pooled to Tensor[S, C, size, size] on the calling thread."""
     size = (params.output_size, params.output_size)
     if params.method == "align":
-        return roi_align(
-            features, [rois], size, params.spatial_scale, params.sampling_ratio, aligned=True
-        )
-    return roi_pool(features, [rois], size, params.spatial_scale)
+        return roi_align(features, [rois], size, spatial_scale, params.sampling_ratio, aligned=True)
+    return roi_pool(features, [rois], size, spatial_scale)
 
 
 @cache

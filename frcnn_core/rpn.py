@@ -21,11 +21,17 @@ from frcnn_core.boxes import smooth_l1_sum
 
 @dataclass(frozen=True)
 class RPNParams:
-    """RPN head and loss settings. ``bug_b6_no_relu`` drops the ReLU after the 3 x 3 conv."""
+    """RPN head settings (stage 7). ``bug_b6_no_relu`` drops the ReLU after the 3 x 3 conv."""
+
+    bug_b6_no_relu: bool = False
+
+
+@dataclass(frozen=True)
+class RPNLossParams:
+    """RPN loss settings (stage 8): the box term's weight lambda and smooth L1's beta."""
 
     loss_lambda: float = 10.0
     smooth_l1_beta: float = 1.0
-    bug_b6_no_relu: bool = False
 
 
 class RPNHead(nn.Module):
@@ -110,7 +116,10 @@ class RPNLoss:
 
 
 def rpn_loss(
-    output: RPNOutput, labels: torch.Tensor, targets: torch.Tensor, params: RPNParams = RPNParams()
+    output: RPNOutput,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    params: RPNLossParams = RPNLossParams(),
 ) -> RPNLoss:
     """Stage 8: ``L = CE(scores, labels) + lambda * sum_{pos} smoothL1(locs - targets) / N_pos``.
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from frcnn_core.anchors import generate_anchors
-from frcnn_core.backbone import WeightsError
+from frcnn_core.backbone import VGG16, BackboneSpec, WeightsError
 from frcnn_core.detect import Detections, top_detections_iou
+from frcnn_core.graph import Run
+from frcnn_core.ground_truth import ClassIds, GroundTruth, class_ids
 from frcnn_core.image import InputImage
-from frcnn_core.pipeline import DetectorHeads, PipelineParams, run_detection, run_pipeline
-from frcnn_core.proposals import propose
-from frcnn_core.rpn import rpn_forward
+from frcnn_core.params import MAX_ANCHORS_PER_CELL, PipelineParams, parameter
+from frcnn_core.pipeline import DetectorHeads, run_on_features
 
 WEIGHTS_FORMAT = "frcnn-explorer-heads/1"
 CONV5_START = 23  # features[23] is pool4; features[23:30] = pool4 + conv5_1..conv5_3 with ReLUs
@@ -130,15 +130,46 @@ class StandardizedInput(nn.Module):
 
 @dataclass(frozen=True)
 class TrainSample:
-    """One training image: input frame, GT class ids and frozen backbone features.
+    """One training image: its stage-1 results and frozen backbone features.
 
-    ``features`` is conv5_3's output [1, 512, Hf, Wf], or conv4_3's [1, 512, 2Hf, 2Wf] when the
-    last block is trained.
+    ``classes`` maps its boxes to the training set's class vocabulary. ``features`` is
+    conv5_3's output [1, 512, Hf, Wf], or conv4_3's [1, 512, 2Hf, 2Wf] when the last block is
+    trained.
     """
 
     image: InputImage
-    gt_labels: torch.Tensor
+    ground_truth: GroundTruth
+    classes: ClassIds
     features: torch.Tensor
+
+    @classmethod
+    def from_run(
+        cls, result: Run, class_names: tuple[str, ...], features: torch.Tensor | None = None
+    ) -> TrainSample:
+        """A sample from a run's stage 1 and 2, its boxes' ids in ``class_names`` (the
+        training set's vocabulary); ``features`` instead of the run's own (conv4_3's)."""
+        gt = result["ground_truth"]
+        if features is None:
+            features = result["backbone"].features
+        return cls(result["image"], gt, class_ids(gt.labels, class_names), features)
+
+    def run(
+        self,
+        heads: DetectorHeads,
+        params: PipelineParams,
+        conv5: nn.Module | None = None,
+        grad: bool = False,
+        spec: BackboneSpec = VGG16,
+    ) -> Run:
+        """The pipeline after the backbone on this sample (through ``conv5`` first, when
+        given)."""
+        features = self.features
+        if conv5 is not None:
+            with torch.set_grad_enabled(grad):
+                features = conv5(features)
+        return run_on_features(
+            self.image, self.ground_truth, self.classes, features, heads, params, spec, grad
+        )
 
 
 @dataclass
@@ -205,7 +236,7 @@ class Trainer:
         rates = [train.learning_rate] * 3
         if train.standardize_fc7:
             score_rate = train.head_learning_rate / len(samples)
-            loss_lambda = params.head.loss_lambda
+            loss_lambda = params.head_loss.loss_lambda
             box_rate = score_rate / (loss_lambda if loss_lambda > 0 else 1.0)
             rates = [train.learning_rate, score_rate, box_rate]
         groups = [
@@ -236,14 +267,9 @@ class Trainer:
         for group, rate in zip(self.optimizer.param_groups, self.base_rates, strict=True):
             group["lr"] = rate * warmup
         sample = self.samples[self.iteration % len(self.samples)]
-        features = sample.features
-        if self.conv5 is not None:
-            features = self.conv5(features)
         params = self.params.with_seed(self.train.seed + self.iteration)
-        result = run_pipeline(
-            sample.image, sample.gt_labels, features, self.heads, params, grad=True
-        )
-        loss = result.rpn_loss.total + result.head_loss.total
+        result = sample.run(self.heads, params, self.conv5, grad=True)["losses"]
+        loss = result.total
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(
                 f"the loss became {float(loss.detach())} at iteration {self.iteration + 1}: "
@@ -255,7 +281,7 @@ class Trainer:
         limit = self.train.max_grad_norm if self.train.max_grad_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(trained, limit))
         self.optimizer.step()
-        losses = result.losses()
+        losses = result.floats()
         losses["seconds"] = time.perf_counter() - started
         losses["grad_norm"] = grad_norm
         self.history.append(losses)
@@ -303,13 +329,7 @@ def fc7_statistics(
     hook = heads.head.score.register_forward_pre_hook(lambda _, args: batches.append(args[0]))
     try:
         for sample in samples:
-            features = sample.features
-            with torch.no_grad():
-                if conv5 is not None:
-                    features = conv5(features)
-                run_pipeline(
-                    sample.image, sample.gt_labels, features, heads, params.with_seed(seed)
-                )
+            sample.run(heads, params.with_seed(seed), conv5)["head"]
     finally:
         hook.remove()
     batches = [b.detach() for b in batches if b.shape[0] > 0]
@@ -320,20 +340,6 @@ def fc7_statistics(
     return mean, max(spread, 1e-12)
 
 
-def detect_image(
-    features: torch.Tensor, image: InputImage, heads: DetectorHeads, params: PipelineParams
-) -> Detections:
-    """Stages 3, 7, 9 (test counts: 6000 / 300) and 14 on one image's features [1, 512, Hf, Wf]:
-    what the Detect page shows for these heads."""
-    with torch.no_grad():
-        anchors = generate_anchors(tuple(features.shape[-2:]), image.size, params.anchors)
-        rpn = rpn_forward(features, heads.rpn, params.rpn)
-        proposals = propose(
-            anchors.anchors, rpn.locs, rpn.scores, image.size, params.proposals, training=False
-        )
-        return run_detection(features, proposals, heads, image.size, params)[1]
-
-
 def detection_overlap(
     sample: TrainSample,
     heads: DetectorHeads,
@@ -341,14 +347,10 @@ def detection_overlap(
     conv5: nn.Module | None = None,
 ) -> float:
     """Mean over the sample's GT boxes of :func:`frcnn_core.detect.top_detections_iou`: how well
-    the best-scored detections cover the objects (1 = exactly). ``conv5`` is needed when the
-    sample holds conv4_3 features (``train_last_block``)."""
-    features = sample.features
-    if conv5 is not None:
-        with torch.no_grad():
-            features = conv5(features)
-    dets = detect_image(features, sample.image, heads, params)
-    return float(top_detections_iou(dets, sample.image.gt_boxes).mean())
+    the best-scored test-time detections cover the objects (1 = exactly). ``conv5`` is needed
+    when the sample holds conv4_3 features (``train_last_block``)."""
+    detections: Detections = sample.run(heads, params, conv5)["detections"]
+    return float(top_detections_iou(detections, sample.ground_truth.boxes).mean())
 
 
 def _fc_parameters(heads: DetectorHeads) -> list[nn.Parameter]:
@@ -374,7 +376,9 @@ def heads_to_bytes(
     payload = {
         "format": WEIGHTS_FORMAT,
         "num_classes": heads.num_classes,
-        "anchors_per_cell": heads.rpn.score.out_channels // 2,
+        "anchors_per_cell": heads.anchors_per_cell,
+        "in_channels": heads.rpn.conv.in_channels,
+        "pooled_size": heads.pooled_size,
         "hidden": heads.head.fc7.out_features,
         "seed": heads.seed,
         "trained_fc": trained_fc,
@@ -416,6 +420,9 @@ def heads_from_bytes(data: bytes) -> LoadedHeads:
     try:
         num_classes = int(payload["num_classes"])
         anchors_per_cell = int(payload["anchors_per_cell"])
+        # Files from before the pooled size was a setting: VGG16's 512 channels, 7 x 7.
+        in_channels = int(payload.get("in_channels", VGG16.channels))
+        pooled_size = int(payload.get("pooled_size", 7))
         hidden = int(payload["hidden"])
         seed = int(payload.get("seed", 0))
         trained_fc = bool(payload.get("trained_fc", True))
@@ -423,9 +430,17 @@ def heads_from_bytes(data: bytes) -> LoadedHeads:
         state = payload["heads"]
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"the weights file is missing {exc}") from exc
-    if not 1 <= num_classes <= 1000 or not 1 <= anchors_per_cell <= 100 or not 1 <= hidden <= 4096:
+    if (
+        not 1 <= num_classes <= 1000
+        or not 1 <= anchors_per_cell <= MAX_ANCHORS_PER_CELL
+        or not 1 <= hidden <= 4096
+        or in_channels != VGG16.channels
+        or not 1 <= pooled_size <= int(parameter("roi_pool.output_size").high or 1)
+    ):
         raise WeightsError("the weights file describes an impossible model")
-    heads = DetectorHeads(num_classes, anchors_per_cell, hidden=hidden, seed=seed)
+    heads = DetectorHeads(
+        num_classes, anchors_per_cell, in_channels, pooled_size, hidden=hidden, seed=seed
+    )
     shapes = {
         k: v.shape
         for k, v in heads.state_dict().items()

@@ -238,15 +238,28 @@ def inside_by_shape(grid: AnchorResult, params: AnchorParams) -> np.ndarray:
     return flags.reshape(hf, wf, params.per_cell).permute(2, 0, 1).numpy()  # [Hf, Wf, A]
 
 
-def shape_table(by_shape: np.ndarray, params: AnchorParams) -> list[dict[str, object]]:
+def shape_sizes(params: AnchorParams, stride: int) -> list[tuple[float, float, float, float]]:
+    """(ratio, scale, width, height) of each anchor shape, ``a = ratio_index * n_scales +
+    scale_index``, in input pixels at the backbone's ``stride``."""
+    return [
+        (r, s, stride * s / math.sqrt(r), stride * s * math.sqrt(r))
+        for r in params.ratios
+        for s in params.scales
+    ]
+
+
+def shape_names(params: AnchorParams, stride: int) -> list[str]:
+    """One name per anchor shape, e.g. "ratio 0.5, scale 8 (181×91)"."""
+    return [
+        f"ratio {r:g}, scale {s:g} ({w:.0f}×{h:.0f})" for r, s, w, h in shape_sizes(params, stride)
+    ]
+
+
+def shape_table(by_shape: np.ndarray, params: AnchorParams, stride: int) -> list[dict[str, object]]:
     """One row per anchor shape: its size and at how many cells it lies inside the image."""
-    scales, ratios, stride = params.scales, params.ratios, params.stride
     cells = by_shape.shape[1] * by_shape.shape[2]
     rows = []
-    for a in range(by_shape.shape[0]):
-        ri, si = divmod(a, len(scales))
-        r, s = ratios[ri], scales[si]
-        w, h = stride * s / math.sqrt(r), stride * s * math.sqrt(r)
+    for a, (r, s, w, h) in enumerate(shape_sizes(params, stride)):
         n = int(by_shape[a].sum())
         rows.append(
             {
@@ -298,18 +311,16 @@ def inside_heatmap(counts: np.ndarray, per_cell: int, picked: tuple[int, int]) -
     return fig
 
 
-def shape_maps_figure(by_shape: np.ndarray, params: AnchorParams) -> go.Figure:
+def shape_maps_figure(by_shape: np.ndarray, params: AnchorParams, stride: int) -> go.Figure:
     """Per anchor shape (rows: ratio, columns: scale), the cells where it lies inside."""
-    scales, ratios, stride = params.scales, params.ratios, params.stride
-    names = []
-    for r in ratios:
-        for s in scales:
-            w, h = stride * s / math.sqrt(r), stride * s * math.sqrt(r)
-            names.append(f"r {r:g}, s {s:g} ({w:.0f}×{h:.0f}): {int(by_shape[len(names)].sum())}")
+    names = [
+        f"r {r:g}, s {s:g} ({w:.0f}×{h:.0f}): {int(by_shape[a].sum())}"
+        for a, (r, s, w, h) in enumerate(shape_sizes(params, stride))
+    ]
     return tiled_heatmap(
         by_shape.astype(np.float64),
         names,
-        cols=len(scales),
+        cols=len(params.scales),
         colorscale=[[0, "#E5E7EB"], [1, "#16A34A"]],
         hover_name="inside (1 = yes)",
         tile_px=200,

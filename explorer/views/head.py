@@ -8,7 +8,6 @@ import plotly.graph_objects as go
 import torch
 
 from explorer.figures import LOSS_COLOURS
-from frcnn_core.boxes import smooth_l1_sum
 from frcnn_core.head import FastRCNNHead, HeadOutput
 from frcnn_core.proposal_targets import ProposalTargetResult
 
@@ -29,13 +28,24 @@ def class_columns(names: tuple[str, ...]) -> list[str]:
     return [f"P({i}: {name})" for i, name in enumerate(names)]
 
 
-def architecture_table(head: FastRCNNHead, n_rois: int) -> pd.DataFrame:
-    """One row per layer of the head: its output shape and its number of weights."""
+def architecture_table(
+    head: FastRCNNHead, pooled_shape: tuple[int, ...], relu: bool = True
+) -> pd.DataFrame:
+    """One row per layer of the head: its output shape and its number of weights.
+
+    Args:
+        pooled_shape: the pooled RoIs' shape [S, C, P, P].
+        relu: False with bug B11 (no ReLU after fc6 and fc7).
+    """
     c1 = head.num_classes + 1
+    n_rois = pooled_shape[0]
+    flat = head.fc6.in_features
+    shape = ", ".join(str(v) for v in pooled_shape)
+    act = " + ReLU" if relu else " (no ReLU: B11)"
     rows = [
-        ("RoI features (flattened)", f"[{n_rois}, 512, 7, 7] → [{n_rois}, 25088]", 0),
-        ("fc6 + ReLU", f"[{n_rois}, {head.fc6.out_features}]", _count(head.fc6)),
-        ("fc7 + ReLU", f"[{n_rois}, {head.fc7.out_features}]", _count(head.fc7)),
+        ("RoI features (flattened)", f"[{shape}] → [{n_rois}, {flat}]", 0),
+        ("fc6" + act, f"[{n_rois}, {head.fc6.out_features}]", _count(head.fc6)),
+        ("fc7" + act, f"[{n_rois}, {head.fc7.out_features}]", _count(head.fc7)),
         (f"class scores (C + 1 = {c1})", f"[{n_rois}, {c1}]", _count(head.score)),
         (
             f"class-specific deltas ((C + 1) × 4 = {c1 * 4})",
@@ -76,15 +86,6 @@ def roi_table(
         table[d] = picked[:, j]
         table[f"target {d}"] = np.where(positive, goal[:, j], np.nan)
     return table
-
-
-def roi_loc_sum(targets: ProposalTargetResult, output: HeadOutput, beta: float = 1.0) -> float:
-    """``sum smoothL1(deltas[true class] - target)`` over the positive RoIs (before lambda and
-    N_pos)."""
-    labels = targets.labels.to(output.deltas.device)
-    pos = torch.nonzero(labels > 0).squeeze(1)
-    picked = output.deltas.detach()[pos, labels[pos]]
-    return float(smooth_l1_sum(picked, targets.targets.to(picked.device)[pos], beta))
 
 
 def losses_figure(losses: dict[str, float], height: int = 320) -> go.Figure:

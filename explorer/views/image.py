@@ -6,7 +6,8 @@ Three frames meet here:
   (``state.boxes()``, ``[{"box": [x1, y1, x2, y2], "label": str}]``);
 - **canvas** pixels of the drawing canvas, at most ``CANVAS_MAX_WIDTH`` wide, same aspect;
   the canvas reports boxes as ``{"label", "left", "top", "width", "height"}``;
-- the **input frame** (800 x 800 by default) that the network sees (``PreparedInput``).
+- the **input frame** (800 x 800 by default) that the network sees (stage 1's ``image`` and
+  ``ground_truth``).
 
 Nothing here imports streamlit, so the conversions are tested without a browser.
 """
@@ -25,9 +26,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import GT_COLOUR, box_outline, image_figure, image_source
-from frcnn_core.ground_truth import DEFAULT_LABEL, clean_label
-from frcnn_core.image import ImageError, LoadedImage
-from frcnn_core.pipeline import PreparedInput
+from frcnn_core.ground_truth import DEFAULT_LABEL, GroundTruth, clean_label
+from frcnn_core.image import ImageError, InputImage, LoadedImage
 
 CANVAS_MAX_WIDTH = 760
 CANVAS_MAX_HEIGHT = 620
@@ -269,12 +269,12 @@ def check_upload(name: str, data: bytes, decode: Callable[[bytes], LoadedImage])
 # -- plain text and the input frame -----------------------------------------------------------
 
 
-def input_frame_text(prepared: PreparedInput, truncate: bool) -> str:
+def input_frame_text(image: InputImage, truncate: bool) -> str:
     """E.g. "2000 x 1333 -> 800 x 800, sx = 0.4, sy = 0.6002; boxes truncated to whole
     pixels as the tutorial does" (sizes as W x H)."""
-    h, w = prepared.image.original_size
-    ih, iw = prepared.image.size
-    sx, sy = prepared.image.scale
+    h, w = image.original_size
+    ih, iw = image.size
+    sx, sy = image.scale
     how = (
         "boxes truncated to whole pixels as the tutorial does"
         if truncate
@@ -283,23 +283,23 @@ def input_frame_text(prepared: PreparedInput, truncate: bool) -> str:
     return f"{w} x {h} -> {iw} x {ih}, sx = {sx:.4g}, sy = {sy:.4g}; {how}"
 
 
-def input_frame_rows(prepared: PreparedInput) -> dict[str, list[Any]]:
+def input_frame_rows(gt: GroundTruth) -> dict[str, list[Any]]:
     """The boxes the network sees, as table columns."""
-    b = prepared.image.gt_boxes.reshape(-1, 4).tolist()
-    table: dict[str, list[Any]] = {"label": list(prepared.labels)}
+    b = gt.boxes.reshape(-1, 4).tolist()
+    table: dict[str, list[Any]] = {"label": list(gt.labels)}
     for k, c in enumerate(COORDS):
         table[c] = [row[k] for row in b]
     return table
 
 
-def input_frame_figure(prepared: PreparedInput, height: int = 520) -> go.Figure:
+def input_frame_figure(image: InputImage, gt: GroundTruth, height: int = 520) -> go.Figure:
     """The image resized to the input frame with its scaled GT boxes and labels (as text).
 
     The few GT boxes are one SVG trace: Streamlit's plotly build draws WebGL lines at the wrong
     height in headless Chromium, and a handful of boxes does not need WebGL.
     """
-    fig = image_figure(prepared.image.pixels, height=height)
-    xs, ys = box_outline(prepared.image.gt_boxes)
+    fig = image_figure(image.pixels, height=height)
+    xs, ys = box_outline(gt.boxes)
     fig.add_trace(
         go.Scatter(
             x=xs,
@@ -311,7 +311,7 @@ def input_frame_figure(prepared: PreparedInput, height: int = 520) -> go.Figure:
             connectgaps=False,
         )
     )
-    boxes = prepared.image.gt_boxes.reshape(-1, 4).tolist()
+    boxes = gt.boxes.reshape(-1, 4).tolist()
     if boxes:
         # Plotly reads a few HTML tags in text; labels are the user's, so escape them.
         fig.add_trace(
@@ -319,13 +319,13 @@ def input_frame_figure(prepared: PreparedInput, height: int = 520) -> go.Figure:
                 x=[b[0] for b in boxes],
                 y=[b[1] for b in boxes],
                 mode="text",
-                text=[html.escape(label) for label in prepared.labels],
+                text=[html.escape(label) for label in gt.labels],
                 # Above the box, or inside it when the box touches the top of the frame.
                 textposition=["top right" if b[1] > 24 else "bottom right" for b in boxes],
                 textfont=dict(color=GT_COLOUR, size=13),
                 hovertext=[
                     f"{html.escape(label)}: ({b[0]:g}, {b[1]:g}, {b[2]:g}, {b[3]:g})"
-                    for label, b in zip(prepared.labels, boxes, strict=True)
+                    for label, b in zip(gt.labels, boxes, strict=True)
                 ],
                 hoverinfo="text",
                 showlegend=False,

@@ -14,7 +14,8 @@ from explorer.figures import (
     add_gt,
     image_figure,
 )
-from frcnn_core.anchor_targets import AnchorTargetResult
+from explorer.views.anchors import shape_names
+from frcnn_core.anchor_targets import AnchorOverlaps, AnchorTargetResult
 from frcnn_core.anchors import AnchorParams, AnchorResult
 
 
@@ -62,7 +63,7 @@ def labels_figure(
 
 
 def iou_maps(
-    grid: AnchorResult, targets: AnchorTargetResult, params: AnchorParams, gt_index: int | None
+    grid: AnchorResult, targets: AnchorOverlaps, params: AnchorParams, gt_index: int | None
 ) -> np.ndarray:
     """IoU of every anchor with one GT box (or the best over all GT), as [A, Hf, Wf];
     anchors outside the image are NaN."""
@@ -77,14 +78,10 @@ def iou_maps(
     return values.reshape(hf, wf, a).permute(2, 0, 1).numpy()  # (Hf*Wf*A) -> (A, Hf, Wf)
 
 
-def iou_heatmaps(maps: np.ndarray, params: AnchorParams, title: str) -> go.Figure:
+def iou_heatmaps(maps: np.ndarray, params: AnchorParams, stride: int, title: str) -> go.Figure:
     """One heatmap per anchor shape (rows: ratio, columns: scale), shared colour scale 0..1."""
     n_r, n_s = len(params.ratios), len(params.scales)
-    names = []
-    for r in params.ratios:
-        for s in params.scales:
-            w, h = params.stride * s / np.sqrt(r), params.stride * s * np.sqrt(r)
-            names.append(f"ratio {r:g}, scale {s:g} ({w:.0f}×{h:.0f})")
+    names = shape_names(params, stride)
     fig = make_subplots(
         rows=n_r, cols=n_s, subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.08
     )

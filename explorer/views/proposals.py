@@ -48,7 +48,7 @@ def funnel_stages(
 
     The inside-the-image count is a side branch (it feeds the RPN loss only), marked so."""
     c = result.counts()
-    pre_n, post_n = params.counts(result.training)
+    pre_n, post_n = result.pre_nms_n, result.post_nms_n
     stages = [
         FunnelStage("anchors", total_anchors, FUNNEL_MAIN, "every anchor of the grid"),
         FunnelStage(
@@ -147,7 +147,7 @@ def step_view(
     """The boxes before and after ``step`` (one of :data:`STEPS`), at most ``n_draw`` each."""
     scores = result.rank_scores.cpu()
     n_all = scores.numel()
-    pre_n, post_n = params.counts(result.training)
+    pre_n, post_n = result.pre_nms_n, result.post_nms_n
     anchors = anchors.cpu().float()
     decoded = result.decoded.cpu()
     clipped = result.clipped.cpu()

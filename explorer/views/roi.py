@@ -207,13 +207,14 @@ def feature_plane(features: torch.Tensor, channel: int | None) -> np.ndarray:
 
 
 def pool_both(
-    features: torch.Tensor, roi: torch.Tensor, params: RoIPoolParams
+    features: torch.Tensor, roi: torch.Tensor, params: RoIPoolParams, stride: int
 ) -> dict[str, np.ndarray]:
     """One RoI [4] pooled by RoI Pool and by RoI Align: ``{method: [C, 7, 7]}``."""
     boxes = roi.reshape(1, 4)
     out = {}
     for method in POOL_METHODS:
-        pooled = pool_rois(features, boxes, dataclasses.replace(params, method=method)).pooled
+        variant = dataclasses.replace(params, method=method)
+        pooled = pool_rois(features, boxes, variant, 1.0 / stride).pooled
         out[method] = pooled[0].detach().float().cpu().numpy()
     return out
 
@@ -254,11 +255,15 @@ def _bins(start: int, end: int, size: int, limit: int) -> tuple[tuple[int, int],
 
 
 def quantise_roi(
-    roi: torch.Tensor | list[float], params: RoIPoolParams, feature_size: tuple[int, int]
+    roi: torch.Tensor | list[float],
+    params: RoIPoolParams,
+    feature_size: tuple[int, int],
+    stride: int,
 ) -> QuantisedRoI:
-    """The cells and bins RoI max pooling uses for ``roi`` (x1, y1, x2, y2) in input pixels."""
+    """The cells and bins RoI max pooling uses for ``roi`` (x1, y1, x2, y2) in input pixels, on
+    a feature map of ``stride`` pixels per cell."""
     x1, y1, x2, y2 = (float(v) for v in roi)
-    s = params.spatial_scale
+    s = 1.0 / stride
     xs, ys = _round_half_away(x1 * s), _round_half_away(y1 * s)
     xe, ye = _round_half_away(x2 * s), _round_half_away(y2 * s)
     hf, wf = feature_size
@@ -276,12 +281,13 @@ def crop_window(
     roi: torch.Tensor | list[float],
     params: RoIPoolParams,
     feature_size: tuple[int, int],
+    stride: int,
     margin: int = 1,
 ) -> tuple[int, int, int, int]:
     """Cells ``(x0, x1, y0, y1)`` (end excluded) that show the RoI with ``margin`` cells around."""
     x1, y1, x2, y2 = (float(v) for v in roi)
-    s = params.spatial_scale
-    q = quantise_roi(roi, params, feature_size)
+    s = 1.0 / stride
+    q = quantise_roi(roi, params, feature_size, stride)
     hf, wf = feature_size
     left = min(q.x_start, math.floor(x1 * s - 0.5))
     right = max(q.x_end + 1, math.ceil(x2 * s - 0.5) + 1)
@@ -315,6 +321,7 @@ def crop_figure(
     roi: torch.Tensor | list[float],
     method: str,
     params: RoIPoolParams,
+    stride: int,
     zmin: float | None = None,
     zmax: float | None = None,
     height: int = 340,
@@ -323,9 +330,9 @@ def crop_figure(
 
     RoI Pool: the RoI rounded to whole cells and split into 7 x 7 bins of whole cells.
     RoI Align: the exact RoI split into 7 x 7 equal bins, with the bilinear sample points.
-    The exact RoI (input pixels / 16) is the dashed white outline in both."""
+    The exact RoI (input pixels / stride) is the dashed white outline in both."""
     hf, wf = plane.shape
-    x0, x1, y0, y1 = crop_window(roi, params, (hf, wf))
+    x0, x1, y0, y1 = crop_window(roi, params, (hf, wf), stride)
     # Rows y0..y1-1 and columns x0..x1-1, in the order [y, x] (B9 swapped them).
     crop = plane[y0:y1, x0:x1]
     traces: list[go.Scatter | go.Heatmap] = [
@@ -340,11 +347,11 @@ def crop_figure(
             hovertemplate="cell x %{x}, y %{y}: %{z:.3f}<extra></extra>",
         )
     ]
-    s = params.spatial_scale
+    s = 1.0 / stride
     rx1, ry1, rx2, ry2 = (float(v) * s - 0.5 for v in roi)
     n = params.output_size
     if method == "pool":
-        q = quantise_roi(roi, params, (hf, wf))
+        q = quantise_roi(roi, params, (hf, wf), stride)
         xs = [a - 0.5 for a, _ in q.x_bins] + [q.x_bins[-1][1] - 0.5]
         ys = [a - 0.5 for a, _ in q.y_bins] + [q.y_bins[-1][1] - 0.5]
         gx, gy = _grid_lines(xs, ys, (xs[0], xs[-1]), (ys[0], ys[-1]))

@@ -14,19 +14,10 @@ import torch
 from torchvision.ops import clip_boxes_to_image
 
 from explorer.figures import IGNORED_COLOUR, PROPOSAL_COLOUR, add_boxes, add_gt, image_figure
+from explorer.views.anchors import shape_names
 from frcnn_core.anchors import AnchorParams
 from frcnn_core.boxes import decode, smooth_l1_sum
 from frcnn_core.rpn import RPNHead, RPNLoss, RPNOutput, RPNParams
-
-
-def shape_names(params: AnchorParams) -> list[str]:
-    """One name per anchor shape ``a = ratio_index * n_scales + scale_index``."""
-    names = []
-    for r in params.ratios:
-        for s in params.scales:
-            w, h = params.stride * s / np.sqrt(r), params.stride * s * np.sqrt(r)
-            names.append(f"ratio {r:g}, scale {s:g} ({w:.0f}×{h:.0f})")
-    return names
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -117,7 +108,7 @@ def objectness_maps(
 
 
 def objectness_heatmaps(
-    maps: np.ndarray, params: AnchorParams, stretch: bool = False, title: str = ""
+    maps: np.ndarray, params: AnchorParams, stride: int, stretch: bool = False, title: str = ""
 ) -> go.Figure:
     """One heatmap per anchor shape (rows: ratio, columns: scale) on one colour scale:
     0..1, or the data's range when ``stretch`` (to see the small variations of a fresh head).
@@ -131,7 +122,7 @@ def objectness_heatmaps(
     width = (1 - (n_s - 1) * h_gap) / n_s
     height = (1 - (n_r - 1) * v_gap) / n_r
     data, layout, notes = [], {}, []
-    for k, name in enumerate(shape_names(params)):
+    for k, name in enumerate(shape_names(params, stride)):
         r, c = divmod(k, n_s)
         suffix = "" if k == 0 else str(k + 1)
         x0 = c * (width + h_gap)
@@ -278,12 +269,17 @@ def top_boxes_figure(
 
 
 def top_boxes_table(
-    top: TopBoxes, rpn: RPNOutput, feature_size: tuple[int, int], params: AnchorParams, rows: int
+    top: TopBoxes,
+    rpn: RPNOutput,
+    feature_size: tuple[int, int],
+    params: AnchorParams,
+    stride: int,
+    rows: int,
 ) -> list[dict[str, object]]:
     """The best ``rows`` anchors: where they sit (cell, shape) and what the head said."""
     _, wf = feature_size
     a_count = params.per_cell
-    names = shape_names(params)
+    names = shape_names(params, stride)
     logits = rpn.scores.detach().float().cpu()
     deltas = rpn.locs.detach().float().cpu()
     out = []

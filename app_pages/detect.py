@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.detection import detection
 from explorer.views.detect import detection_rows, detections_figure
-from explorer.widgets import intro, page_guard, param_slider, stages_or_stop, timing_caption
+from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
 
 intro(
     "Detect",
@@ -21,45 +20,32 @@ intro(
 )
 
 with page_guard():
-    stages = stages_or_stop()
     with st.sidebar:
         st.subheader("Detection")
-        param_slider(
-            "detect.score_threshold",
-            "Score threshold",
-            0.0,
-            0.99,
-            0.01,
-            help="Drop class scores under this (tutorial: 0.05)",
-        )
-        param_slider(
-            "detect.class_nms_iou",
-            "Per-class NMS IoU",
-            0.05,
-            1.0,
-            0.05,
-            help="Suppress same-class boxes overlapping more than this (tutorial: 0.5)",
-        )
-        param_slider("detect.max_detections", "Max detections", 1, 300, 1)
-        param_slider("detect.match_iou", "IoU for a true positive", 0.1, 0.95, 0.05)
+        param_widget("detect.score_threshold")
+        param_widget("detect.class_nms_iou")
+        param_widget("detect.max_detections")
+        param_widget("match.match_iou")
         st.subheader("Test-time proposals")
-        param_slider("proposals.pre_nms_test", "Pre-NMS top N (test)", 100, 12000, 100)
-        param_slider("proposals.post_nms_test", "Post-NMS top N (test)", 10, 2000, 10)
+        param_widget("test_proposals.pre_nms")
+        param_widget("test_proposals.post_nms")
 
-    if not stages.heads.trained:
+    run = run_or_stop()
+    n_classes = len(run.classes.class_names)
+    if not run.trained:
         st.info(
             "The heads are **untrained** (seeded random weights): every class score is close to "
-            f"1 / (C + 1) = {1 / (len(stages.class_names) + 1):.2f} and the boxes are the "
-            "proposals barely moved. Train on the **Train** page, then come back."
+            f"1 / (C + 1) = {1 / (n_classes + 1):.2f} and the boxes are the proposals barely "
+            "moved. Train on the **Train** page, then come back."
         )
-    # The head's outputs on the test proposals are cached: these sliders re-run only stage 14.
-    result = detection(stages)
-    props, dets, match = result.proposals, result.detections, result.match
-    prep = stages.prepared
+    # The head's outputs on the test proposals are cached: the detection sliders re-run only
+    # the cheap tail (softmax, decode, threshold, per-class NMS, matching).
+    props, dets, match = run.test_proposals, run.detections, run.detection_match
     n_all, n_scored, n_nms = dets.candidates
     n_det = int(dets.boxes.shape[0])
     tp = int(match.true_positive.sum())
-    n_gt = int(stages.gt_boxes.shape[0])
+    gt = run.ground_truth
+    n_gt = int(gt.boxes.shape[0])
     found = int(match.gt_found.sum())
     m = st.columns(6)
     m[0].metric("Proposals", props.counts()["kept"])
@@ -76,17 +62,16 @@ with page_guard():
         )
     if n_scored == 0:
         st.warning("No class score reaches the threshold: lower it to see detections.")
+    names = run.classes.class_names
     st.plotly_chart(
-        detections_figure(
-            prep.image.pixels, dets, match, stages.class_names, stages.gt_boxes, prep.labels
-        ),
+        detections_figure(run.image.pixels, dets, match, names, gt.boxes, gt.labels),
         width="stretch",
         key="detections",
     )
     if n_det:
         st.dataframe(
-            detection_rows(dets, match, stages.class_names, prep.labels),
+            detection_rows(dets, match, names, gt.labels),
             hide_index=True,
             width="stretch",
         )
-    timing_caption(stages, ["detection"])
+    timing_caption(run, ["test_proposals", "test_roi_pool", "test_head", "detections"])

@@ -7,8 +7,6 @@ import time
 import pandas as pd
 import streamlit as st
 
-from explorer import state
-from explorer.text import number_text
 from explorer.views.anchors import (
     cell_anchors,
     cell_anchors_figure,
@@ -19,73 +17,11 @@ from explorer.views.anchors import (
     shape_maps_figure,
     shape_table,
 )
-from explorer.widgets import intro, page_guard, stages_or_stop, timing_caption
+from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
 
-SCALE_OPTIONS = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-RATIO_OPTIONS = (0.25, 0.5, 1.0, 2.0, 4.0)
-SCALE_RANGE = (0.5, 64.0)
-RATIO_RANGE = (0.1, 10.0)
-MAX_VALUES = 6
 CENTRES_KEY = "anchor_centres"
 LAST_CLICK = "anchors_last_click"
 IY, IX = "anchors_iy", "anchors_ix"
-
-
-def tuple_param(
-    path: str, label: str, options: tuple[float, ...], bounds: tuple[float, float], help: str
-) -> tuple[float, ...]:
-    """A multiselect bound to the tuple parameter ``path``; typed values are accepted too.
-
-    An invalid choice (empty, out of range, not a number) keeps the current parameter and says
-    why. Values are sorted, so ``a = ratio_index * n_scales + scale_index`` runs small to large.
-    """
-    key = f"{state.WIDGET_PREFIX}{path}"
-    # The parameter value this widget last showed. When the parameter changed elsewhere ("reset
-    # to tutorial defaults" drops both keys), the widget is set from it through session state,
-    # the one way a keyed widget's value reaches the browser.
-    seen = f"{key}#seen"
-    current = tuple(state.get_param(path))
-    if st.session_state.get(seen) != current:
-        st.session_state[key] = list(current)
-    picked = st.multiselect(
-        label,
-        sorted(set(options) | set(current)),
-        key=key,
-        format_func=number_text,  # not a lambda here: it would keep this run's namespace
-        accept_new_options=True,
-        max_selections=MAX_VALUES,
-        help=help,
-    )
-    values = parse_values(label, picked, bounds, current)
-    if values != current:
-        state.set_param(path, values)
-    st.session_state[seen] = values
-    return values
-
-
-def parse_values(
-    label: str, picked: list, bounds: tuple[float, float], current: tuple[float, ...]
-) -> tuple[float, ...]:
-    """The chosen values sorted and de-duplicated, or ``current`` (with a warning) when the
-    choice is empty, not numbers, or out of ``bounds``."""
-    lo, hi = bounds
-    try:
-        values = tuple(sorted({float(v) for v in picked}))
-    except ValueError:
-        st.warning(f"{label}: {', '.join(map(str, picked))} is not a list of numbers.")
-        return current
-    if not values:
-        st.warning(f"{label}: choose at least one value; keeping {fmt(current)}.")
-        return current
-    bad = [v for v in values if not lo <= v <= hi]
-    if bad:
-        st.warning(f"{label}: {fmt(tuple(bad))} outside {lo:g}..{hi:g}; keeping {fmt(current)}.")
-        return current
-    return values
-
-
-def fmt(values: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
 def apply_click(stride: float, feature_size: tuple[int, int]) -> None:
@@ -108,7 +44,8 @@ def apply_click(stride: float, feature_size: tuple[int, int]) -> None:
 intro(
     "Anchors",
     "An **anchor** is a reference box the detector starts from. Every cell of the feature map "
-    "has a centre on the image (every 16 pixels) and a fixed set of **A** anchors around it: "
+    "has a centre on the image (every *stride* = 16 pixels) and a fixed set of **A** anchors "
+    "around it: "
     "each **scale** (size) in each **ratio** (height / width). The RPN predicts, for every "
     "anchor, whether it holds an object and how to nudge it onto the object. Anchors that "
     "stick out of the image are left out of training (the **inside** filter).",
@@ -116,35 +53,21 @@ intro(
 )
 
 with page_guard():
-    # Parameter widgets first: Stages reads the parameters when it is built.
+    # Settings first: the run reads them when it is built.
     with st.sidebar:
         st.subheader("Anchor shapes")
-        scales = tuple_param(
-            "anchors.scales",
-            "Scales",
-            SCALE_OPTIONS,
-            SCALE_RANGE,
-            "Anchor size in cells: side = 16 × scale pixels at ratio 1 (tutorial: 8, 16, 32). "
-            "Type a number to add one.",
-        )
-        ratios = tuple_param(
-            "anchors.ratios",
-            "Ratios (height / width)",
-            RATIO_OPTIONS,
-            RATIO_RANGE,
-            "0.5 is a wide box, 2 a tall one; the area stays that of the scale (tutorial: "
-            "0.5, 1, 2). Type a number to add one.",
-        )
-    stages = stages_or_stop()
-    params = stages.params.anchors
-    stride = params.stride
-    hf, wf = stages.feature_size
-    image = stages.prepared.image
+        scales = param_widget("anchors.scales")
+        ratios = param_widget("anchors.ratios")
+    run = run_or_stop()
+    params = run.params.anchors
+    stride = run.anchors.stride
+    hf, wf = run.anchors.feature_size
+    image = run.image
     h, w = image.size
     a_per_cell = params.per_cell
 
     started = time.perf_counter()
-    grid = stages.anchors
+    grid = run.anchors
     apply_click(stride, (hf, wf))
     for key, size in ((IY, hf), (IX, wf)):
         # First visit: the middle cell; a smaller image since: the last row or column.
@@ -255,8 +178,12 @@ with page_guard():
         )
     with table:
         st.markdown("**Per anchor shape**: at how many of the cells it fits")
-        st.dataframe(pd.DataFrame(shape_table(by_shape, params)), hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(shape_table(by_shape, params, stride)), hide_index=True, width="stretch"
+        )
     if st.toggle("Show a map per anchor shape", key="anchors_shape_maps"):
-        st.plotly_chart(shape_maps_figure(by_shape, params), width="stretch", key="shape_maps")
-    stages.timings["figures"] = time.perf_counter() - started
-    timing_caption(stages, ["figures"])
+        st.plotly_chart(
+            shape_maps_figure(by_shape, params, stride), width="stretch", key="shape_maps"
+        )
+    run.timings["figures"] = time.perf_counter() - started
+    timing_caption(run, ["figures"])

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import figure_cache, state
+from explorer import figure_cache
 from explorer.text import plain
 from explorer.views.labelling import iou_heatmaps, iou_maps, labels_figure
 from explorer.widgets import (
     intro,
     no_boxes_notice,
     page_guard,
-    param_slider,
-    stages_or_stop,
+    param_widget,
+    resample_button,
+    run_or_stop,
     timing_caption,
 )
 
@@ -28,56 +29,24 @@ intro(
 )
 
 with page_guard():
-    stages = stages_or_stop()
-    no_boxes_notice(stages)
+    run = run_or_stop()
+    no_boxes_notice(run)
     with st.sidebar:
         st.subheader("Labelling")
-        pos = param_slider(
-            "anchor_targets.pos_iou",
-            "Positive IoU ≥",
-            0.05,
-            1.0,
-            0.05,
-            help="An anchor whose best IoU reaches this is an object (tutorial: 0.7)",
-        )
-        neg = param_slider(
-            "anchor_targets.neg_iou",
-            "Negative IoU <",
-            0.0,
-            0.95,
-            0.05,
-            help="An anchor whose best IoU is under this is background (tutorial: 0.3)",
-        )
+        pos = param_widget("anchor_targets.pos_iou")
+        neg = param_widget("anchor_targets.neg_iou")
         st.subheader("Sampling")
-        param_slider(
-            "anchor_targets.batch_size",
-            "Anchors per image",
-            16,
-            1024,
-            16,
-            help="How many labelled anchors enter the RPN loss (tutorial: 256)",
-        )
-        param_slider(
-            "anchor_targets.pos_fraction",
-            "Positive fraction at most",
-            0.05,
-            1.0,
-            0.05,
-            help="Share of the batch that may be positive (tutorial: 0.5)",
-        )
-        if st.button("Resample", help="Draw another random sample of anchors (new seed)"):
-            state.set_param("anchor_targets.seed", state.get_param("anchor_targets.seed") + 1)
-            st.rerun()
-        st.caption(f"Sampling seed: {state.get_param('anchor_targets.seed')}")
+        param_widget("anchor_targets.batch_size")
+        param_widget("anchor_targets.pos_fraction")
+        resample_button("anchor_targets.seed")
     if neg > pos:
         st.warning(
             f"The negative threshold ({neg:.2f}) is above the positive one ({pos:.2f}): anchors "
             "between them are labelled negative first, then positive. Usually neg ≤ pos."
         )
 
-    prep = stages.prepared
-    grid = stages.anchors
-    targets = stages.anchor_targets
+    grid = run.anchors
+    targets = run.anchor_targets
     counts = targets.counts()
     cols = st.columns(6)
     cols[0].metric("Inside anchors", f"{grid.inside:,}", help=f"of {grid.total:,} anchors")
@@ -86,14 +55,14 @@ with page_guard():
     cols[3].metric("Ignored", f"{counts['ignored']:,}")
     cols[4].metric("Sampled positive", counts["sampled_positive"])
     cols[5].metric("Sampled negative", counts["sampled_negative"])
-    if prep.image.gt_boxes.shape[0] and counts["positive"] == 0:
+    if run.ground_truth.boxes.shape[0] and counts["positive"] == 0:
         st.warning("No anchor is positive: lower the positive IoU threshold.")
 
     st.markdown(
         f"**{counts['positive_from_threshold']}** anchors reach IoU ≥ {pos:.2f}; "
         f"**{counts['ties']}** are a GT box's best anchor (ties included)."
     )
-    with st.expander("Why ties are fragile (SPEC: 45 positives on the zebras)"):
+    with st.expander("Why ties are fragile (45 positives on the tutorial's zebras)"):
         st.markdown(
             "A GT box's best anchors are found by **exact equality** with its best IoU. Several "
             "anchors of the same shape often overlap a box equally well, and whether their IoUs "
@@ -123,7 +92,7 @@ with page_guard():
             dx, dy, dw, dh = targets.targets[pick].tolist()
             st.markdown(
                 f"Anchor `({box[0]:.1f}, {box[1]:.1f}, {box[2]:.1f}, {box[3]:.1f})` → GT box "
-                f"{gt + 1} ({plain(prep.labels[gt])})"
+                f"{gt + 1} ({plain(run.ground_truth.labels[gt])})"
             )
             st.latex(
                 r"\begin{aligned}"
@@ -138,11 +107,11 @@ with page_guard():
     with left:
         st.plotly_chart(
             labels_figure(
-                prep.image.pixels,
+                run.image.pixels,
                 grid,
                 targets,
-                prep.image.gt_boxes,
-                prep.labels,
+                run.ground_truth.boxes,
+                run.ground_truth.labels,
                 sampled,
                 highlight=highlight,
             ),
@@ -151,19 +120,21 @@ with page_guard():
         )
     st.subheader("IoU per anchor shape")
     options = ["best over all boxes"] + [
-        f"box {i + 1}: {name}" for i, name in enumerate(prep.labels)
+        f"box {i + 1}: {name}" for i, name in enumerate(run.ground_truth.labels)
     ]
     which = st.selectbox("IoU with", options)
     gt_index = None if which == options[0] else options.index(which) - 1
-    # The IoU maps depend on the image, the boxes and the anchors, not on this page's sliders.
+    # The IoU maps depend on the anchors' overlaps with the boxes, not on this page's sliders.
+    overlaps = run.anchor_overlaps
     heatmaps = figure_cache.figure(
         "iou_maps",
-        (stages.choice.digest, stages.boxes, stages.params.resize, stages.params.anchors, gt_index),
+        (run.key("anchor_overlaps"), gt_index),
         lambda: iou_heatmaps(
-            iou_maps(grid, targets, stages.params.anchors, gt_index),
-            stages.params.anchors,
+            iou_maps(grid, overlaps, run.params.anchors, gt_index),
+            run.params.anchors,
+            grid.stride,
             "IoU of the anchor at each cell (blank: outside the image)",
         ),
     )
     st.plotly_chart(heatmaps, width="stretch", key="iou_maps")
-    timing_caption(stages, ["anchor_targets"])
+    timing_caption(run, ["anchor_targets"])

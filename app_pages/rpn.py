@@ -24,11 +24,10 @@ from explorer.widgets import (
     intro,
     no_boxes_notice,
     page_guard,
-    param_slider,
-    stages_or_stop,
+    param_widget,
+    run_or_stop,
     timing_caption,
 )
-from frcnn_core.rpn import rpn_loss
 
 intro(
     "RPN outputs",
@@ -43,17 +42,11 @@ intro(
 )
 
 with page_guard():
-    # The sidebar comes first: a slider moved in this run must reach the Stages built below.
+    # Settings first: the run reads them when it is built.
     with st.sidebar:
         st.subheader("RPN loss")
-        loss_lambda = param_slider(
-            "rpn.loss_lambda",
-            "Box-loss weight λ",
-            0.0,
-            20.0,
-            0.5,
-            help="Weight of the box-regression term against the objectness term (tutorial: 10)",
-        )
+        loss_lambda = param_widget("rpn_loss.loss_lambda")
+        param_widget("rpn_loss.smooth_l1_beta")
         st.subheader("Display")
         n_boxes = st.slider(
             "Top-scoring boxes to draw",
@@ -64,16 +57,14 @@ with page_guard():
             help="The anchors with the highest object probability, moved by their deltas",
         )
 
-    stages = stages_or_stop()
-    prep = stages.prepared
-    grid = stages.anchors
-    params = stages.params
-    heads = stages.heads
-    rpn = stages.rpn
+    run = run_or_stop()
+    grid = run.anchors
+    params = run.params
+    rpn = run.rpn
     feature_size = grid.feature_size
     per_cell = params.anchors.per_cell
 
-    if heads.trained:
+    if run.trained:
         st.success(
             "These are **your trained heads** (from training in this session): the objectness "
             "and the boxes show what the RPN has learnt."
@@ -90,7 +81,7 @@ with page_guard():
 
     st.subheader("1. The RPN head")
     st.dataframe(
-        head_layers(heads.heads.rpn, feature_size, params.rpn), hide_index=True, width="stretch"
+        head_layers(run.heads.rpn, feature_size, params.rpn), hide_index=True, width="stretch"
     )
     left, right = st.columns([3, 2])
     left.code(reshape_code(feature_size, per_cell), language="python")
@@ -119,6 +110,7 @@ with page_guard():
         objectness_heatmaps(
             maps,
             params.anchors,
+            grid.stride,
             stretch,
             f"p(object) at each of the {hf}×{wf} cells, one map per anchor shape",
         ),
@@ -134,20 +126,22 @@ with page_guard():
         "**Proposals & NMS** page."
     )
     top = top_boxes(
-        grid.anchors, rpn, objectness, prep.image.size, n_boxes, params.proposals.scale_clamp
+        grid.anchors, rpn, objectness, run.image.size, n_boxes, params.proposals.scale_clamp
     )
     show_anchors = st.toggle("Also draw the anchors they came from (dotted)", value=True)
     st.plotly_chart(
-        top_boxes_figure(prep.image.pixels, top, prep.image.gt_boxes, prep.labels, show_anchors),
+        top_boxes_figure(
+            run.image.pixels, top, run.ground_truth.boxes, run.ground_truth.labels, show_anchors
+        ),
         width="stretch",
         key="rpn_top_boxes",
     )
     st.caption(
         "Largest move of a drawn box's edge from its anchor (both clipped to the image): "
-        f"{largest_shift(top, prep.image.size):.1f} px."
+        f"{largest_shift(top, run.image.size):.1f} px."
     )
     st.dataframe(
-        top_boxes_table(top, rpn, feature_size, params.anchors, rows=10),
+        top_boxes_table(top, rpn, feature_size, params.anchors, grid.stride, rows=10),
         hide_index=True,
         width="stretch",
     )
@@ -156,17 +150,16 @@ with page_guard():
     )
 
     st.subheader("4. The RPN loss")
-    no_boxes_notice(stages)
-    targets = stages.anchor_targets
-    loss = rpn_loss(rpn, targets.labels_all, targets.targets_all, params.rpn)
+    no_boxes_notice(run)
+    targets = run.anchor_targets
+    loss = run.rpn_loss
     st.latex(RPN_LOSS_FORMULA)
     st.markdown(
         "- $s_i$: the two logits of anchor $i$; $p_i^*$: its label (1 object, 0 background); "
         "the **cross-entropy** runs over the $N_{\\mathrm{cls}}$ sampled anchors.\n"
         "- $t_i$: predicted deltas, $t_i^*$: target deltas to the matched GT box; "
-        "**smooth L1** (β = "
-        f"{params.rpn.smooth_l1_beta:g}) runs over the $N_{{\\mathrm{{pos}}}}$ positive anchors "
-        "only, summed over the 4 deltas."
+        f"**smooth L1** (β = {params.rpn_loss.smooth_l1_beta:g}) runs over the "
+        "$N_{\\mathrm{pos}}$ positive anchors only, summed over the 4 deltas."
     )
     st.latex(loss_numbers_latex(loss, loss_lambda))
     cols = st.columns(6)
@@ -184,7 +177,7 @@ with page_guard():
             "the positive IoU threshold on the Anchor labelling page."
         )
     reference = zero_delta_loc_sum(
-        targets.labels_all, targets.targets_all, params.rpn.smooth_l1_beta
+        targets.labels_all, targets.targets_all, params.rpn_loss.smooth_l1_beta
     )
     notes = [
         f"A coin flip (p = 0.5) costs ln 2 = {math.log(2):.4f} per anchor: a fresh head's "
@@ -196,4 +189,4 @@ with page_guard():
             f"{reference:.4f} over these {loss.n_pos} positives."
         )
     st.caption(" ".join(notes))
-    timing_caption(stages, ["rpn", "anchor_targets"])
+    timing_caption(run, ["rpn", "anchor_targets", "rpn_loss"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import streamlit as st
@@ -13,18 +12,17 @@ from explorer.views.head import (
     class_columns,
     class_names_with_background,
     losses_figure,
-    roi_loc_sum,
     roi_table,
 )
 from explorer.widgets import (
     intro,
+    no_boxes_notice,
     page_guard,
-    param_slider,
-    param_toggle,
-    stages_or_stop,
+    param_widget,
+    run_or_stop,
     timing_caption,
 )
-from frcnn_core.head import UnreducedLossError, head_loss
+from frcnn_core.head import UnreducedLossError
 
 intro(
     "Head & losses",
@@ -42,43 +40,16 @@ intro(
 with page_guard():
     with st.sidebar:
         st.subheader("Loss weights")
-        rpn_lambda = param_slider(
-            "rpn.loss_lambda",
-            "RPN λ (box term weight)",
-            0.0,
-            20.0,
-            0.5,
-            help="Weight of the RPN's smooth-L1 term (tutorial: 10)",
-        )
-        roi_lambda = param_slider(
-            "head.loss_lambda",
-            "Head λ (box term weight)",
-            0.0,
-            20.0,
-            0.5,
-            help="Weight of the head's smooth-L1 term (tutorial: 10)",
-        )
+        rpn_lambda = param_widget("rpn_loss.loss_lambda")
+        roi_lambda = param_widget("head_loss.loss_lambda")
         st.subheader("Tutorial bugs")
-        b11 = param_toggle(
-            "head.bug_b11_no_relu",
-            "B11: no ReLU between fc6 and fc7",
-            help="The tutorial's nn.Sequential(Linear, Linear): two layers that collapse into one",
-        )
-        param_toggle(
-            "head.bug_b12_unreduced",
-            "B12: leave the RoI box loss unreduced",
-            help="The tutorial never sums roi_loc_loss, so the total loss is a matrix",
-        )
+        b11 = param_widget("head.bug_b11_no_relu")
+        param_widget("head_loss.bug_b12_unreduced")
 
-    # After the sidebar: the widgets above write this run's parameters, which Stages reads.
-    stages = stages_or_stop()
-    if stages.gt_boxes.shape[0] == 0:
-        st.info(
-            "No ground-truth boxes yet: every RoI is background and there is no box loss. Draw "
-            "boxes on the **Image & ground truth** page to see positives."
-        )
-    prep = stages.prepared
-    targets = stages.proposal_targets
+    # After the sidebar: the widgets above write this run's settings, which the run reads.
+    run = run_or_stop()
+    no_boxes_notice(run, "every RoI is background and there is no box loss")
+    targets = run.proposal_targets
     n_rois = int(targets.labels.numel())
     if n_rois == 0:
         st.warning(
@@ -86,16 +57,16 @@ with page_guard():
             "proposal), so the head has nothing to classify."
         )
         st.stop()
-    head = stages.heads.heads.head
+    head = run.heads.head
     c = head.num_classes
-    names = class_names_with_background(prep.class_names, c + 1)
+    names = class_names_with_background(run.classes.class_names, c + 1)
     fc_weights = sum(p.numel() for layer in (head.fc6, head.fc7) for p in layer.parameters())
 
     st.subheader("The head")
     left, right = st.columns([3, 2])
     with left:
         st.dataframe(
-            architecture_table(head, n_rois),
+            architecture_table(head, tuple(run.roi_pool.pooled.shape), relu=not b11),
             hide_index=True,
             width="stretch",
             column_config={"weights": st.column_config.NumberColumn(format="localized")},
@@ -113,7 +84,7 @@ with page_guard():
                 f"b₇), a single linear map: {fc_weights / 1e6:.0f} million weights doing the "
                 "work of one layer."
             )
-        if not stages.heads.trained:
+        if not run.trained:
             st.caption(
                 "The head is freshly initialised (score-layer weights ~ N(0, 0.01)), so every "
                 f"RoI's class probabilities are close to 1 / (C + 1) = {1 / (c + 1):.3f} and the "
@@ -121,15 +92,16 @@ with page_guard():
             )
 
     st.subheader("Losses")
-    rpn = stages.rpn_loss
+    rpn = run.rpn_loss
     error: UnreducedLossError | None = None
     try:
-        losses = stages.losses()
-        roi = stages.head_loss
+        losses = run.losses.floats()
+        roi = run.head_loss
     except UnreducedLossError as exc:
+        # The tutorial's loss cannot be reduced: show the terms that can, from the fixed loss
+        # (every stage before it is shared with this run).
         error = exc
-        fixed = dataclasses.replace(stages.params.head, bug_b12_unreduced=False)
-        roi = head_loss(stages.head, targets.labels, targets.targets, fixed)
+        roi = run_or_stop(run.params.replace("head_loss.bug_b12_unreduced", False)).head_loss
         losses = {"rpn_cls": float(rpn.cls), "rpn_loc": float(rpn.loc), "roi_cls": float(roi.cls)}
     cols = st.columns(5)
     for col, name in zip(cols, ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total"), strict=True):
@@ -146,7 +118,7 @@ with page_guard():
             "training does not, because `backward()` needs one number. The fix: "
             "`roi_loc_loss.sum() / N_pos`. Turn B12 off in the sidebar to see the total."
         )
-    loc_sum = roi_loc_sum(targets, stages.head, stages.params.head.smooth_l1_beta)
+    loc_sum = float(roi.loc_sum)
     n_pos_rpn, n_pos_roi = rpn.n_pos, roi.n_pos
     left, right = st.columns([2, 3])
     with left:
@@ -181,7 +153,7 @@ with page_guard():
             )
         total = f"{losses['total']:.4f}" if "total" in losses else r"\text{a matrix (B12)}"
         st.latex(r"L = L^{rpn}_{cls} + L^{rpn}_{loc} + L^{roi}_{cls} + L^{roi}_{loc} = " + total)
-        beta = stages.params.head.smooth_l1_beta
+        beta = run.params.head_loss.smooth_l1_beta
         st.caption(
             f"smoothL1(x) = 0.5 x² / β when |x| < β, else |x| − 0.5 β (β = {beta:g}), summed "
             "over the 4 deltas. N_pos counts positives (at least 1, so no positive gives a box "
@@ -199,7 +171,7 @@ with page_guard():
         "Positives first. The deltas are the head's predictions for the RoI's true class (the "
         "only ones the loss uses); targets are blank for background RoIs, which have no box loss."
     )
-    table = roi_table(targets, stages.head, prep.class_names)
+    table = roi_table(targets, run.head, run.classes.class_names)
     config = {
         col: st.column_config.ProgressColumn(col, format="%.3f", min_value=0.0, max_value=1.0)
         for col in class_columns(names)
@@ -221,4 +193,4 @@ with page_guard():
             "only for scalar outputs”. The fix sums over the positives and divides by N_pos, as "
             "the RPN loss does."
         )
-    timing_caption(stages, ["proposals_train", "proposal_targets", "roi_pool", "head"])
+    timing_caption(run, ["proposals", "proposal_targets", "roi_pool", "head", "head_loss"])

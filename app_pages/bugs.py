@@ -1,27 +1,27 @@
-"""Page 9: the tutorial's thirteen bugs (SPEC section 4), each with the original code, the fix,
-why it is wrong and, where frcnn_core can run the buggy variant, its effect on the current image.
+"""The tutorial's thirteen bugs, each with the original code, the fix, why it is wrong and, where
+the library can run the buggy variant, its effect on the current image.
 
-The buggy variants are built with ``dataclasses.replace`` on the session's parameters
-(``views.bugs.with_bug``); the session's own parameters are never switched to a bug.
+The what-if sliders here are this page's own (scope ``"bugs"``): the user's pipeline settings
+on the other pages are never changed by this page.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import streamlit as st
-import torch
 
-from explorer.compute import Stages
+from explorer import figure_cache, models, state
+from explorer.bugs import effects
+from explorer.bugs.catalogue import BUG_FLAGS, BUGS, BUGS_BY_ID, TRANSCRIPT, summary_rows, with_bug
 from explorer.figures import ACCENT_COLOUR, PROPOSAL_COLOUR
+from explorer.runner import PageRun
+from explorer.text import plain
 from explorer.views import bugs as views
-from explorer.widgets import intro, page_guard, param_slider, stages_or_stop, timing_caption
-from frcnn_core.anchor_targets import anchor_targets
-from frcnn_core.pipeline import PipelineParams
-from frcnn_core.roi_pool import pool_rois
+from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
 
 BUG_KEY = "bug"
+SCOPE = "bugs"  # this page's own what-if values
 FIG_HEIGHT = 440
 
 intro(
@@ -30,35 +30,16 @@ intro(
     "prints plausible numbers, and trains something else than Faster R-CNN. Every other page "
     "runs the **fixed** pipeline. Here each bug gets the original code, the fix, why it is "
     "wrong, and, where the library can still run the tutorial's version, the two side by side "
-    "on **your current image and boxes** (your settings are not changed).",
+    "on **your current image and boxes**. This page's sliders are its own: your settings on "
+    "the other pages do not change.",
 )
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def rpn_linearity(
-    digest: str, params: PipelineParams, heads_token: str, _stages: Stages
-) -> views.Linearity:
-    """B6 for one image, feature setting and RPN head (the merged-weight check takes ~0.3 s)."""
-    return views.rpn_linearity(_stages.heads.heads.rpn, _stages.features, params.rpn)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def unreduced_effect(
-    digest: str, boxes: tuple, params: PipelineParams, heads_token: str, _stages: Stages
-) -> views.UnreducedEffect:
-    """B12 for one image, boxes, settings and heads: runs the 4096-wide head (~0.6 s)."""
-    targets = _stages.proposal_targets
-    output = _stages.head
-    return views.unreduced_effect(
-        output, targets.labels.to(output.scores.device), targets.targets, _stages.params.head
-    )
-
-
-def variant(stages: Stages, bug_id: str, on: bool) -> Stages:
-    """The session's pipeline with one bug on (the tutorial) or off (the fix); cached stages
-    are shared with the other pages whenever the parameters are the same."""
-    params = views.with_bug(stages.params, bug_id, on)
-    return stages if params == stages.params else Stages(params)
+def variant(run: PageRun, bug_id: str, on: bool) -> PageRun:
+    """The pipeline with one bug on (the tutorial) or off (the fix); every stage that the bug
+    does not change is shared with the other pages' runs."""
+    params = with_bug(run.params, bug_id, on)
+    return run if params == run.params else run_or_stop(params)
 
 
 def side_by_side() -> tuple:
@@ -68,27 +49,8 @@ def side_by_side() -> tuple:
     return left, right
 
 
-def labelling_sliders() -> None:
-    param_slider(
-        "anchor_targets.pos_iou",
-        "Positive IoU ≥",
-        0.05,
-        1.0,
-        0.05,
-        help="An anchor whose best IoU reaches this is an object (tutorial: 0.7)",
-    )
-    param_slider(
-        "anchor_targets.neg_iou",
-        "Negative IoU <",
-        0.0,
-        0.95,
-        0.05,
-        help="An anchor whose best IoU is under this is background (tutorial: 0.3)",
-    )
-
-
-def no_positives_note(stages: Stages) -> bool:
-    if stages.gt_boxes.shape[0] == 0:
+def no_positives_note(run: PageRun) -> bool:
+    if run.ground_truth.boxes.shape[0] == 0:
         st.info(
             "No ground-truth boxes on this image, so no anchor is positive. Draw boxes on the "
             "**Image & ground truth** page to see this bug's effect on your own boxes."
@@ -97,17 +59,10 @@ def no_positives_note(stages: Stages) -> bool:
     return False
 
 
-def show_b1(stages: Stages) -> None:
-    fixed, buggy = variant(stages, "B1", False), variant(stages, "B1", True)
-    row_major = fixed.anchors
-    effects = []
-    for v in (fixed, buggy):
-        targets = anchor_targets(
-            v.anchors.anchors, v.anchors.inside_index, v.gt_boxes, v.params.anchor_targets
-        )
-        effects.append(views.pairing_effect(v.anchors, targets, row_major, stages.gt_boxes))
-    prep = stages.prepared
-    for col, e, name in zip(side_by_side(), effects, ("fixed", "tutorial"), strict=True):
+def show_b1(run: PageRun) -> None:
+    fixed, buggy = variant(run, "B1", False), variant(run, "B1", True)
+    effects_ = effects.pairing_effects(fixed, buggy)
+    for col, e, name in zip(side_by_side(), effects_, ("fixed", "tutorial"), strict=True):
         with col:
             a, b = st.columns(2)
             a.metric(
@@ -125,16 +80,16 @@ def show_b1(stages: Stages) -> None:
             st.caption("Each anchor → the cell whose prediction it is trained with")
             st.plotly_chart(
                 views.pairing_figure(
-                    prep.image.pixels,
+                    run.image.pixels,
                     e,
-                    stages.gt_boxes,
-                    prep.labels,
+                    run.ground_truth.boxes,
+                    run.ground_truth.labels,
                     FIG_HEIGHT,
                 ),
                 width="stretch",
                 key=f"b1_{name}",
             )
-    if not effects[0].positives:
+    if not effects_[0].positives:
         st.caption("No positive anchors on this image: the lines join a sample of 40 cells.")
     st.markdown(
         "In the fixed pipeline every line has zero length: an anchor is trained with the "
@@ -144,10 +99,10 @@ def show_b1(stages: Stages) -> None:
     )
 
 
-def show_b2(stages: Stages) -> None:
-    demo = views.small_box_demo()
+def show_b2(run: PageRun) -> None:
+    demo = effects.small_box_demo()
     st.markdown(
-        f"**SPEC's example.** One {demo.box[2] - demo.box[0]:.0f} × "
+        f"**The tutorial's failing case.** One {demo.box[2] - demo.box[0]:.0f} × "
         f"{demo.box[3] - demo.box[1]:.0f} box at {tuple(int(v) for v in demo.box)} in an "
         f"800 × 800 frame, tutorial anchors and thresholds. Its best anchor overlaps it with IoU "
         f"{demo.best_iou:.3f}, under the 0.3 negative threshold."
@@ -156,54 +111,29 @@ def show_b2(stages: Stages) -> None:
     left.metric("Positive anchors of the 40 × 30 box", demo.fixed_positives)
     right.metric("Positive anchors of the 40 × 30 box", demo.tutorial_positives)
     st.markdown("**Your boxes.** Positive anchors each GT box produced:")
-    if no_positives_note(stages):
+    if no_positives_note(run):
         return
-    params = stages.params.anchor_targets
-    grid = stages.anchors
-    results = [
-        anchor_targets(
-            grid.anchors,
-            grid.inside_index,
-            stages.gt_boxes,
-            views.with_bug(stages.params, "B2", on).anchor_targets,
-        )
-        for on in (False, True)
-    ]
-    fixed, buggy = (views.positives_per_box(t, params.pos_iou) for t in results)
-    rows = [
-        {
-            "box": f"{i + 1}: {label}",
-            "best IoU": float(results[0].gt_best_iou[i]),
-            "positives (fixed)": fixed[i],
-            "positives (tutorial)": buggy[i],
-        }
-        for i, label in enumerate(stages.prepared.labels)
-    ]
+    rows = effects.positives_rows(variant(run, "B2", False), variant(run, "B2", True))
     st.dataframe(rows, hide_index=True, width="stretch")
     lost = [r["box"] for r in rows if r["positives (tutorial)"] == 0 and r["positives (fixed)"]]
     if lost:
         st.warning(
-            "With the tutorial's order these boxes get **no positive anchor**: " + ", ".join(lost)
+            "With the tutorial's order these boxes get **no positive anchor**: "
+            + ", ".join(plain(str(b)) for b in lost)
         )
     else:
         st.caption(
-            f"No box loses its positives here: every best IoU is at least the negative "
-            f"threshold ({params.neg_iou:.2f}). Raise the negative IoU in the sidebar above a "
-            "box's best IoU, or draw a small box, to see it happen."
+            "No box loses its positives here: every best IoU is at least the negative "
+            f"threshold ({run.params.anchor_targets.neg_iou:.2f}). Raise the negative IoU in "
+            "the sidebar above a box's best IoU, or draw a small box, to see it happen."
         )
 
 
-def show_b3(stages: Stages) -> None:
-    if no_positives_note(stages):
+def show_b3(run: PageRun) -> None:
+    if no_positives_note(run):
         return
-    grid = stages.anchors
-    rpn = stages.rpn
-    effects = []
-    for on in (False, True):
-        p = views.with_bug(stages.params, "B3", on)
-        t = anchor_targets(grid.anchors, grid.inside_index, stages.gt_boxes, p.anchor_targets)
-        effects.append(views.sampling_effect(rpn, t, p.rpn))
-    for col, e in zip(side_by_side(), effects, strict=True):
+    effects_ = [effects.sampling_effect(variant(run, "B3", on)) for on in (False, True)]
+    for col, e in zip(side_by_side(), effects_, strict=True):
         a, b, c = col.columns(3)
         a.metric("Sampled positives", f"{e.sampled_positive:,}")
         b.metric("Sampled negatives", f"{e.sampled_negative:,}")
@@ -213,11 +143,11 @@ def show_b3(stages: Stages) -> None:
             f"{e.cls_loss:.4f}",
             help="Cross-entropy over the sampled anchors, with the current RPN weights",
         )
-    fixed, buggy = effects
+    fixed, buggy = effects_
     st.markdown(
-        f"The tutorial asks for {stages.params.anchor_targets.batch_size} × "
+        f"The tutorial asks for {run.params.anchor_targets.batch_size} × "
         f"{buggy.sampled_positive} = "
-        f"{stages.params.anchor_targets.batch_size * buggy.sampled_positive:,} negatives, so it "
+        f"{run.params.anchor_targets.batch_size * buggy.sampled_positive:,} negatives, so it "
         f"keeps all **{buggy.sampled_negative:,}** instead of **{fixed.sampled_negative:,}**. "
         "With untrained weights the loss value barely moves (every anchor scores about 50 %); "
         "the harm is in training, where background outnumbers objects "
@@ -225,11 +155,8 @@ def show_b3(stages: Stages) -> None:
     )
 
 
-def show_b4(stages: Stages) -> None:
-    grid = stages.anchors
-    e = views.float_count_effect(
-        grid.anchors, grid.inside_index, stages.gt_boxes, stages.params.anchor_targets
-    )
+def show_b4(run: PageRun) -> None:
+    e = effects.float_count_on(variant(run, "B4", False), variant(run, "B4", True))
     st.markdown(f"**This image.** {e.positives} positive anchors; the limit is {e.limit:g}.")
     if e.error:
         st.error(f"The tutorial's sampling fails here:\n\n`{e.error}`")
@@ -238,7 +165,7 @@ def show_b4(stages: Stages) -> None:
             f"Not triggered on this image: only {e.positives} positives (the error needs more "
             f"than {e.limit:g}). Lower the positive IoU in the sidebar to trigger it."
         )
-    demo = views.float_count_demo()
+    demo = effects.float_count_demo()
     st.markdown(
         "**A fixed demonstration.** The tutorial's four zebra boxes with a positive IoU of 0.5 "
         f"instead of 0.7 give {demo.positives} positives:"
@@ -246,24 +173,18 @@ def show_b4(stages: Stages) -> None:
     st.code(demo.error or "(not triggered)", language=None)
 
 
-def show_b5(stages: Stages) -> None:
-    if no_positives_note(stages):
+def show_b5(run: PageRun) -> None:
+    if no_positives_note(run):
         return
-    grid = stages.anchors
-    rpn = stages.rpn
-    effects, results = [], []
-    for on in (False, True):
-        p = views.with_bug(stages.params, "B5", on)
-        t = anchor_targets(grid.anchors, grid.inside_index, stages.gt_boxes, p.anchor_targets)
-        results.append(t)
-        effects.append(views.target_effect(rpn, t, p.rpn))
-    for col, e in zip(side_by_side(), effects, strict=True):
+    runs = [variant(run, "B5", on) for on in (False, True)]
+    effects_ = [effects.target_effect(v) for v in runs]
+    for col, e in zip(side_by_side(), effects_, strict=True):
         a, b = col.columns(2)
         a.metric(
             "smoothL1 sum, zero predictions",
             f"{e.zero_prediction_sum:.3f}",
             help=f"Sum over the {e.positives} sampled positives' four targets when the RPN "
-            "predicts all-zero deltas (SPEC: 5.199 fixed, 16.17 tutorial on the zebras)",
+            "predicts all-zero deltas (on the tutorial's zebras: 5.199 fixed, 16.17 tutorial)",
         )
         b.metric(
             "RPN loc loss, current predictions",
@@ -272,7 +193,9 @@ def show_b5(stages: Stages) -> None:
         )
     st.markdown("The first positive anchors and their x targets:")
     st.dataframe(
-        views.targets_table(grid, results[0], effects[0].targets, effects[1].targets),
+        effects.targets_table(
+            run.anchors, runs[0].anchor_targets, effects_[0].targets, effects_[1].targets
+        ),
         hide_index=True,
         width="stretch",
         column_config={
@@ -287,7 +210,7 @@ def show_b5(stages: Stages) -> None:
     st.caption("dy and dh are unaffected: the height line has a minus.")
 
 
-def show_linearity(result: views.Linearity, what: str, merged_note: str | None) -> None:
+def show_linearity(result: effects.Linearity, what: str, merged_note: str | None) -> None:
     for col, value, name in zip(
         side_by_side(), (result.with_relu, result.without_relu), ("fixed", "tutorial"), strict=True
     ):
@@ -306,10 +229,11 @@ def show_linearity(result: views.Linearity, what: str, merged_note: str | None) 
         st.markdown(merged_note)
 
 
-def show_b6(stages: Stages) -> None:
-    p = stages.params
-    key = dataclasses.replace(PipelineParams(), resize=p.resize, backbone=p.backbone, rpn=p.rpn)
-    result = rpn_linearity(stages.choice.digest, key, stages.heads.token, stages)
+def show_b6(run: PageRun) -> None:
+    # The check merges the head's weights (about 0.3 s): kept for this feature map and head.
+    result = figure_cache.figure(
+        "b6_linearity", run.key("rpn"), lambda: effects.rpn_linearity_on(run)
+    )
     st.markdown(
         "Take two 8 × 8 windows **a** and **b** of this image's feature map and run the RPN "
         "head's layers (3 × 3 conv → 1 × 1 convs) on a, b, a + b and zeros:"
@@ -323,33 +247,31 @@ def show_b6(stages: Stages) -> None:
     )
 
 
-def show_b11(stages: Stages) -> None:
-    box, from_gt = views.demo_box(stages.gt_boxes, stages.prepared.image.size)
-    h, w = stages.prepared.image.size
-    rois = torch.stack((box, torch.tensor([0.0, 0.0, float(w), float(h)])))
-    if stages.gt_boxes.shape[0] > 1:
-        rois[1] = stages.gt_boxes[1]
-    pooled = pool_rois(stages.features, rois.to(stages.features.device), stages.params.roi_pool)
-    result = views.head_linearity(stages.heads.heads.head, pooled.pooled, stages.params.head)
+def show_b11(run: PageRun) -> None:
+    result, from_gt, second_gt = effects.head_linearity_on(run)
+    size = run.params.roi_pool.output_size
+    width = run.heads.head.fc6.in_features
+    hidden = run.heads.head.fc7.out_features
     st.markdown(
         "Pool two RoIs of this image (a: "
         + ("GT box 1" if from_gt else "the centre of the image")
         + ", b: "
-        + ("GT box 2" if stages.gt_boxes.shape[0] > 1 else "the whole image")
-        + ") to 7 × 7 and run the head (fc6 → fc7 → scores and deltas) on a, b, a + b and zeros:"
+        + ("GT box 2" if second_gt else "the whole image")
+        + f") to {size} × {size} and run the head (fc6 → fc7 → scores and deltas) on a, b, "
+        "a + b and zeros:"
     )
     show_linearity(
         result,
         "head",
         f"Without the ReLUs fc6 and fc7 hold **{result.params_stacked:,}** parameters that can "
-        f"only learn what one 25088 → 4096 layer (**{result.params_merged:,}**) could.",
+        f"only learn what one {width} → {hidden} layer (**{result.params_merged:,}**) could.",
     )
 
 
-def show_proposals(stages: Stages, bug_id: str) -> None:
-    fixed, buggy = variant(stages, bug_id, False), variant(stages, bug_id, True)
+def show_proposals(run: PageRun, bug_id: str) -> None:
+    fixed, buggy = variant(run, bug_id, False), variant(run, bug_id, True)
     fp, bp = fixed.proposals, buggy.proposals
-    overlap = views.proposal_overlap(fp, bp, stages.rpn.objectness)
+    overlap = effects.proposal_overlap(fp, bp, run.rpn.objectness)
     left, right = side_by_side()
     for col, kept, prob in (
         (left, overlap.fixed_kept, overlap.fixed_mean_prob),
@@ -375,16 +297,15 @@ def show_proposals(stages: Stages, bug_id: str) -> None:
             "pipeline's."
         )
         st.plotly_chart(
-            views.logit_vs_probability_figure(stages.rpn.scores, fp.keep_index, bp.keep_index),
+            views.logit_vs_probability_figure(run.rpn.scores, fp.keep_index, bp.keep_index),
             width="stretch",
             key="b7_scatter",
         )
         return
     st.markdown(
         f"Only **{overlap.common:,}** of the tutorial's {overlap.tutorial_kept:,} proposals match "
-        "a correct NMS (SPEC: about 600 of 2000 on the zebras)."
+        "a correct NMS (about 600 of 2000 on the tutorial's zebras)."
     )
-    prep = stages.prepared
     for col, mine, other, name, colour in zip(
         st.columns(2),
         (fp, bp),
@@ -402,12 +323,12 @@ def show_proposals(stages: Stages, bug_id: str) -> None:
             st.caption(title)
             st.plotly_chart(
                 views.kept_figure(
-                    prep.image.pixels,
+                    run.image.pixels,
                     mine.clipped,
                     mine.keep_index,
                     other.keep_index,
-                    stages.gt_boxes,
-                    prep.labels,
+                    run.ground_truth.boxes,
+                    run.ground_truth.labels,
                     colour,
                     FIG_HEIGHT,
                 ),
@@ -416,9 +337,10 @@ def show_proposals(stages: Stages, bug_id: str) -> None:
             )
 
 
-def show_b9(stages: Stages) -> None:
-    box, from_gt = views.demo_box(stages.gt_boxes, stages.prepared.image.size)
-    crops = views.roi_crops(stages.features, box)
+def show_b9(run: PageRun) -> None:
+    box, from_gt = effects.demo_box(run.ground_truth.boxes, run.image.size)
+    stride = run.spec.stride
+    crops = effects.roi_crops(run.backbone.features, box, stride)
     x1, y1, x2, y2 = crops.cells
     st.markdown(
         f"{'GT box 1' if from_gt else 'The centre of the image (no GT box)'} covers feature "
@@ -443,18 +365,18 @@ def show_b9(stages: Stages) -> None:
         )
     else:
         right.info("The swapped slice falls outside the feature map: the picture is empty.")
-    prep = stages.prepared
     st.caption("Where each slice lies on the image")
+    gt = run.ground_truth
     st.plotly_chart(
-        views.crops_figure(prep.image.pixels, box, crops, stages.gt_boxes, prep.labels, 480),
+        views.crops_figure(run.image.pixels, box, crops, gt.boxes, gt.labels, stride, 480),
         width="stretch",
         key="b9_where",
     )
 
 
-def show_b10(stages: Stages) -> None:
-    box, from_gt = views.demo_box(stages.gt_boxes, stages.prepared.image.size)
-    demo = views.adaptive_pool_demo(stages.features, box)
+def show_b10(run: PageRun) -> None:
+    box, from_gt = effects.demo_box(run.ground_truth.boxes, run.image.size)
+    demo = effects.adaptive_pool_demo(run.backbone.features, box, run.spec.stride)
     st.markdown(
         f"Run on {'GT box 1' if from_gt else 'the centre of the image'}'s slice of this "
         "image's feature map:"
@@ -484,11 +406,8 @@ def show_b10(stages: Stages) -> None:
     )
 
 
-def show_b12(stages: Stages) -> None:
-    fixed = variant(stages, "B12", False)
-    effect = unreduced_effect(
-        stages.choice.digest, stages.boxes, fixed.params, fixed.heads.token, fixed
-    )
+def show_b12(run: PageRun) -> None:
+    effect = effects.unreduced_effect(variant(run, "B12", False))
     left, right = side_by_side()
     left.metric("RoI loc loss", f"{float(effect.fixed.loc):.4f}", help="A scalar: λ Σ / N_pos")
     left.metric("RoI classification loss", f"{float(effect.fixed.cls):.4f}")
@@ -509,10 +428,10 @@ def show_b12(stages: Stages) -> None:
     )
 
 
-def show_b13(stages: Stages) -> None:
+def show_b13(run: PageRun) -> None:
     st.markdown("**The backbone's input**, per channel (current image):")
     st.dataframe(
-        views.input_statistics(stages.prepared.image.pixels),
+        effects.input_statistics(run.image.pixels),
         hide_index=True,
         width="stretch",
         column_config={
@@ -524,7 +443,7 @@ def show_b13(stages: Stages) -> None:
         "ImageNet's statistics are mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) "
         "on the 0…1 scale: normalised, an average ImageNet photo has mean 0 and std 1 per channel."
     )
-    if stages.backbone.weights == "random":
+    if models.backbone().weights == "random":
         st.info(
             "The backbone has random weights here, so neither feature map is meaningful; the "
             "comparison still shows how much the input scale changes them."
@@ -535,11 +454,10 @@ def show_b13(stages: Stages) -> None:
     )
     if not compare:
         return
-    fixed, buggy = variant(stages, "B13", False), variant(stages, "B13", True)
-    started = time.perf_counter()
-    f_fixed, f_buggy = fixed.features, buggy.features
-    stages.timings["backbone (both)"] = time.perf_counter() - started
-    change = views.feature_change(f_fixed, f_buggy)
+    fixed, buggy = variant(run, "B13", False), variant(run, "B13", True)
+    f_fixed, f_buggy = fixed.backbone.features, buggy.backbone.features
+    timing_caption(buggy, ["backbone"])
+    change = effects.feature_change(f_fixed, f_buggy)
     a, b, c = st.columns(3)
     a.metric("Cosine similarity of the feature maps", f"{change.cosine:.3f}")
     b.metric("Norm, tutorial / fixed", f"{change.norm_ratio:.2f}")
@@ -560,6 +478,17 @@ def show_b13(stages: Stages) -> None:
     )
 
 
+# The settings whose what-if values change a bug's effect.
+LABELLING = ("anchor_targets.pos_iou", "anchor_targets.neg_iou")
+WHAT_IF = {
+    "B2": LABELLING,
+    "B3": LABELLING,
+    "B4": LABELLING,
+    "B5": LABELLING,
+    "B7": ("proposals.nms_iou",),
+    "B8": ("proposals.nms_iou",),
+}
+
 SHOW = {
     "B1": show_b1,
     "B2": show_b2,
@@ -567,8 +496,8 @@ SHOW = {
     "B4": show_b4,
     "B5": show_b5,
     "B6": show_b6,
-    "B7": lambda s: show_proposals(s, "B7"),
-    "B8": lambda s: show_proposals(s, "B8"),
+    "B7": lambda r: show_proposals(r, "B7"),
+    "B8": lambda r: show_proposals(r, "B8"),
     "B9": show_b9,
     "B10": show_b10,
     "B11": show_b11,
@@ -579,10 +508,10 @@ SHOW = {
 with page_guard():
     st.subheader("All 13 at a glance")
     st.dataframe(
-        views.summary_rows(),
+        summary_rows(),
         hide_index=True,
         width="stretch",
-        height=35 * (len(views.BUGS) + 1) + 3,
+        height=35 * (len(BUGS) + 1) + 3,
         column_config={
             "id": st.column_config.TextColumn(width="small"),
             "run here": st.column_config.TextColumn(
@@ -593,32 +522,25 @@ with page_guard():
         },
     )
 
-    ids = [b.id for b in views.BUGS]
+    ids = [b.id for b in BUGS]
     wanted = st.query_params.get(BUG_KEY, ids[0])
     if BUG_KEY not in st.session_state:
         st.session_state[BUG_KEY] = wanted if wanted in ids else ids[0]
     # A dict's lookup, not a lambda: Streamlit keeps format_func for the whole session, and a
-    # function defined here would keep this run's namespace (its Stages) alive.
-    titles = {
-        i: f"{i} · {views.BUGS_BY_ID[i].where}: " + views.BUGS_BY_ID[i].bug.replace("`", "")
-        for i in ids
-    }
+    # function defined here would keep this run's namespace (its pipeline run) alive.
+    titles = {i: f"{i} · {BUGS_BY_ID[i].where}: " + BUGS_BY_ID[i].bug.replace("`", "") for i in ids}
     choice = st.selectbox("Look at one bug", ids, key=BUG_KEY, format_func=titles.__getitem__)
     st.query_params[BUG_KEY] = choice
-    bug = views.BUGS_BY_ID[choice]
+    bug = BUGS_BY_ID[choice]
 
     with st.sidebar:
-        st.subheader(f"Settings for {bug.id}")
-        if choice in ("B2", "B3", "B4", "B5"):
-            labelling_sliders()
-        elif choice in ("B7", "B8"):
-            param_slider(
-                "proposals.nms_iou",
-                "NMS IoU threshold",
-                0.1,
-                0.95,
-                0.05,
-                help="A box overlapping a kept box more than this is dropped (tutorial: 0.7)",
+        st.subheader(f"What-if settings for {bug.id}")
+        if choice in WHAT_IF:
+            for path in WHAT_IF[choice]:
+                param_widget(path, scope=SCOPE)
+            st.caption(
+                "These are this page's own: they start from your settings and never change "
+                "them on the other pages."
             )
         else:
             st.caption("This bug has no setting to play with.")
@@ -627,19 +549,19 @@ with page_guard():
     st.markdown(f"**Bug:** {bug.bug}. **Effect:** {bug.effect}.")
     st.markdown("**The tutorial's code**")
     st.code(bug.original, language="python", wrap_lines=True)
-    st.caption(f"From {bug.source} ({views.TRANSCRIPT}).")
+    st.caption(f"From {bug.source} ({TRANSCRIPT}).")
     st.markdown("**The fix**")
     st.code(bug.fix, language="python", wrap_lines=True)
     st.markdown(f"**Why it is wrong.** {bug.why}")
 
     st.subheader("Effect on this image")
-    # After the sidebar's sliders, so the pipeline sees this run's settings.
-    stages = stages_or_stop()
-    if bug.id in views.BUG_FLAGS:
+    # After the sidebar's sliders: the page's what-if values on top of the user's settings.
+    run = run_or_stop(state.local_params(SCOPE))
+    if bug.id in BUG_FLAGS:
         st.caption(f"The tutorial's version runs here through `{bug.runnable}`.")
     else:
         st.caption(f"Shown with {bug.runnable}.")
     started = time.perf_counter()
-    SHOW[choice](stages)
-    stages.timings[f"{choice} effect"] = time.perf_counter() - started
-    timing_caption(stages, [f"{choice} effect", "backbone (both)"])
+    SHOW[choice](run)
+    run.timings[f"{choice} effect"] = time.perf_counter() - started
+    timing_caption(run, [f"{choice} effect"])

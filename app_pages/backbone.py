@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from explorer import compute
+from explorer import models, runtime
 from explorer.views.backbone import (
     channel_overlay_figure,
     channel_ranking,
@@ -15,7 +15,7 @@ from explorer.views.backbone import (
     layer_table,
     ranking_figure,
 )
-from explorer.widgets import intro, page_guard, param_toggle, stages_or_stop, timing_caption
+from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
 from frcnn_core.backbone import WEIGHTS_ENV, imagenet_cache_path
 from frcnn_core.render import most_active_channels
 
@@ -34,16 +34,10 @@ intro(
 )
 
 with page_guard():
-    # Parameter widgets first: Stages reads the parameters when it is built.
+    # Settings first: the run reads them when it is built.
     with st.sidebar:
         st.subheader("Backbone")
-        normalize = param_toggle(
-            "backbone.normalize",
-            "ImageNet normalisation",
-            help="Subtract ImageNet's mean and divide by its std per colour channel, as VGG16 "
-            "was trained. The tutorial forgot it (bug B13). Turning it off recomputes the "
-            "features once; both versions stay cached.",
-        )
+        normalize = param_widget("backbone.normalize")
         st.subheader("Feature channels")
         mode = st.radio(
             "Show",
@@ -52,15 +46,15 @@ with page_guard():
             key="backbone_channel_mode",
             help="Most active: highest mean activation over the map.",
         )
-    stages = stages_or_stop()
+    run = run_or_stop()
 
-    prep = stages.prepared
-    image = prep.image
+    image = run.image
     h, w = image.size
-    features = stages.features.cpu()  # [1, C, Hf, Wf]
+    features = run.backbone.features.cpu()  # [1, C, Hf, Wf]
     c, hf, wf = (int(v) for v in features.shape[1:])
-    seconds = stages.backbone_seconds
-    backbone = stages.backbone
+    seconds = run.backbone.seconds
+    backbone = models.backbone()
+    stride = run.spec.stride
 
     with st.sidebar:
         if mode == MOST_ACTIVE:
@@ -81,7 +75,7 @@ with page_guard():
     cols = st.columns([2, 2, 1, 1.3, 1.3])
     cols[0].metric("Input", f"{h} × {w} × 3", help="Height × width × colour channels")
     cols[1].metric("Feature map", f"{c} × {hf} × {wf}", help="Channels × height × width")
-    cols[2].metric("Stride", f"{h // hf}", help="Input pixels per feature-map cell, per side")
+    cols[2].metric("Stride", f"{stride}", help="Input pixels per feature-map cell, per side")
     rows = layer_table(backbone.features, (h, w))
     n_params = sum(r.parameters for r in rows)
     cols[3].metric("Parameters", f"{n_params / 1e6:.1f} M", help=f"{n_params:,} weights")
@@ -91,7 +85,7 @@ with page_guard():
         help="Computed once per image (and per normalisation setting), then cached",
     )
     st.caption(
-        f"The forward pass took {seconds:.2f} s on {compute.device_label()}. It is computed "
+        f"The forward pass took {seconds:.2f} s on {runtime.device_label()}. It is computed "
         "once per image: every page and every slider after this reuses the cached feature map."
     )
 
@@ -142,7 +136,8 @@ with page_guard():
         f"Shapes worked out from the input size ({h} × {w}) without running the network: "
         "a 3 × 3 convolution with padding 1 keeps the size, a 2 × 2 max-pool with stride 2 "
         f"halves it (rounding down). `vgg16().features[:30]` stops before the fifth pool, "
-        f"so the map is {h}/16 × {w}/16 = {hf} × {wf}. Receptive field: how many input pixels "
+        f"so the map is {h}/{stride} × {w}/{stride} = {hf} × {wf}. Receptive field: how many "
+        "input pixels "
         "(per side) one cell can see."
     )
 
@@ -186,7 +181,7 @@ with page_guard():
         opacity = st.slider("Heatmap opacity", 0.1, 0.9, 0.55, 0.05, key="backbone_opacity")
         st.caption(
             f"The {hf} × {wf} channel is stretched over the {h} × {w} image: each cell covers a "
-            f"{h // hf} × {w // wf} patch, smoothed between cell centres. Bright = strong."
+            f"{stride} × {stride} patch, smoothed between cell centres. Bright = strong."
         )
     with fig_col:
         channel_map = features[0, overlay].numpy()
@@ -195,5 +190,5 @@ with page_guard():
             width="stretch",
             key="overlay",
         )
-    stages.timings["figures"] = time.perf_counter() - started
-    timing_caption(stages, ["figures"])
+    run.timings["figures"] = time.perf_counter() - started
+    timing_caption(run, ["figures"])

@@ -5,17 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.views.proposals import STEPS, funnel_figure, funnel_stages, step_figures, step_view
-from explorer.widgets import (
-    intro,
-    page_guard,
-    param_select,
-    param_slider,
-    param_toggle,
-    stages_or_stop,
-    timing_caption,
-)
+from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
 
-MODES = {True: "Train (12000 / 2000)", False: "Test (6000 / 300)"}
+MODES = {True: "training", False: "test time"}
 
 intro(
     "Proposals & NMS",
@@ -28,50 +20,23 @@ intro(
 )
 
 with page_guard():
-    # The sidebar comes first: a slider moved in this run must reach the Stages built below.
+    # Settings first: the run reads them when it is built.
     with st.sidebar:
         st.subheader("Proposal layer")
-        training = param_select(
-            "training",
-            "Mode",
+        training = st.radio(
+            "Show the proposals of",
             [True, False],
-            format_func=lambda t: MODES[t],
-            help="Which pre/post-NMS counts are used (the tutorial's defaults in brackets). "
-            "This setting is shared with the later pages.",
+            format_func=MODES.__getitem__,
+            horizontal=True,
+            key="proposals:mode",
+            help="Training keeps more proposals than testing; the rest of the layer is the "
+            "same. (This only chooses what this page shows.)",
         )
-        mode = "train" if training else "test"
-        nms_iou = param_slider(
-            "proposals.nms_iou",
-            "NMS IoU threshold",
-            0.0,
-            1.0,
-            0.05,
-            help="NMS deletes a box overlapping a better one by more than this (tutorial: 0.7)",
-        )
-        pre_n = param_slider(
-            f"proposals.pre_nms_{mode}",
-            f"Pre-NMS top-N ({mode})",
-            100,
-            22500,
-            100,
-            help="Best-scored boxes that go into NMS (tutorial: 12000 train, 6000 test)",
-        )
-        post_n = param_slider(
-            f"proposals.post_nms_{mode}",
-            f"Post-NMS top-N ({mode})",
-            50,
-            5000,
-            50,
-            help="Best NMS survivors kept as proposals (tutorial: 2000 train, 300 test)",
-        )
-        min_size = param_slider(
-            "proposals.min_size",
-            "Min size (px)",
-            0.0,
-            800.0,
-            8.0,
-            help="Boxes narrower or shorter than this are dropped (tutorial: 16)",
-        )
+        counts_group = "train_proposals" if training else "test_proposals"
+        nms_iou = param_widget("proposals.nms_iou")
+        pre_n = param_widget(f"{counts_group}.pre_nms")
+        post_n = param_widget(f"{counts_group}.post_nms")
+        min_size = param_widget("proposals.min_size")
         st.subheader("Display")
         n_draw = st.slider(
             "Boxes to draw per view",
@@ -83,24 +48,15 @@ with page_guard():
             help="The best-scored boxes of each view; all of them are counted",
         )
         with st.expander("Advanced: tutorial bugs"):
-            b7 = param_toggle(
-                "proposals.bug_b7_logit_rank",
-                "B7: rank by the raw object logit",
-                help="The tutorial ranked by the object logit, not the softmax probability",
-            )
+            b7 = param_widget("proposals.bug_b7_logit_rank")
             st.caption("B7: ranks by one logit, ignoring the background logit it competes with.")
-            b8 = param_toggle(
-                "proposals.bug_b8_index_order",
-                "B8: NMS in anchor-index order",
-                help="The tutorial's `order.argsort()[::-1]` visits boxes by index, not score",
-            )
+            b8 = param_widget("proposals.bug_b8_index_order")
             st.caption("B8: NMS keeps high-index boxes and deletes better-scored ones.")
 
-    stages = stages_or_stop()
-    params = stages.params.proposals
-    prep = stages.prepared
-    grid = stages.anchors
-    result = stages.proposals
+    run = run_or_stop()
+    params = run.params.proposals
+    grid = run.anchors
+    result = run.proposals if training else run.test_proposals
     counts = result.counts()
     if b7:
         st.warning(
@@ -113,7 +69,7 @@ with page_guard():
             "keeps worse boxes and suppresses better ones."
         )
 
-    roi = stages.proposal_targets.counts() if training else None
+    roi = run.proposal_targets.counts() if training else None
     sampled = roi["positive"] + roi["negative"] if roi else None
     cols = st.columns(6)
     cols[0].metric("Decoded", f"{counts['decoded']:,}", help="All anchors, decoded and clipped")
@@ -142,7 +98,7 @@ with page_guard():
             "a few scattered boxes"
             + (
                 f", and RoI sampling gets {sampled} RoIs instead of "
-                f"{stages.params.proposal_targets.roi_batch_size}."
+                f"{run.params.proposal_targets.roi_batch_size}."
                 if roi
                 else "."
             )
@@ -178,7 +134,7 @@ with page_guard():
                 "At **test** time there is no RoI sampling: all the kept proposals go to the "
                 "detection head."
             )
-        if not stages.heads.trained:
+        if not run.trained:
             st.caption(
                 "With untrained heads the scores are all ≈ 0.5, so the ranking is nearly "
                 "arbitrary; the counts and the mechanics are the same as for a trained model."
@@ -200,7 +156,9 @@ with page_guard():
         st.caption("With the current settings this step removes no box.")
     if view.n_after == 0:
         st.warning("No box is left after this step.")
-    before_fig, after_fig = step_figures(prep.image.pixels, view, prep.image.gt_boxes, prep.labels)
+    before_fig, after_fig = step_figures(
+        run.image.pixels, view, run.ground_truth.boxes, run.ground_truth.labels
+    )
     left, right = st.columns(2)
     left.plotly_chart(before_fig, width="stretch", key="proposals_before")
     right.plotly_chart(after_fig, width="stretch", key="proposals_after")
@@ -208,4 +166,4 @@ with page_guard():
         "Purple: the 10 best-scored boxes of each view. Red: boxes this step removed. Yellow: "
         "ground truth."
     )
-    timing_caption(stages, [f"proposals_{mode}", "proposal_targets"])
+    timing_caption(run, ["rpn", "proposals", "test_proposals", "proposal_targets"])

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
-from explorer import compute, training
+from explorer import jobs, models, training
+from explorer.text import plain
 from explorer.views.train import loss_curves
-from explorer.widgets import intro, page_guard, stages_or_stop
+from explorer.widgets import intro, page_guard, run_or_stop
 from frcnn_core.train import TrainParams
 
-# One script run trains for at most this long, then hands control back to the browser.
-STEP_BUDGET_S = 1.0
 DEFAULTS = TrainParams()
+POLL_S = 0.5
 
 intro(
     "Train",
@@ -26,9 +24,9 @@ intro(
 )
 
 with page_guard():
-    stages = stages_or_stop()
-    trained = compute.trained_model()
-    job = training.active()
+    run = run_or_stop()
+    own = models.session_model()
+    job = training.current()
     running = training.running()
 
     with st.sidebar:
@@ -138,53 +136,66 @@ with page_guard():
         )
     cols = st.columns([1, 1, 1, 2])
     if cols[0].button("Start training", type="primary", disabled=running):
-        with st.spinner("Preparing features for training…"):
+        with st.spinner("Preparing the training…"):
             error = training.start(scope, settings)
         if error:
             st.warning(error)
         else:
             st.rerun()
-    if cols[1].button("Stop", disabled=not running):
+    if cols[1].button("Stop", disabled=not running, help="Keep the weights trained so far"):
         training.stop()
-        if job is not None:
-            training.keep(job)
         st.rerun()
     if cols[2].button(
-        "Reset to initial weights", disabled=running or (trained is None and job is None)
+        "Reset to initial weights", disabled=running or (own is None and job is None)
     ):
         training.reset()
         st.toast("Back to the initial weights")
         st.rerun()
 
-    @st.fragment(run_every=0.2 if running else None)
+    @st.fragment(run_every=POLL_S if running else None)
     def progress() -> None:
-        job = training.active()
-        if job is None:
+        """The job's progress, polled: training runs in a worker, not in this script."""
+        current = training.current()
+        if current is None:
             return
-        trainer = job["trainer"]
-        if training.running() and not trainer.finished():
-            started = time.perf_counter()
-            try:
-                while not trainer.finished() and time.perf_counter() - started < STEP_BUDGET_S:
-                    # One step at a time in a forward slot: other sessions' pages keep their
-                    # turn on the cores while this one trains.
-                    with compute.FORWARDS.hold():
-                        trainer.step()
-            except FloatingPointError as exc:
-                training.stop()
-                st.error(f"Training diverged: {exc}. The weights before it are kept.")
-            if trainer.finished():
-                training.stop()
-                training.keep(job)
-                st.rerun()
-        n, total = trainer.iteration, trainer.train.iterations
-        st.progress(n / total, text=f"iteration {n} / {total} on {', '.join(job['images'])}")
-        rpn_rate, score_rate, box_rate = trainer.base_rates
-        st.caption(
-            f"Learning rates after the warm-up: RPN {rpn_rate:g} · class scores "
-            f"{score_rate:.3g} · box deltas {box_rate:.3g}"
-        )
-        history = trainer.history
+        job = current.job
+        if job.state == jobs.QUEUED:
+            ahead = training.QUEUE.ahead(job)
+            st.info(
+                f"Waiting for the server: {ahead} training{'s' if ahead != 1 else ''} ahead "
+                "of yours."
+                if ahead
+                else "Starting…",
+                icon=":material/hourglass_top:",
+            )
+            return
+        if not job.active and not current.taken:
+            st.rerun()  # ended: the whole page reruns, and the router installs the model
+        info = job.progress
+        history = info.get("history", [])
+        n, total = len(history), current.settings.iterations
+        if job.active and not history:
+            st.progress(0.0, text=info.get("phase", "starting…"))
+        else:
+            state_text = {
+                jobs.CANCELLED: " (stopped)",
+                jobs.FAILED: " (failed)",
+            }.get(job.state, "")
+            st.progress(
+                n / total,
+                text=f"iteration {n} / {total}{state_text} on " + ", ".join(current.images),
+            )
+        if job.error:
+            st.error(f"Training failed: {plain(job.error)}. Your model is unchanged.")
+        if info.get("diverged"):
+            st.error(plain(info["diverged"]))
+        rates = info.get("base_rates")
+        if rates:
+            rpn_rate, score_rate, box_rate = rates
+            st.caption(
+                f"Learning rates after the warm-up: RPN {rpn_rate:g} · class scores "
+                f"{score_rate:.3g} · box deltas {box_rate:.3g}"
+            )
         if history:
             first, last = history[0], history[-1]
             m = st.columns(4)
@@ -199,18 +210,21 @@ with page_guard():
             mean = sum(h["seconds"] for h in history) / len(history)
             m[3].metric("Time per iteration", f"{mean:.2f} s")
             st.plotly_chart(loss_curves(history), width="stretch", key="loss_curves")
+        if job.active:
+            st.caption("Training goes on while you look at other pages.")
 
     progress()
 
     st.divider()
     st.subheader("This session's model")
-    if trained is None:
+    if own is None:
         st.info("Initial weights (seeded). Train, or upload weights you downloaded earlier.")
     else:
-        names = ", ".join(trained["class_names"])
-        count = len(trained["class_names"])
-        st.success(f"Trained heads for {count} classes ({names}): every page uses them.")
-        if set(stages.prepared.class_names) - set(trained["class_names"]):
+        names = ", ".join(own.class_names)
+        count = len(own.class_names)
+        where = "Trained" if own.source == "trained" else f"Loaded from {own.source}:"
+        st.success(plain(f"{where} heads for {count} classes ({names}); every page uses them."))
+        if set(run.ground_truth.labels) - set(own.class_names):
             st.warning(
                 "The current image has labels the trained model does not know, so the pages "
                 "use the initial weights for it. Train again, or relabel the boxes."
@@ -232,6 +246,6 @@ with page_guard():
         st.rerun()
     kind, text = training.upload_message()
     if kind == "error":
-        st.error(text)
+        st.error(plain(text or ""))
     elif kind == "success":
-        st.success(text)
+        st.success(plain(text or ""))

@@ -6,11 +6,9 @@ there), so no function defined here outlives its run.
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
-from explorer import compute, state
+from explorer import caches, state
 from explorer.image_page import (
     box_table,
     canvas_key,
@@ -30,14 +28,7 @@ from explorer.views.image import (
     input_frame_rows,
     input_frame_text,
 )
-from explorer.widgets import (
-    intro,
-    page_guard,
-    param_slider,
-    param_toggle,
-    stages_or_stop,
-    timing_caption,
-)
+from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
 
 intro(
     "Image & ground truth",
@@ -54,25 +45,21 @@ with page_guard():
     take_upload()
     image_pickers()  # before anything decodes, so another image can always be chosen
     if (choice := state.image()) is not None:
-        frame = canvas_frame(compute.decode(choice.digest, choice.data).size)
+        frame = canvas_frame(caches.decode(choice.digest, choice.data).size)
         take_canvas_report(canvas_key(choice.digest), frame)
         take_table_report(choice.digest)
 
     with st.sidebar:
         st.subheader("Input frame")
-        param_slider("resize.width", "Input width", 320, 1024, 32, help="Tutorial: 800")
-        param_slider("resize.height", "Input height", 320, 1024, 32, help="Tutorial: 800")
-        param_toggle(
-            "resize.truncate_boxes",
-            "Truncate boxes to whole pixels",
-            help="The tutorial truncates the scaled boxes (int); off keeps them as floats",
-        )
+        param_widget("resize.width")
+        param_widget("resize.height")
+        param_widget("resize.truncate_boxes")
 
-    stages = stages_or_stop()  # after every change above: it reads the boxes and parameters
-    choice = stages.choice
-    frame = canvas_frame(stages.loaded.size)
+    run = run_or_stop()  # after every change above: it reads the boxes and parameters
+    choice = run.choice
+    frame = canvas_frame(run.photo.size)
 
-    h, w = stages.loaded.size
+    h, w = run.photo.size
     st.subheader("Draw boxes")
     label_col, clear_col, _ = st.columns([2, 1, 2], vertical_alignment="bottom")
     with label_col:
@@ -99,32 +86,34 @@ with page_guard():
         if not state.boxes():
             st.info("No boxes yet: drag on the image to draw one, or add a row to the table.")
 
-    started = time.perf_counter()
-    prep = stages.prepared
-    stages.timings["prepare"] = time.perf_counter() - started
+    notes = run.photo.notes + run.ground_truth.notes
     with notes_col:
-        if prep.notes:
+        if notes:
             st.subheader("Notes")
-        for note in prep.notes:
+        for note in notes:
             st.info(plain(note), icon=":material/info:")
 
     st.subheader("Input frame")
-    ih, iw = prep.image.size
+    ih, iw = run.image.size
     cols = st.columns(4)
     cols[0].metric("Original (W x H)", f"{w} x {h}")
     cols[1].metric("Input frame (W x H)", f"{iw} x {ih}")
-    cols[2].metric("Boxes used", len(prep.labels), help=f"of {len(state.boxes())} in the table")
-    cols[3].metric("Classes", len(prep.class_names), help="distinct labels; 0 is background")
-    truncate = stages.params.resize.truncate_boxes
-    st.markdown(f"**{input_frame_text(prep, truncate)}**")
+    cols[2].metric(
+        "Boxes used", len(run.ground_truth.labels), help=f"of {len(state.boxes())} in the table"
+    )
+    cols[3].metric("Classes", len(run.classes.class_names), help="distinct labels; 0 is background")
+    truncate = run.params.resize.truncate_boxes
+    st.markdown(f"**{input_frame_text(run.image, truncate)}**")
     fig_col, table_col = st.columns([3, 2], gap="medium")
     with fig_col:
-        st.plotly_chart(input_frame_figure(prep), width="stretch", key="input_frame_fig")
+        st.plotly_chart(
+            input_frame_figure(run.image, run.ground_truth), width="stretch", key="input_frame_fig"
+        )
     with table_col:
         st.caption("Boxes as the network sees them (input-frame pixels)")
-        st.dataframe(input_frame_rows(prep), width="stretch", hide_index=True)
+        st.dataframe(input_frame_rows(run.ground_truth), width="stretch", hide_index=True)
         st.caption(
             "x is scaled by sx = input width / original width, y by sy = input height / "
             "original height; a different sx and sy stretch the picture, as the tutorial does."
         )
-    timing_caption(stages, ["prepare"])
+    timing_caption(run, ["image", "ground_truth"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import state
 from explorer.text import plain
 from explorer.views.roi import (
     METHOD_NAMES,
@@ -24,9 +23,9 @@ from explorer.views.roi import (
 from explorer.widgets import (
     intro,
     page_guard,
-    param_select,
-    param_slider,
-    stages_or_stop,
+    param_widget,
+    resample_button,
+    run_or_stop,
     timing_caption,
 )
 
@@ -51,62 +50,21 @@ intro(
 with page_guard():
     with st.sidebar:
         st.subheader("RoI sampling")
-        batch = param_slider(
-            "proposal_targets.roi_batch_size",
-            "RoIs per image",
-            8,
-            512,
-            8,
-            help="How many RoIs enter the head's loss (tutorial: 128)",
-        )
-        fraction = param_slider(
-            "proposal_targets.roi_pos_fraction",
-            "Positive fraction at most",
-            0.05,
-            1.0,
-            0.05,
-            help="Share of the batch that may be positive (tutorial: 0.25)",
-        )
-        pos_iou = param_slider(
-            "proposal_targets.roi_pos_iou",
-            "Positive IoU ≥",
-            0.05,
-            1.0,
-            0.05,
-            help="A proposal whose best IoU reaches this is a positive RoI (tutorial: 0.5)",
-        )
-        neg_hi = param_slider(
-            "proposal_targets.roi_neg_iou_hi",
-            "Negative IoU <",
-            0.05,
-            1.0,
-            0.05,
-            help="Upper end of the background range (tutorial: 0.5)",
-        )
-        neg_lo = param_slider(
-            "proposal_targets.roi_neg_iou_lo",
-            "Negative IoU ≥",
-            0.0,
-            0.95,
-            0.05,
-            help="Lower end of the background range (tutorial: 0.0; Fast R-CNN used 0.1)",
-        )
-        if st.button("Resample", help="Draw another random sample of RoIs (new seed)"):
-            state.set_param("proposal_targets.seed", state.get_param("proposal_targets.seed") + 1)
-            st.rerun()
-        st.caption(f"Sampling seed: {state.get_param('proposal_targets.seed')}")
+        batch = param_widget("proposal_targets.roi_batch_size")
+        fraction = param_widget("proposal_targets.roi_pos_fraction")
+        pos_iou = param_widget("proposal_targets.roi_pos_iou")
+        neg_hi = param_widget("proposal_targets.roi_neg_iou_hi")
+        neg_lo = param_widget("proposal_targets.roi_neg_iou_lo")
+        resample_button("proposal_targets.seed")
         st.subheader("Pooling")
-        method = param_select(
-            "roi_pool.method",
-            "Pooling used by the pipeline",
-            ["pool", "align"],
-            format_func=METHOD_NAMES.get,
-            help="What stage 11 feeds the head; the figures below show both for one RoI",
-        )
+        method = param_widget("roi_pool.method")
+        param_widget("roi_pool.output_size")
+        if method == "align":
+            param_widget("roi_pool.sampling_ratio")
 
-    # After the sidebar: the widgets above write this run's parameters, which Stages reads.
-    stages = stages_or_stop()
-    if stages.gt_boxes.shape[0] == 0:
+    # After the sidebar: the widgets above write this run's settings, which the run reads.
+    run = run_or_stop()
+    if run.ground_truth.boxes.shape[0] == 0:
         st.info(
             "No ground-truth boxes yet: every RoI is background and there is no box loss. Draw "
             "boxes on the **Image & ground truth** page to see positives."
@@ -117,15 +75,14 @@ with page_guard():
             "background. Lower “Negative IoU ≥” or raise “Negative IoU <”."
         )
     elif neg_hi > pos_iou:
-        st.warning(
-            f"The negative range reaches {neg_hi:.2f}, above the positive threshold "
-            f"{pos_iou:.2f}: a proposal with IoU in [{pos_iou:.2f}, {neg_hi:.2f}) can be "
-            "sampled twice, once as an object and once as background."
+        st.info(
+            f"The background range reaches {neg_hi:.2f}, above the positive threshold "
+            f"{pos_iou:.2f}: a proposal with IoU in [{pos_iou:.2f}, {neg_hi:.2f}) counts as an "
+            "object (a RoI is never both)."
         )
 
-    prep = stages.prepared
-    props = stages.proposals
-    targets = stages.proposal_targets
+    props = run.proposals
+    targets = run.proposal_targets
     counts = targets.counts()
     n_pos, n_neg = counts["positive"], counts["negative"]
     cap = int(batch * fraction)
@@ -141,7 +98,7 @@ with page_guard():
         f"{fraction:.2f}) = {cap}) = **{n_pos}**. Negatives fill the rest: min("
         f"{counts['negative_candidates']:,} candidates, {batch} − {n_pos}) = **{n_neg}**."
     )
-    if prep.image.gt_boxes.shape[0] and n_pos == 0:
+    if run.ground_truth.boxes.shape[0] and n_pos == 0:
         st.warning(
             f"No proposal reaches IoU {pos_iou:.2f} with a ground-truth box, so no RoI is "
             "positive and the head learns only background. Lower the positive IoU threshold "
@@ -156,10 +113,10 @@ with page_guard():
     total = n_pos + n_neg
     if total == 0:
         st.warning("No RoI was sampled, so there is nothing to pool. Widen the IoU ranges.")
-        timing_caption(stages, ["proposals_train", "proposals_test", "proposal_targets"])
+        timing_caption(run, ["proposals", "proposal_targets"])
         st.stop()
 
-    descriptions = roi_descriptions(targets, prep.class_names)
+    descriptions = roi_descriptions(targets, run.classes.class_names)
     # A click on a centre marker picks that RoI once; the selectbox may change it afterwards.
     clicked = clicked_rois(st.session_state.get(FIGURE))
     if clicked and clicked != st.session_state.get(CLICKED):
@@ -171,7 +128,7 @@ with page_guard():
     left, right = st.columns([3, 2])
     with right:
         st.plotly_chart(
-            iou_histogram(targets, stages.params.proposal_targets),
+            iou_histogram(targets, run.params.proposal_targets),
             width="stretch",
             key="roi:iou_hist",
         )
@@ -183,13 +140,15 @@ with page_guard():
         )
         roi = targets.rois[pick].detach().cpu()
         x1, y1, x2, y2 = roi.tolist()
-        q = quantise_roi(roi, stages.params.roi_pool, stages.feature_size)
-        label = roi_class(targets, pick, prep.class_names)
+        stride = run.spec.stride
+        q = quantise_roi(roi, run.params.roi_pool, run.anchors.feature_size, stride)
+        label = roi_class(targets, pick, run.classes.class_names)
         st.markdown(
             f"**{plain(label)}**, best IoU {roi_iou(targets, pick):.3f}  \n"
             f"Input pixels: ({x1:.1f}, {y1:.1f}) – ({x2:.1f}, {y2:.1f}), "
             f"{x2 - x1:.0f} × {y2 - y1:.0f}  \n"
-            f"÷ 16: ({x1 / 16:.2f}, {y1 / 16:.2f}) – ({x2 / 16:.2f}, {y2 / 16:.2f})  \n"
+            f"÷ {stride}: ({x1 / stride:.2f}, {y1 / stride:.2f}) – ({x2 / stride:.2f}, "
+            f"{y2 / stride:.2f})  \n"
             f"RoI Pool rounds to cells x {q.x_start}–{q.x_end}, y {q.y_start}–{q.y_end} "
             f"({q.x_end - q.x_start + 1} × {q.y_end - q.y_start + 1} cells)"
         )
@@ -204,11 +163,11 @@ with page_guard():
     with left:
         st.plotly_chart(
             rois_figure(
-                prep.image.pixels,
+                run.image.pixels,
                 targets,
-                prep.image.gt_boxes,
-                prep.labels,
-                prep.class_names,
+                run.ground_truth.boxes,
+                run.ground_truth.labels,
+                run.classes.class_names,
                 selected=pick,
             ),
             width="stretch",
@@ -218,7 +177,7 @@ with page_guard():
         )
 
     st.subheader(f"RoI {pick} pooled to 7 × 7")
-    channels = stages.features.shape[1]
+    channels = run.backbone.features.shape[1]
     show = st.radio(
         "Feature shown",
         ["mean of all channels", "one channel"],
@@ -229,26 +188,26 @@ with page_guard():
     channel = None
     if show == "one channel":
         channel = int(st.number_input("Channel", 0, channels - 1, 0, step=1, key="roi:channel"))
-    plane = feature_plane(stages.features, channel)
-    both = pool_both(stages.features, roi, stages.params.roi_pool)
+    plane = feature_plane(run.backbone.features, channel)
+    both = pool_both(run.backbone.features, roi, run.params.roi_pool, stride)
     outputs = {m: (v.mean(axis=0) if channel is None else v[channel]) for m, v in both.items()}
     crop_lo, crop_hi = float(plane.min()), float(plane.max())
     out_lo = min(float(o.min()) for o in outputs.values())
     out_hi = max(float(o.max()) for o in outputs.values())
-    size = stages.params.roi_pool.output_size
+    size = run.params.roi_pool.output_size
     # Stage 11 on all S RoIs is left to the Head page: here only the picked RoI is pooled.
     st.caption(
         f"The pipeline pools all {total} RoIs with **{METHOD_NAMES[method]}** into a tensor "
         f"[{total}, {channels}, {size}, {size}], the head's input. Both methods are shown here "
         "for the picked RoI, with shared colour scales; the dashed outline is the exact "
-        "RoI ÷ 16."
+        f"RoI ÷ {stride}."
     )
     for col, m in zip(st.columns(2), ("pool", "align"), strict=True):
         with col:
             used = " (used by the pipeline)" if m == method else ""
             st.markdown(f"**{METHOD_NAMES[m]}**{used}")
             st.plotly_chart(
-                crop_figure(plane, roi, m, stages.params.roi_pool, crop_lo, crop_hi),
+                crop_figure(plane, roi, m, run.params.roi_pool, stride, crop_lo, crop_hi),
                 width="stretch",
                 key=f"roi:crop_{m}",
             )
@@ -283,4 +242,4 @@ with page_guard():
             "a floor) where `roi_pool` rounds, so its regions sit up to one cell further up "
             "and left."
         )
-    timing_caption(stages, ["proposals_train", "proposals_test", "proposal_targets"])
+    timing_caption(run, ["proposals", "proposal_targets"])

@@ -1,0 +1,1 @@
+"""The tutorial-bugs page's content: the catalogue and the effect of each bug."""

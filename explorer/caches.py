@@ -1,0 +1,230 @@
+"""The server's shared caches: decoded images and every stage's results.
+
+Both are process-wide (every session of the server shares them) and thread-safe (Streamlit
+runs each session's script in a thread of its own), and both are bounded by bytes as well as
+by entries, least recently used out first, so memory stays bounded however many students
+upload photos.
+
+Not ``st.cache_data``: that pickles each value and hands every caller its own unpickled copy
+(a 5 MB feature map copied on every slider move, 120 MB for a 40-megapixel photo). Here every
+session shares one read-only result, and a result that two sessions ask for at once is
+computed once: the second waits for the first (a class opening the same sample costs one
+backbone forward, not thirty).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from explorer.runtime import env_int
+from frcnn_core.image import LoadedImage, load_image
+
+T = TypeVar("T")
+MB = 2**20
+# Decoded originals are the large entries: a 40-megapixel upload (frcnn_core.image's limit) is
+# 120 MB of RGB, so a count alone allows 64 x 120 MB; the byte budget keeps them to this many MB
+# (four such photos, or a dozen 12-megapixel ones, or all 64 entries of a class's small photos).
+IMAGE_CACHE_ENTRIES = 64
+IMAGE_CACHE_MB = 512
+IMAGE_CACHE_MB_ENV = "FRCNN_IMAGE_CACHE_MB"
+# One image's whole pipeline is about 60 MB (its feature map 5 MB, the pooled RoIs 13 MB at
+# training time and 30 MB at test time): 1 GB keeps a class's samples and recent uploads.
+STAGE_CACHE_ENTRIES = 2000
+STAGE_CACHE_MB = 1024
+STAGE_CACHE_MB_ENV = "FRCNN_STAGE_CACHE_MB"
+
+
+class DecodedImages:
+    """Decoded images by digest, bounded by count and by bytes; least recently used out first.
+
+    Every session shares one read-only array per image.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, LoadedImage] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels held."""
+        return self._bytes
+
+    def get(self, digest: str, data: bytes) -> LoadedImage:
+        """The decoded image of ``data`` (whose sha256 is ``digest``); raises ``ImageError``."""
+        with self._lock:
+            hit = self._items.get(digest)
+            if hit is not None:
+                self._items.move_to_end(digest)
+                return hit
+        # Decoded outside the lock, so one session's large photo never stalls the others.
+        loaded = load_image(data)
+        loaded.pixels.setflags(write=False)  # shared by every session that shows this image
+        self._keep(digest, loaded)
+        return loaded
+
+    def _keep(self, digest: str, loaded: LoadedImage) -> None:
+        size = loaded.pixels.nbytes
+        if size > self.max_bytes:
+            return  # larger than the whole budget: used by this run, not kept
+        with self._lock:
+            previous = self._items.pop(digest, None)  # decoded twice at once: keep one
+            if previous is not None:
+                self._bytes -= previous.pixels.nbytes
+            self._items[digest] = loaded
+            self._bytes += size
+            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.pixels.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def nbytes(value: Any) -> int:
+    """Bytes of the tensors and arrays reachable from ``value`` through dataclass fields,
+    tuples, lists and dicts (a storage shared by several tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(item, np.ndarray):
+            base = item if item.base is None else item.base
+            if id(base) not in seen and isinstance(base, np.ndarray):
+                seen.add(id(base))
+                total += base.nbytes
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            todo.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, (tuple, list)):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+    return total
+
+
+class _Pending:
+    """A result being computed by one thread, which others wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.failed = False
+
+
+class StageCache:
+    """Results by key, shared by every session; bounded by entries and bytes, LRU.
+
+    A key computed by one thread while another asks for it is computed once: the second waits
+    and takes the first's result (if the first fails, the second computes it itself and meets
+    the same error, on its own page). Results must be treated as read-only.
+
+    Attributes:
+        misses: computations per stage name (a key's first item), for tests and benchmarks.
+        hits: lookups served from the cache, per stage name.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.misses: Counter[str] = Counter()
+        self.hits: Counter[str] = Counter()
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._pending: dict[Hashable, _Pending] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
+        name = _name(key)
+        while True:
+            with self._lock:
+                hit = self._items.get(key)
+                if hit is not None:
+                    self._items.move_to_end(key)
+                    self.hits[name] += 1
+                    return hit[0]
+                pending = self._pending.get(key)
+                if pending is None:
+                    pending = self._pending[key] = _Pending()
+                    break
+            pending.done.wait()
+            if not pending.failed:
+                with self._lock:
+                    self.hits[name] += 1
+                return pending.value
+            # The other thread failed: compute it here (and meet its error, if it persists).
+            with self._lock:
+                if self._pending.get(key) is pending:
+                    del self._pending[key]
+        try:
+            value = compute()
+        except BaseException:
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.failed = True
+            pending.done.set()
+            raise
+        size = nbytes(value)
+        with self._lock:
+            self.misses[name] += 1
+            self._pending.pop(key, None)
+            if size <= self.max_bytes:
+                self._items[key] = (value, size)
+                self._bytes += size
+                while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self._bytes -= dropped
+        pending.value = value
+        pending.done.set()
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+            self.misses.clear()
+            self.hits.clear()
+
+
+def _name(key: Hashable) -> str:
+    return str(key[0]) if isinstance(key, tuple) and key else str(key)
+
+
+DECODED = DecodedImages(IMAGE_CACHE_ENTRIES, env_int(IMAGE_CACHE_MB_ENV, IMAGE_CACHE_MB) * MB)
+STAGES = StageCache(STAGE_CACHE_ENTRIES, env_int(STAGE_CACHE_MB_ENV, STAGE_CACHE_MB) * MB)
+
+
+def decode(digest: str, data: bytes) -> LoadedImage:
+    """Decode image bytes once per digest (raises ``ImageError`` for a bad file). The pixels
+    are read-only: every session showing this image shares them."""
+    return DECODED.get(digest, data)

@@ -1,0 +1,176 @@
+"""The networks: the shared ones (one copy for every session, never modified) and a session's
+own trained model.
+
+- :func:`backbone` and :func:`initial_heads` are ``st.cache_resource``: built once per server
+  and shared by every session. Their parameters do not require gradients, and nothing may
+  modify them: a session's training works on a copy of the parts it trains.
+- :class:`SessionModel` is what training (or a weights upload) gives one session. It shares
+  every frozen tensor with the cached model (fc6 and fc7, unless they were trained) and holds
+  only what it trained; it lives in that session's state and is dropped when replaced.
+- :func:`current` picks what a run uses: the session's model when it fits the current
+  settings and knows every label, else the shared initial heads.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass, field
+
+import streamlit as st
+import torch
+
+from explorer import runtime
+from explorer.runtime import CPU
+from frcnn_core.backbone import Backbone, load_backbone
+from frcnn_core.params import PipelineParams
+from frcnn_core.pipeline import DetectorHeads
+from frcnn_core.train import TrainParams
+
+MODEL_SEED = 0
+SESSION_MODEL = "model"  # session key: the SessionModel, or absent
+
+
+def _frozen(loaded: Backbone, where: torch.device) -> Backbone:
+    loaded.features.to(where)
+    for p in loaded.features.parameters():
+        p.requires_grad_(False)
+    return loaded
+
+
+@st.cache_resource(show_spinner="Loading the VGG16 backbone…")
+def backbone() -> Backbone:
+    """The shared VGG16 ``features[:30]`` in eval mode on the device (never modified)."""
+    return _frozen(load_backbone(seed=MODEL_SEED), runtime.device())
+
+
+@st.cache_resource(show_spinner="Loading a CPU copy of the VGG16 backbone…")
+def cpu_backbone() -> Backbone:
+    """The same backbone on the CPU, for a step that ran out of GPU memory (loaded afresh, not
+    copied, so the full GPU is not asked for more)."""
+    return _frozen(load_backbone(seed=MODEL_SEED), CPU)
+
+
+def backbone_on(where: torch.device) -> Backbone:
+    return backbone() if where == runtime.device() else cpu_backbone()
+
+
+@st.cache_resource(max_entries=6, show_spinner="Initialising the RPN and Fast R-CNN heads…")
+def initial_heads(
+    num_classes: int, anchors_per_cell: int, pooled_size: int, on: str = ""
+) -> DetectorHeads:
+    """Freshly initialised heads, shared by every session; read-only.
+
+    ``on`` names a device other than the default one (``"cpu"`` after running out of GPU memory):
+    the heads are built from the seed there, so they are the same weights.
+    """
+    where = torch.device(on) if on else runtime.device()
+    spec = backbone().spec
+    heads = DetectorHeads(num_classes, anchors_per_cell, spec.channels, pooled_size, MODEL_SEED)
+    heads = heads.to(where).eval()
+    for p in heads.parameters():
+        p.requires_grad_(False)
+    return heads
+
+
+def initial_heads_for(
+    num_classes: int, params: PipelineParams, where: torch.device | None = None
+) -> DetectorHeads:
+    where = where or runtime.device()
+    on = "" if where == runtime.device() else where.type
+    return initial_heads(num_classes, params.anchors.per_cell, params.roi_pool.output_size, on)
+
+
+def cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` copied onto the CPU without allocating anything on its own device (it is
+    serialised, then loaded onto the CPU)."""
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    buf.seek(0)
+    return torch.load(buf, map_location=CPU, weights_only=False)
+
+
+@dataclass
+class SessionModel:
+    """A session's own model: trained here, or loaded from a weights file.
+
+    Attributes:
+        heads: the RPN and Fast R-CNN heads, in eval mode, no gradients.
+        class_names: the classes they know (class id = index + 1).
+        conv5: a trained conv5 block, or None (the shared backbone's is used).
+        token: a new identity for every model, so no cache ever mixes two models' results.
+        history: the training's per-iteration losses (empty for an upload).
+        settings: how it was trained (None for an upload).
+        source: "trained" or the uploaded file's name.
+    """
+
+    heads: DetectorHeads
+    class_names: tuple[str, ...]
+    conv5: torch.nn.Module | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    settings: TrainParams | None = None
+    source: str = "trained"
+    token: str = field(default_factory=lambda: f"trained:{uuid.uuid4().hex}")
+    _cpu: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
+
+    def fits(self, params: PipelineParams, labels: tuple[str, ...]) -> bool:
+        """True when the settings can run these heads and they know every label."""
+        return self.heads.fits(params) and set(labels) <= set(self.class_names)
+
+    def on(self, name: str, where: torch.device) -> torch.nn.Module:
+        """``heads`` or ``conv5`` on ``where``: itself, or a CPU copy made once."""
+        module = getattr(self, name)
+        if where.type != "cpu" or next(module.parameters()).device.type == "cpu":
+            return module
+        if name not in self._cpu:
+            self._cpu[name] = cpu_copy(module).eval()
+        return self._cpu[name]
+
+
+def session_model() -> SessionModel | None:
+    """This session's own model, if any."""
+    return st.session_state.get(SESSION_MODEL)
+
+
+def set_session_model(model: SessionModel | None) -> None:
+    """Make ``model`` this session's (None: back to the initial heads); the previous one is
+    released."""
+    if model is None:
+        st.session_state.pop(SESSION_MODEL, None)
+    else:
+        model.heads.to(runtime.device()).eval()
+        st.session_state[SESSION_MODEL] = model
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The heads a run uses and the class vocabulary they were built for.
+
+    Attributes:
+        key: identifies the heads' weights in the caches: ``init:...`` for the shared seeded
+            ones (the same in every session, so their results are shared), the session
+            model's token otherwise.
+        trained: the session's own model, not the initial heads.
+    """
+
+    heads: DetectorHeads
+    vocabulary: tuple[str, ...]
+    key: str
+    trained: bool
+
+
+def current(
+    params: PipelineParams, labels: tuple[str, ...], where: torch.device | None = None
+) -> Choice:
+    """The session's model when it fits ``params`` and knows every one of ``labels``, else the
+    shared initial heads for the labels' classes (in order of first appearance); on ``where``
+    (default: the server's device)."""
+    where = where or runtime.device()
+    own = session_model()
+    if own is not None and own.fits(params, labels):
+        return Choice(own.on("heads", where), own.class_names, own.token, True)
+    vocabulary = tuple(dict.fromkeys(labels))
+    n = max(len(vocabulary), 1)
+    heads = initial_heads_for(n, params, where)
+    key = f"init:{MODEL_SEED}:{n}:{params.anchors.per_cell}:{params.roi_pool.output_size}"
+    return Choice(heads, vocabulary, key, False)

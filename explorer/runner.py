@@ -1,0 +1,201 @@
+"""The app's runner: the session's pipeline on the server's shared stage cache.
+
+:class:`PageRun` is :class:`frcnn_core.graph.Run` over :data:`frcnn_core.pipeline.PIPELINE`
+with the session's image, boxes, settings and model as sources, and
+:data:`explorer.caches.STAGES` as its cache: a page asks for the stages it shows, each is
+computed at most once per key whatever the number of sessions, and a setting recomputes
+exactly the stages downstream of it (the keys come from the graph, never written by hand).
+
+A heavy stage (a network forward) takes one of :data:`explorer.runtime.FORWARDS`' slots. A
+stage that runs out of GPU memory is computed again on the CPU, with a notice on the page.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import streamlit as st
+import torch
+from torch import nn
+
+from explorer import caches, models, runtime, state
+from explorer.runtime import CPU, OUT_OF_MEMORY
+from frcnn_core.backbone import Backbone
+from frcnn_core.graph import Run, Source, Stage
+from frcnn_core.params import PipelineParams
+from frcnn_core.pipeline import PIPELINE, UserBoxes
+from frcnn_core.train import split_backbone
+
+log = logging.getLogger("frcnn_explorer")
+STEP_NAMES = {
+    "backbone": "backbone forward",
+    "rpn": "RPN head",
+    "proposals": "proposals",
+    "test_proposals": "test-time proposals",
+    "roi_pool": "RoI pooling",
+    "test_roi_pool": "RoI pooling",
+    "head": "Fast R-CNN head",
+    "test_head": "Fast R-CNN head",
+}
+
+
+def _slot(stage: Stage) -> AbstractContextManager[Any]:
+    return runtime.FORWARDS.hold() if stage.heavy else nullcontext()
+
+
+def image_sources(
+    choice: state.ImageChoice, boxes: state.BoxesKey, backbone: Backbone, backbone_key: Any
+) -> dict[str, Source]:
+    """The sources of stages 1 and 2 (image, ground truth, backbone), keyed for the shared
+    cache: the image's digest, the boxes, the backbone's weights."""
+    coords = tuple(box for box, _ in boxes)
+    labels = tuple(label for _, label in boxes)
+    return {
+        "photo": Source(choice.digest, lambda: caches.decode(choice.digest, choice.data)),
+        "user_boxes": Source.of(UserBoxes(coords, labels), boxes),
+        "spec": Source.of(backbone.spec, backbone.spec),
+        "backbone_net": Source.of(backbone, backbone_key),
+    }
+
+
+def image_run(
+    choice: state.ImageChoice, boxes: state.BoxesKey, params: PipelineParams, backbone: Backbone
+) -> Run:
+    """A run of stages 1 and 2 on the shared cache, for work outside a page script (a training
+    job): it reads no session state, and shares its results with every page's run."""
+    sources = image_sources(choice, boxes, backbone, (backbone.weights, ""))
+    return Run(PIPELINE, sources, params, cache=caches.STAGES, around=_slot)
+
+
+class _Sources(dict):
+    """The run's sources, each built when first asked for (the heads are chosen only once the
+    boxes' labels are known, which needs stage 1)."""
+
+    def __init__(self, run: PageRun) -> None:
+        super().__init__()
+        self.run = run
+
+    def __missing__(self, name: str) -> Source:
+        source = self.run._make_source(name)
+        self[name] = source
+        return source
+
+
+class PageRun(Run):
+    """The current session's pipeline, computed lazily on the shared cache.
+
+    Raises ``ImageError`` from ``run["photo"]`` (and any stage after it) when the current image
+    cannot be decoded.
+
+    Attributes:
+        choice: the session's image (name, bytes, digest).
+        device: where this run's torch steps compute: the server's device, or the CPU once a
+            step ran out of GPU memory.
+        notices: what this run told the user about such a fallback.
+    """
+
+    def __init__(self, params: PipelineParams | None = None) -> None:
+        choice = state.image()
+        if choice is None:
+            raise RuntimeError("no image chosen")
+        self.choice = choice
+        self.boxes = state.boxes_key()
+        self.device = runtime.device()
+        self.notices: list[str] = []
+        self._model: models.Choice | None = None
+        super().__init__(
+            PIPELINE,
+            _Sources(self),
+            params or state.params(),
+            cache=caches.STAGES,
+            around=_slot,
+        )
+
+    # -- sources ---------------------------------------------------------------------------
+
+    @property
+    def model(self) -> models.Choice:
+        """The heads this run uses (the session's trained ones when they fit) on
+        :attr:`device`."""
+        if self._model is None:
+            labels = self["ground_truth"].labels
+            self._model = models.current(self.params, labels, self.device)
+        return self._model
+
+    @property
+    def trained(self) -> bool:
+        return self.model.trained
+
+    def _make_source(self, name: str) -> Source:
+        if name in ("photo", "user_boxes", "spec"):
+            shared = models.backbone()
+            return image_sources(self.choice, self.boxes, shared, None)[name]
+        if name == "backbone_net":
+            return Source(self._backbone_key(), self._backbone_net)
+        if name == "heads":
+            return Source(self.model.key, lambda: self.model.heads)
+        if name == "vocabulary":
+            return Source.of(self.model.vocabulary, self.model.vocabulary)
+        raise KeyError(name)
+
+    def _backbone_key(self) -> tuple[str, str]:
+        own = models.session_model()
+        conv5 = own.token if own is not None and own.conv5 is not None else ""
+        return (models.backbone().weights, conv5)
+
+    def _backbone_net(self) -> Backbone:
+        shared = models.backbone_on(self.device)
+        own = models.session_model()
+        if own is None or own.conv5 is None:
+            return shared
+        frozen, _ = split_backbone(shared.features)
+        features = nn.Sequential(*frozen, own.on("conv5", self.device))
+        return Backbone(features, shared.weights, shared.note, shared.spec)
+
+    # -- computing -------------------------------------------------------------------------
+
+    def compute(self, name: str) -> Any:
+        """The stage, as :meth:`Run.compute`. When it runs out of GPU memory, the GPU's cached
+        blocks are released and it runs again on the CPU, with a notice on the page; this run's
+        later steps stay on the CPU. Out of memory on the CPU itself is raised, for the page
+        guard to report."""
+        try:
+            return super().compute(name)
+        except OUT_OF_MEMORY:
+            if self.device.type == "cpu":
+                raise
+            failed = self.device
+        # Released only here, after the except block: until then the traceback's frames hold
+        # the failed step's tensors, and the GPU could not get their memory back.
+        step = STEP_NAMES.get(name, name)
+        log.warning("the %s ran out of memory on %s; computing it on the CPU", step, failed)
+        self.device = CPU
+        self._model = None
+        for source in ("backbone_net", "heads"):
+            self._values.pop(source, None)
+        for stage, value in list(self._values.items()):
+            self._values[stage] = _to_cpu(value)
+        runtime.release_accelerator_memory()
+        notice = (
+            f"The GPU ran out of memory computing the {step}, so it was computed on the CPU "
+            "instead (slower); the rest of this page is computed there too."
+        )
+        self.notices.append(notice)
+        st.warning(notice, icon=":material/memory:")
+        return super().compute(name)
+
+
+def _to_cpu(value: Any) -> Any:
+    """A feature map's result moved off the GPU (the one large tensor a run holds); other
+    values are moved by the stages that read them."""
+    features = getattr(value, "features", None)
+    if isinstance(features, torch.Tensor) and features.device.type != "cpu":
+        return type(value)(features.to(CPU), value.seconds)
+    return value
+
+
+def current_run(params: PipelineParams | None = None) -> PageRun:
+    """The session's pipeline with its own settings (or ``params``, for a what-if)."""
+    return PageRun(params)

@@ -1,0 +1,88 @@
+"""The server's runtime settings: the device, and how many heavy forwards may run at once.
+
+- ``FRCNN_DEVICE`` picks the device (:func:`frcnn_core.device.default_device`).
+- ``FRCNN_FORWARD_SLOTS``: how many backbone, RPN or head forwards (and training steps) run at
+  once in this process, whatever the number of sessions (:data:`FORWARDS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import torch
+
+from frcnn_core.device import default_device, device_name
+
+CPU = torch.device("cpu")
+# Raised by the CUDA (and, in recent torch, any) allocator; torch.OutOfMemoryError since 2.5.
+OUT_OF_MEMORY: type[Exception] = torch.cuda.OutOfMemoryError
+FORWARD_SLOTS_ENV = "FRCNN_FORWARD_SLOTS"
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive integer setting from the environment; unset or not one: ``default``."""
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= 1 else default
+
+
+def device() -> torch.device:
+    return default_device()
+
+
+def device_label() -> str:
+    return device_name(device())
+
+
+def release_accelerator_memory() -> None:
+    """Return the allocator's cached blocks to the GPU (nothing to do where CUDA is unused)."""
+    torch.cuda.empty_cache()
+
+
+def default_forward_slots() -> int:
+    """How many forwards may run at once: the cores divided by torch's intra-op threads.
+
+    One forward already keeps ``torch.get_num_threads()`` cores busy; a second one at the same
+    time only time-slices those cores (both finish later than one after the other, and the
+    threads thrash each other's caches). 2 cores, 2 threads: 1 slot; 16 cores, 8 threads: 2.
+    """
+    return max(1, (os.cpu_count() or 1) // max(torch.get_num_threads(), 1))
+
+
+class ForwardSlots:
+    """At most ``slots`` heavy torch forwards at once in this process, whatever the sessions.
+
+    Streamlit runs each session's script in its own thread; a session whose forward finds every
+    slot taken waits (behind the stage's spinner) until one is free.
+
+    Deadlock-free by construction: a slot is held only around plain torch code (never around a
+    cache lookup or anything else that waits), and a thread that already holds a slot passes
+    through a nested ``hold()`` without taking a second one.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+        self._depth = threading.local()
+
+    def held(self) -> bool:
+        """True inside ``hold()`` on this thread."""
+        return getattr(self._depth, "n", 0) > 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        with self._free if depth == 0 else contextlib.nullcontext():
+            self._depth.n = depth + 1
+            try:
+                yield
+            finally:
+                self._depth.n = depth
+
+
+FORWARDS = ForwardSlots(env_int(FORWARD_SLOTS_ENV, default_forward_slots()))
