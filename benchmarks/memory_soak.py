@@ -13,9 +13,10 @@ server's resident set (VmRSS of the streamlit process and its children, from /pr
 the curve.
 
 Every image is new, so each change adds entries to the per-image caches
-(``explorer.compute.decode``: 64 entries and ``IMAGE_CACHE_MB`` of pixels; ``prepared``,
-``st.cache_data(max_entries=64)``; and the canvas background, 16): memory grows for the first 64
-images and must then stay flat, however many more arrive. The verdict compares the growth over
+(``explorer.caches.decode``: 64 entries and ``IMAGE_CACHE_MB`` of pixels; every stage's
+result in ``explorer.caches.STAGES``, bounded by ``FRCNN_STAGE_CACHE_MB``; and the canvas
+background, 16): memory grows for the first images and must then stay flat, however many more
+arrive. The verdict compares the growth over
 the last half of the changes with the first half.
 
 When the last session has closed, the script waits ``--linger`` seconds (Streamlit keeps a
@@ -134,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    # Read, not imported: importing explorer.compute outside a Streamlit run only warns.
-    source = (ROOT / "explorer" / "compute.py").read_text()
+    # Read, not imported: importing explorer.caches outside a Streamlit run only warns.
+    source = (ROOT / "explorer" / "caches.py").read_text()
     found = re.search(r"^IMAGE_CACHE_ENTRIES = (\d+)", source, re.MULTILINE)
     entries = found.group(1) if found else "?"
     decoded = args.width * args.height * 3 / 2**20

@@ -160,13 +160,15 @@ class Choice:
 
 
 def current(
-    params: PipelineParams, labels: tuple[str, ...], where: torch.device | None = None
+    params: PipelineParams,
+    labels: tuple[str, ...],
+    where: torch.device | None = None,
+    own: SessionModel | None = None,
 ) -> Choice:
-    """The session's model when it fits ``params`` and knows every one of ``labels``, else the
-    shared initial heads for the labels' classes (in order of first appearance); on ``where``
-    (default: the server's device)."""
+    """``own`` (the session's model) when it fits ``params`` and knows every one of ``labels``,
+    else the shared initial heads for the labels' classes (in order of first appearance); on
+    ``where`` (default: the server's device)."""
     where = where or runtime.device()
-    own = session_model()
     if own is not None and own.fits(params, labels):
         return Choice(own.on("heads", where), own.class_names, own.token, True)
     vocabulary = tuple(dict.fromkeys(labels))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from explorer import caches, models, runtime, state
+from explorer.caches import StageCache
 from explorer.runtime import CPU, OUT_OF_MEMORY
 from frcnn_core.backbone import Backbone
 from frcnn_core.graph import Run, Source, Stage
@@ -29,6 +30,7 @@ from frcnn_core.pipeline import PIPELINE, UserBoxes
 from frcnn_core.train import split_backbone
 
 log = logging.getLogger("frcnn_explorer")
+SESSION = object()  # PageRun's default for ``own``: the session's model
 STEP_NAMES = {
     "backbone": "backbone forward",
     "rpn": "RPN head",
@@ -96,12 +98,23 @@ class PageRun(Run):
         notices: what this run told the user about such a fallback.
     """
 
-    def __init__(self, params: PipelineParams | None = None) -> None:
-        choice = state.image()
+    def __init__(
+        self,
+        params: PipelineParams | None = None,
+        *,
+        choice: state.ImageChoice | None = None,
+        boxes: state.BoxesKey | None = None,
+        own: models.SessionModel | object | None = SESSION,
+        cache: StageCache | None = None,
+    ) -> None:
+        """Everything not given is the session's: its settings, image, boxes and own model;
+        ``cache`` defaults to the server's shared stage cache."""
+        choice = choice if choice is not None else state.image()
         if choice is None:
             raise RuntimeError("no image chosen")
         self.choice = choice
-        self.boxes = state.boxes_key()
+        self.boxes = boxes if boxes is not None else state.boxes_key()
+        self.own = models.session_model() if own is SESSION else own
         self.device = runtime.device()
         self.notices: list[str] = []
         self._model: models.Choice | None = None
@@ -109,7 +122,7 @@ class PageRun(Run):
             PIPELINE,
             _Sources(self),
             params or state.params(),
-            cache=caches.STAGES,
+            cache=cache if cache is not None else caches.STAGES,
             around=_slot,
         )
 
@@ -121,7 +134,7 @@ class PageRun(Run):
         :attr:`device`."""
         if self._model is None:
             labels = self["ground_truth"].labels
-            self._model = models.current(self.params, labels, self.device)
+            self._model = models.current(self.params, labels, self.device, self.own)
         return self._model
 
     @property
@@ -141,13 +154,13 @@ class PageRun(Run):
         raise KeyError(name)
 
     def _backbone_key(self) -> tuple[str, str]:
-        own = models.session_model()
+        own = self.own
         conv5 = own.token if own is not None and own.conv5 is not None else ""
         return (models.backbone().weights, conv5)
 
     def _backbone_net(self) -> Backbone:
         shared = models.backbone_on(self.device)
-        own = models.session_model()
+        own = self.own
         if own is None or own.conv5 is None:
             return shared
         frozen, _ = split_backbone(shared.features)

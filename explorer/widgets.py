@@ -83,7 +83,7 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
         )
     else:
         raise ValueError(f"{path} has no widget ({entry.kind})")
-    error = st.session_state.get(f"{key}#error")
+    error = st.session_state.pop(f"{key}#error", None)  # said once, right after the attempt
     if error:
         st.error(plain(error), icon=":material/block:")
     return state.get_param(path, scope)
@@ -194,4 +194,4 @@ def timing_caption(run: PageRun, names: Sequence[str]) -> None:
         if n in run.timings
     ]
     if parts:
-        st.caption("Server compute this run: " + ", ".join(parts))
+        st.caption("Server compute: " + ", ".join(parts))

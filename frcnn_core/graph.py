@@ -187,6 +187,7 @@ class Run:
         self.computed: Counter[str] = Counter()
         self.timings: dict[str, float] = {}
         self._values: dict[str, Any] = dict(given or {})
+        self._errors: dict[str, Exception] = {}
         self._keys: dict[str, Hashable] = {}
 
     # -- keys ------------------------------------------------------------------------------
@@ -208,15 +209,23 @@ class Run:
     # -- values ----------------------------------------------------------------------------
 
     def __getitem__(self, name: str) -> Any:
+        if name in self._errors:
+            raise self._errors[name]
         if name not in self._values:
-            if name in self.graph.sources:
-                self._values[name] = self._source(name).load()
-            elif self.cache is not None:
-                self._values[name] = self.cache.get_or_compute(
-                    self.key(name), lambda: self.compute(name)
-                )
-            else:
-                self._values[name] = self.compute(name)
+            try:
+                if name in self.graph.sources:
+                    self._values[name] = self._source(name).load()
+                elif self.cache is not None:
+                    self._values[name] = self.cache.get_or_compute(
+                        self.key(name), lambda: self.compute(name)
+                    )
+                else:
+                    self._values[name] = self.compute(name)
+            except Exception as exc:
+                # A stage that fails (e.g. a tutorial bug's variant that cannot run) fails once
+                # per run: asking again, directly or through a later stage, raises the same.
+                self._errors[name] = exc
+                raise
         return self._values[name]
 
     def __getattr__(self, name: str) -> Any:

@@ -32,8 +32,10 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest
 
+from explorer.models import SESSION_MODEL, SessionModel
 from frcnn_core.image import ResizeParams
-from frcnn_core.pipeline import DetectorHeads, PipelineParams
+from frcnn_core.params import PipelineParams
+from frcnn_core.pipeline import DetectorHeads
 from frcnn_core.proposal_targets import ProposalTargetParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +43,17 @@ APP = str(ROOT / "app.py")
 UPLOAD = "image_page:upload"
 GUARD = "Something went wrong"
 PAGES = [
-    "1_image",
-    "2_backbone",
-    "3_anchors",
-    "4_labelling",
-    "5_rpn",
-    "6_proposals",
-    "7_roi",
-    "8_head",
-    "9_bugs",
-    "10_train",
-    "11_detect",
+    "image",
+    "backbone",
+    "anchors",
+    "labelling",
+    "rpn",
+    "proposals",
+    "roi",
+    "head",
+    "bugs",
+    "train",
+    "detect",
 ]
 W, H = 2000, 1333  # the zebra sample
 ZEBRAS = [
@@ -76,28 +78,22 @@ def restore(at: AppTest):
     """After each test: the zebra sample with its boxes, default parameters, no trained model,
     so a failing test does not leave its state to the next one."""
     yield
-    at.session_state["trained"] = None
+    if SESSION_MODEL in at.session_state:
+        del at.session_state[SESSION_MODEL]
     at.session_state["params"] = PipelineParams()
     image = at.session_state["image"]
     if image is None or image.name != "zebras":
-        at.switch_page("pages/1_image.py").run()
+        at.switch_page("app_pages/image.py").run()
         at.selectbox(key="image_page:sample").set_value("zebras").run()
     at.session_state["boxes"] = [dict(b) for b in ZEBRAS]
 
 
 @pytest.fixture
-def trained(at: AppTest) -> dict:
+def trained(at: AppTest) -> SessionModel:
     """A trained model in the session (what the Train page stores; a small head suffices)."""
-    model = {
-        "heads": DetectorHeads(1, 9, seed=3, hidden=64).eval(),
-        "conv5": None,
-        "token": "trained:robustness",
-        "class_names": ("zebra",),
-        "anchors_per_cell": 9,
-        "history": [{"step": 1}],
-        "settings": None,
-    }
-    at.session_state["trained"] = model
+    heads = DetectorHeads(1, 9, 512, 7, seed=3, hidden=64).eval()
+    model = SessionModel(heads, ("zebra",), history=[{"step": 1}])
+    at.session_state[SESSION_MODEL] = model
     return model
 
 
@@ -164,7 +160,9 @@ def bad_uploads() -> dict[str, tuple[str, bytes, str]]:
 
 
 @pytest.mark.parametrize("case", list(bad_uploads()))
-def test_a_bad_upload_says_why_and_loses_nothing(at: AppTest, trained: dict, case: str) -> None:
+def test_a_bad_upload_says_why_and_loses_nothing(
+    at: AppTest, trained: SessionModel, case: str
+) -> None:
     name, data, mime = bad_uploads()[case]
     boxes = [{"box": [100, 200, 700, 900], "label": "kept"}]
     at.session_state["boxes"] = boxes
@@ -176,7 +174,7 @@ def test_a_bad_upload_says_why_and_loses_nothing(at: AppTest, trained: dict, cas
     assert any(name in w and "cannot be used" in w and "are kept" in w for w in warnings), warnings
     assert at.session_state["image"] is image
     assert at.session_state["boxes"] == boxes
-    assert at.session_state["trained"] is trained
+    assert at.session_state[SESSION_MODEL] is trained
     assert metric(at, "Boxes used") == "1"
     # The next run (any widget) still has everything; the message stays with that upload.
     at.run()
@@ -227,7 +225,7 @@ def odd_uploads() -> dict[str, tuple[str, bytes, str, str, str]]:
 @pytest.mark.parametrize("case", list(odd_uploads()))
 def test_an_odd_upload_is_used_with_a_note(at: AppTest, case: str) -> None:
     name, data, mime, size, note = odd_uploads()[case]
-    at.switch_page("pages/1_image.py")
+    at.switch_page("app_pages/image.py")
     at.file_uploader(key=UPLOAD).set_value((name, data, mime)).run()
     assert_clean(at, case)
     assert at.session_state["image"].name == name
@@ -241,7 +239,7 @@ def test_an_odd_upload_is_used_with_a_note(at: AppTest, case: str) -> None:
     at.run()
     assert_clean(at, f"{case} with a box")
     assert metric(at, "Boxes used") == "1"
-    at.switch_page("pages/4_labelling.py").run()
+    at.switch_page("app_pages/labelling.py").run()
     assert_clean(at, f"{case} on the labelling page")
     assert int(metric(at, "Positive")) > 0
 
@@ -251,7 +249,7 @@ def test_the_uploader_announces_the_configured_size_limit(at: AppTest) -> None:
     "File must be 25.0MB or smaller"); the widget must carry the configured limit."""
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     limit = int(re.search(r"^\s*maxUploadSize\s*=\s*(\d+)", config, re.MULTILINE).group(1))
-    at.switch_page("pages/1_image.py").run()
+    at.switch_page("app_pages/image.py").run()
     assert at.file_uploader(key=UPLOAD).proto.max_upload_size_mb == limit
 
 
@@ -310,13 +308,13 @@ USED = {
 def test_odd_boxes_render_on_every_page(at: AppTest, case: str) -> None:
     at.session_state["boxes"] = BOX_SETS[case]
     for page in PAGES:
-        if page == "11_detect" and USED[case] == "0":
+        if page == "detect" and USED[case] == "0":
             continue  # a known bug: test_detect_page_without_boxes
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
         assert_clean(at, f"{case} on {page}")
-        if page == "1_image":
+        if page == "image":
             assert metric(at, "Boxes used") == USED[case]
-        if page == "4_labelling" and USED[case] == "0":
+        if page == "labelling" and USED[case] == "0":
             assert any("No ground-truth boxes yet" in i for i in messages(at, "info"))
     assert at.session_state["boxes"] == BOX_SETS[case]  # shown, never rewritten
 
@@ -324,14 +322,14 @@ def test_odd_boxes_render_on_every_page(at: AppTest, case: str) -> None:
 @pytest.mark.parametrize("boxes", [[], BOX_SETS["nothing usable"]], ids=["none", "unusable"])
 def test_detect_page_without_boxes(at: AppTest, boxes: list) -> None:
     at.session_state["boxes"] = boxes
-    at.switch_page("pages/11_detect.py").run()
+    at.switch_page("app_pages/detect.py").run()
     assert_clean(at, "detect without boxes")
 
 
 def test_labels_with_markup_are_shown_as_text(at: AppTest) -> None:
     at.session_state["boxes"] = BOX_SETS["markup and long labels"]
-    for page in ("1_image", "4_labelling", "8_head", "11_detect"):
-        at.switch_page(f"pages/{page}.py").run()
+    for page in ("image", "labelling", "head", "detect"):
+        at.switch_page(f"app_pages/{page}.py").run()
         assert_clean(at, page)
         for kind in ("markdown", "caption", "info", "warning", "success", "latex"):
             for el in getattr(at, kind):
@@ -343,7 +341,7 @@ def test_labels_with_markup_are_shown_as_text(at: AppTest) -> None:
 
 def test_non_numbers_in_the_boxes_are_dropped_with_a_note(at: AppTest) -> None:
     at.session_state["boxes"] = BOX_SETS["text and NaN among the numbers"]
-    at.switch_page("pages/1_image.py").run()
+    at.switch_page("app_pages/image.py").run()
     assert_clean(at, "text in boxes")
     notes = messages(at, "info")
     assert "box 1 dropped: its coordinates are not four numbers" in notes, notes
@@ -355,7 +353,7 @@ def test_non_numbers_in_the_boxes_are_dropped_with_a_note(at: AppTest) -> None:
 
 
 def test_non_numbers_typed_in_the_table_are_held_back(at: AppTest) -> None:
-    at.switch_page("pages/1_image.py").run()
+    at.switch_page("app_pages/image.py").run()
     key = at.data_editor[0].key
     at.session_state[key] = {
         "edited_rows": {0: {"x1": float("nan")}, 1: {"y2": "abc"}, 2: {"x2": math.inf}},
@@ -377,7 +375,7 @@ SAYS = {
     ("w:anchor_targets.neg_iou", "max"): "is above the positive one",
     ("w:anchor_targets.pos_iou", "min"): "is above the positive one",
     ("w:proposals.nms_iou", "min"): "proposal(s) survive",
-    ("w:proposals.pre_nms_train", "min"): "proposal(s) survive",
+    ("w:train_proposals.pre_nms", "min"): "proposal(s) survive",
     ("w:proposals.min_size", "max"): "No box is at least 800 px",
     ("w:proposal_targets.roi_pos_iou", "max"): "No proposal reaches IoU 1.00",
     ("w:proposal_targets.roi_pos_iou", "min"): "above the positive threshold",
@@ -385,13 +383,13 @@ SAYS = {
     ("w:proposal_targets.roi_neg_iou_lo", "max"): "is empty: no RoI can be background",
     ("w:detect.score_threshold", "max"): "No class score reaches the threshold",
 }
-SLIDER_PAGES = ["4_labelling", "6_proposals", "7_roi", "8_head", "11_detect"]
+SLIDER_PAGES = ["labelling", "proposals", "roi", "head", "detect"]
 
 
 @pytest.mark.parametrize("page", SLIDER_PAGES)
 def test_every_slider_at_both_ends(at: AppTest, page: str) -> None:
     at.session_state["params"] = PipelineParams()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     assert_clean(at, page)
     keys = [s.key for s in at.sidebar.slider if (s.key or "").startswith("w:")]
     assert keys, f"{page} has no parameter slider"
@@ -415,7 +413,7 @@ def test_every_slider_at_both_ends(at: AppTest, page: str) -> None:
 
 
 def test_head_page_says_when_roi_sampling_is_empty(at: AppTest) -> None:
-    at.switch_page("pages/8_head.py")
+    at.switch_page("app_pages/head.py")
     no_positive = ProposalTargetParams(roi_pos_iou=1.0)
     at.session_state["params"] = PipelineParams(proposal_targets=no_positive)
     at.run()
@@ -433,25 +431,26 @@ def test_head_page_says_when_roi_sampling_is_empty(at: AppTest) -> None:
 
 
 def test_a_failing_step_shows_a_message_and_keeps_everything(
-    at: AppTest, trained: dict, monkeypatch: pytest.MonkeyPatch
+    at: AppTest, trained: SessionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import explorer.compute
+    import frcnn_core.pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("the proposal layer broke")
 
     boxes = [{"box": [223, 782, 623, 1074], "label": "zebra"}]
     at.session_state["boxes"] = boxes
-    at.switch_page("pages/6_proposals.py").run()
+    at.switch_page("app_pages/proposals.py").run()
     assert_clean(at, "before")
     image = at.session_state["image"]
-    monkeypatch.setattr(explorer.compute, "propose", broken)
+    monkeypatch.setattr(frcnn_core.pipeline, "propose", broken)
     at.slider(key="w:proposals.nms_iou").set_value(0.55).run()  # a value not cached yet
     assert not at.exception
     assert any(GUARD in e.value and "are kept" in e.value for e in at.error)
+    assert not any("proposal layer broke" in e.value for e in at.error)  # no internals shown
     assert at.session_state["image"] is image
     assert at.session_state["boxes"] == boxes
-    assert at.session_state["trained"] is trained
+    assert at.session_state[SESSION_MODEL] is trained
     assert at.session_state["params"].proposals.nms_iou == 0.55  # the setting is kept too
     monkeypatch.undo()
     at.run()
@@ -465,29 +464,34 @@ OOM = "CUDA out of memory. Tried to allocate 2.00 GiB (simulated)"
 def test_a_step_out_of_gpu_memory_is_computed_on_the_cpu(
     at: AppTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No GPU here, so the GPU is simulated: the session's device says "cuda" and the backbone
-    forward raises CUDA's out-of-memory error whenever it is asked to run there (the real
-    error comes from the allocator, before anything is computed)."""
-    import explorer.compute as compute
+    """No GPU here, so the GPU is simulated: the server's device says "cuda", and the backbone
+    forward raises CUDA's out-of-memory error when it runs with the device's backbone (the real
+    error comes from the allocator, before anything is computed). The retry must use the
+    separate CPU copy of the backbone."""
+    import frcnn_core.pipeline
+    from explorer import models, runtime
 
-    real = compute.compute_features
+    real = frcnn_core.pipeline.run_backbone
+    gpu_net = models.backbone().features
+    cpu_net = models.cpu_backbone().features
     calls: list[tuple[str, bool]] = []
     emptied: list[bool] = []
 
-    def forward(image, backbone, params, device):
-        calls.append((device.type, compute.FORWARDS.held()))
-        if device.type == "cuda":
+    def forward(image, backbone, params):
+        where = "cuda" if backbone is gpu_net else "cpu" if backbone is cpu_net else "?"
+        calls.append((where, runtime.FORWARDS.held()))
+        if where == "cuda":
             raise torch.cuda.OutOfMemoryError(OOM)
-        return real(image, backbone, params, device)
+        return real(image, backbone, params)
 
     # A 640 x 480 input frame: features not computed yet in this process, so the step runs.
     at.session_state["params"] = PipelineParams(resize=ResizeParams(height=480, width=640))
-    monkeypatch.setattr(compute, "compute_features", forward)
+    monkeypatch.setattr(frcnn_core.pipeline, "run_backbone", forward)
     with monkeypatch.context() as gpu:
-        gpu.setattr(compute, "device", lambda: torch.device("cuda"))
-        gpu.setattr(compute, "device_label", lambda: "CUDA: simulated")
+        gpu.setattr(runtime, "device", lambda: torch.device("cuda"))
+        gpu.setattr(runtime, "device_label", lambda: "CUDA: simulated")
         gpu.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
-        at.switch_page("pages/2_backbone.py").run()
+        at.switch_page("app_pages/backbone.py").run()
     assert_clean(at, "out of GPU memory")
     assert calls == [("cuda", True), ("cpu", True)]  # once on the GPU, once on the CPU
     assert emptied == [True]
@@ -508,53 +512,53 @@ def test_a_step_out_of_gpu_memory_is_computed_on_the_cpu(
 
 
 def test_out_of_memory_on_the_cpu_is_a_clear_message(
-    at: AppTest, trained: dict, monkeypatch: pytest.MonkeyPatch
+    at: AppTest, trained: SessionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import explorer.compute as compute
+    import frcnn_core.pipeline
 
     calls: list[str] = []
 
-    def forward(image, backbone, params, device):
-        calls.append(device.type)
+    def forward(image, backbone, params):
+        calls.append(image.device.type)
         raise torch.cuda.OutOfMemoryError(OOM)
 
     at.session_state["params"] = PipelineParams(resize=ResizeParams(height=352, width=352))
-    monkeypatch.setattr(compute, "compute_features", forward)
-    at.switch_page("pages/2_backbone.py").run()
+    monkeypatch.setattr(frcnn_core.pipeline, "run_backbone", forward)
+    at.switch_page("app_pages/backbone.py").run()
     assert not at.exception
     assert calls == ["cpu"]  # nowhere to fall back to: not retried
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "ran out of memory" in errors[0] and "are kept" in errors[0]
     assert GUARD not in errors[0]
-    assert at.session_state["trained"] is trained
+    assert at.session_state[SESSION_MODEL] is trained
     assert at.session_state["boxes"] == ZEBRAS
 
 
-def test_a_bad_weights_file_keeps_the_trained_model(at: AppTest, trained: dict) -> None:
-    at.switch_page("pages/10_train.py").run()
+def test_a_bad_weights_file_keeps_the_trained_model(at: AppTest, trained: SessionModel) -> None:
+    at.switch_page("app_pages/train.py").run()
     assert_clean(at, "train page")
     at.file_uploader(key="train:upload").set_value(
         ("mine.pt", b"\0" * 64, "application/octet-stream")
     )
     at.run()
     assert not at.exception
-    assert any("mine.pt was not loaded" in e.value for e in at.error)
+    assert any("mine.pt was not loaded" in e for e in messages(at, "error"))
     assert not any(GUARD in e.value for e in at.error)
-    assert at.session_state["trained"] is trained
+    assert at.session_state[SESSION_MODEL] is trained
     # The user removes the file from the uploader: the message goes with it.
     at.file_uploader(key="train:upload").set_value(None).run()
-    assert not any("mine.pt" in e.value for e in at.error)
+    assert not any("mine.pt" in e for e in messages(at, "error"))
 
 
 # ---- memory held by a session ---------------------------------------------------------------
 
 
 def runs_alive() -> list:
-    """The pipelines (one ``Stages`` per script run) that are still reachable."""
-    from explorer.compute import Stages
+    """The pipelines (one ``PageRun`` per script run) that are still reachable."""
+    from explorer.runner import PageRun
 
     gc.collect()
-    return [o for o in gc.get_objects() if type(o) is Stages]
+    return [o for o in gc.get_objects() if type(o) is PageRun]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -566,12 +570,12 @@ def test_box_changes_do_not_pile_up_old_runs(at: AppTest, page: str) -> None:
 
     before = weakref.WeakSet(runs_alive())
     images = sum(type(o) is LoadedImage for o in gc.get_objects())
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     for k in range(4):  # what table edits do: the boxes change from outside the canvas
         at.session_state["boxes"] = [{"box": [100 + k, 200, 700, 900], "label": "zebra"}]
         at.run()
         assert_clean(at, f"{page}, box change {k}")
-    at.switch_page("pages/3_anchors.py").run()
+    at.switch_page("app_pages/anchors.py").run()
     assert [o for o in runs_alive() if o not in before] == []
-    # Every session shares the one decoded zebra image (explorer.compute.DECODED).
+    # Every session shares the one decoded zebra image (explorer.caches.DECODED).
     assert sum(type(o) is LoadedImage for o in gc.get_objects()) <= images

@@ -1,6 +1,7 @@
-"""explorer.compute's shared machinery, without a browser: the decoded-image cache (bounded by
-bytes), the forward slots (many sessions, few cores) and the CPU copies used after running out of
-GPU memory. The fallback itself runs in tests/test_app_robustness.py (AppTest)."""
+"""The app's shared machinery, without a browser: the decoded-image cache and the stage cache
+(bounded by bytes; a result asked for by two sessions at once computed once), the forward slots
+(many sessions, few cores), the job queue (training off the page script) and the CPU copies used
+after running out of GPU memory. The fallback itself runs in tests/test_app_robustness.py."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import compute
-from explorer.compute import DecodedImages, ForwardSlots, default_forward_slots, env_int
+from explorer import caches, models, runtime
+from explorer.caches import DecodedImages, StageCache, nbytes
+from explorer.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobQueue
+from explorer.runtime import ForwardSlots, default_forward_slots, env_int
 from frcnn_core.image import ImageError
 from frcnn_core.pipeline import DetectorHeads
 
@@ -77,8 +80,8 @@ def test_a_bad_file_raises_and_is_not_kept() -> None:
 
 def test_the_app_cache_holds_at_most_its_budget_of_the_largest_photos() -> None:
     # 64 entries of 40-megapixel photos would be 7.5 GB; the budget keeps four.
-    assert compute.DECODED.max_entries == compute.IMAGE_CACHE_ENTRIES == 64
-    assert compute.DECODED.max_bytes == compute.IMAGE_CACHE_MB * MB == 512 * MB
+    assert caches.DECODED.max_entries == caches.IMAGE_CACHE_ENTRIES == 64
+    assert caches.DECODED.max_bytes == caches.IMAGE_CACHE_MB * MB == 512 * MB
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -101,8 +104,8 @@ def test_env_int(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: i
 def test_one_forward_slot_per_torch_threads_worth_of_cores(
     monkeypatch: pytest.MonkeyPatch, cores: int | None, threads: int, slots: int
 ) -> None:
-    monkeypatch.setattr(compute.os, "cpu_count", lambda: cores)
-    monkeypatch.setattr(compute.torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: threads)
     assert default_forward_slots() == slots
 
 
@@ -197,8 +200,8 @@ def test_a_slot_is_held_per_thread() -> None:
 
 
 def test_a_cpu_copy_has_the_same_weights_and_is_another_module() -> None:
-    heads = DetectorHeads(2, 9, seed=5, hidden=32).eval()
-    copy = compute.cpu_copy(heads)
+    heads = DetectorHeads(2, 9, 512, 7, seed=5, hidden=32).eval()
+    copy = models.cpu_copy(heads)
     assert copy is not heads and isinstance(copy, DetectorHeads)
     original, copied = heads.state_dict(), copy.state_dict()
     assert list(copied) == list(original)
@@ -209,3 +212,162 @@ def test_a_cpu_copy_has_the_same_weights_and_is_another_module() -> None:
     x = torch.randn(1, 512, 4, 4)
     with torch.no_grad():
         assert torch.equal(copy.rpn(x)[0], heads.rpn(x)[0])
+
+
+# -- the stage cache --------------------------------------------------------------------------
+
+
+def test_nbytes_counts_tensors_and_arrays_once() -> None:
+    t = torch.zeros(1000)  # 4000 bytes
+    a = np.zeros(500, np.uint8)
+    assert nbytes(t) == 4000 and nbytes(a) == 500
+    assert nbytes((t, t[10:], {"x": a, "y": [a[5:]]})) == 4500  # views share their storage
+    assert nbytes("text") == 0
+
+
+def test_the_stage_cache_is_bounded_by_bytes_and_entries() -> None:
+    cache = StageCache(max_entries=10, max_bytes=10_000)
+    for i in range(5):
+        cache.get_or_compute(("stage", i), lambda: torch.zeros(1000))  # 4000 bytes each
+    assert len(cache) == 2 and cache.nbytes == 8000  # the two most recent
+    assert ("stage", 4) in cache and ("stage", 0) not in cache
+    small = StageCache(max_entries=3, max_bytes=10**9)
+    for i in range(5):
+        small.get_or_compute(("s", i), lambda: 1)
+    assert len(small) == 3
+    too_big = StageCache(max_entries=10, max_bytes=100)
+    assert too_big.get_or_compute(("x", 0), lambda: torch.zeros(100)).numel() == 100
+    assert len(too_big) == 0  # used, not kept
+
+
+def test_a_hit_is_the_same_object_and_counts() -> None:
+    cache = StageCache(max_entries=10, max_bytes=10**9)
+    first = cache.get_or_compute(("anchors", 1), lambda: torch.ones(3))
+    again = cache.get_or_compute(("anchors", 1), lambda: torch.zeros(3))
+    assert again is first
+    assert cache.misses["anchors"] == 1 and cache.hits["anchors"] == 1
+
+
+def test_two_threads_asking_at_once_compute_once() -> None:
+    cache = StageCache(max_entries=10, max_bytes=10**9)
+    calls: list[int] = []
+    started = threading.Event()
+
+    def slow() -> str:
+        calls.append(1)
+        started.set()
+        time.sleep(0.3)
+        return "features"
+
+    results: list[str] = []
+    first = threading.Thread(target=lambda: results.append(cache.get_or_compute(("b", 1), slow)))
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=lambda: results.append(cache.get_or_compute(("b", 1), slow)))
+    second.start()
+    first.join(5)
+    second.join(5)
+    assert results == ["features", "features"]
+    assert calls == [1]  # the second thread waited for the first's result
+
+
+def test_a_failure_is_not_cached_and_the_waiter_meets_it_too() -> None:
+    cache = StageCache(max_entries=10, max_bytes=10**9)
+    gate = threading.Event()
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        gate.wait(5)
+        raise ValueError("broken stage")
+
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            cache.get_or_compute(("bad", 1), broken)
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    threads[0].start()
+    time.sleep(0.1)
+    threads[1].start()
+    time.sleep(0.1)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert errors == ["broken stage", "broken stage"]
+    assert calls == [1, 1]  # the waiter tried again itself
+    assert ("bad", 1) not in cache
+    assert cache.get_or_compute(("bad", 1), lambda: "fixed") == "fixed"
+
+
+# -- the job queue ----------------------------------------------------------------------------
+
+
+def test_jobs_run_in_order_at_most_n_at_once() -> None:
+    queue = JobQueue(workers=1)
+    gate = threading.Event()
+    order: list[str] = []
+
+    def work(name: str):
+        def run(job: Job) -> str:
+            gate.wait(5)
+            order.append(name)
+            job.report(done=name)
+            return name.upper()
+
+        return run
+
+    jobs = [queue.submit(Job(work(n), title=n)) for n in ("a", "b", "c")]
+    time.sleep(0.1)
+    assert [j.state for j in jobs] == [RUNNING, QUEUED, QUEUED]
+    assert [queue.ahead(j) for j in jobs] == [0, 0, 1]
+    assert queue.counts() == (1, 2)
+    gate.set()
+    assert all(j.wait(5) for j in jobs)
+    assert order == ["a", "b", "c"]
+    assert [j.result for j in jobs] == ["A", "B", "C"]
+    assert [j.state for j in jobs] == [DONE] * 3
+    assert jobs[2].progress == {"done": "c"}
+    assert queue.counts() == (0, 0)
+
+
+def test_a_cancelled_job_stops_at_its_next_check_and_keeps_its_result() -> None:
+    queue = JobQueue(workers=1)
+    steps: list[int] = []
+
+    def work(job: Job) -> list[int]:
+        try:
+            for i in range(1000):
+                job.check()
+                steps.append(i)
+                time.sleep(0.01)
+        except Exception:
+            return list(steps)  # what it chose to keep
+        return steps
+
+    job = queue.submit(Job(work))
+    time.sleep(0.1)
+    job.cancel()
+    assert job.wait(5)
+    assert job.state == CANCELLED
+    assert 0 < len(job.result) < 1000
+    queued = Job(lambda job: "never")
+    queued.cancel()
+    queue.submit(queued)
+    assert queued.wait(5) and queued.state == CANCELLED and queued.result is None
+
+
+def test_a_failing_job_says_why_and_frees_its_worker() -> None:
+    queue = JobQueue(workers=1)
+
+    def broken(job: Job) -> None:
+        raise RuntimeError("out of ideas")
+
+    failed = queue.submit(Job(broken))
+    after = queue.submit(Job(lambda job: 42))
+    assert failed.wait(5) and after.wait(5)
+    assert failed.state == FAILED and failed.error == "out of ideas"
+    assert after.state == DONE and after.result == 42

@@ -50,7 +50,7 @@ def open_page(at: AppTest, page: str) -> AppTest:
 
 
 def test_backbone_page_shapes_and_layer_table(app: AppTest):
-    at = open_page(app, "pages/2_backbone.py")
+    at = open_page(app, "app_pages/backbone.py")
     shown = metrics(at)
     assert shown["Input"] == "800 × 800 × 3"
     assert shown["Feature map"] == "512 × 50 × 50"
@@ -81,7 +81,7 @@ def test_backbone_page_shapes_and_layer_table(app: AppTest):
 
 
 def test_backbone_normalisation_toggle_b13(app: AppTest):
-    at = open_page(app, "pages/2_backbone.py")
+    at = open_page(app, "app_pages/backbone.py")
     max_on = metrics(at)["Max activation"]
     assert not any("B13" in i.value for i in at.info)
     at.toggle(key="w:backbone.normalize").set_value(False)
@@ -95,7 +95,7 @@ def test_backbone_normalisation_toggle_b13(app: AppTest):
 
 
 def test_anchors_page_counts_on_zebras(app: AppTest):
-    at = open_page(app, "pages/3_anchors.py")
+    at = open_page(app, "app_pages/anchors.py")
     shown = metrics(at)
     assert shown["Feature map"] == "50 × 50"
     assert shown["Anchors per cell (A)"] == "9"
@@ -107,7 +107,7 @@ def test_anchors_page_counts_on_zebras(app: AppTest):
 
 
 def test_anchors_page_scales_change_the_count(app: AppTest):
-    at = open_page(app, "pages/3_anchors.py")
+    at = open_page(app, "app_pages/anchors.py")
     at.multiselect(key="w:anchors.scales").set_value([8.0, 16.0])
     at.run()
     assert not at.exception
@@ -123,21 +123,22 @@ def test_anchors_page_scales_change_the_count(app: AppTest):
     # An empty choice is refused with a message; the parameter keeps its last valid value.
     at.multiselect(key="w:anchors.scales").set_value([])
     at.run()
-    assert any("at least one value" in w.value for w in at.warning)
+    assert any("at least one value" in e.value for e in at.error)
+    assert at.multiselect(key="w:anchors.scales").value == [8.0, 16.0]  # the widget too
     assert at.session_state["params"].anchors.scales == (8.0, 16.0)
 
     # A page downstream of the anchors still works with A = 6.
-    at = open_page(at, "pages/4_labelling.py")
+    at = open_page(at, "app_pages/labelling.py")
     assert number(metrics(at)["Inside anchors"]) == 8392
 
-    at = open_page(at, "pages/3_anchors.py")
+    at = open_page(at, "app_pages/anchors.py")
     at.multiselect(key="w:anchors.ratios").set_value([1.0])
     at.run()
     assert number(metrics(at)["Anchors"]) == 5000  # 2500 cells x 1 ratio x 2 scales
 
 
 def test_anchors_page_picked_cell_indices(app: AppTest):
-    at = open_page(app, "pages/3_anchors.py")
+    at = open_page(app, "app_pages/anchors.py")
     assert markdown_with(at, "so its anchors are").endswith("(1275 × 9 + a).")
     at.slider(key="anchors_iy").set_value(0)
     at.slider(key="anchors_ix").set_value(0)
@@ -172,7 +173,7 @@ def test_layer_table_arithmetic_matches_a_real_forward():
 
 def test_anchor_views_index_order_and_inside_split():
     params = AnchorParams()
-    grid = generate_anchors((50, 50), (800, 800), params)
+    grid = generate_anchors((50, 50), (800, 800), params, 16)
     by_shape = inside_by_shape(grid, params)
     assert by_shape.shape == (9, 50, 50) and by_shape.sum() == 8940
     assert by_shape.sum(axis=0)[0, 0] == 0 and by_shape.sum(axis=0)[25, 25] == 9
@@ -184,6 +185,6 @@ def test_anchor_views_index_order_and_inside_split():
     # The tutorial's x-outer order (bug B1) numbers the same cell (ix * Hf + iy) * A + a.
     assert cell_indices((50, 50), 9, 2, 3, x_outer=True)[0] == (3 * 50 + 2) * 9
     b1 = AnchorParams(bug_b1_x_outer=True)
-    grid_b1 = generate_anchors((50, 50), (800, 800), b1)
+    grid_b1 = generate_anchors((50, 50), (800, 800), b1, 16)
     assert [c.box for c in cell_anchors(grid_b1, b1, 2, 3)] == [c.box for c in cell]
     assert (inside_by_shape(grid_b1, b1) == by_shape).all()

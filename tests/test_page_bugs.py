@@ -17,13 +17,14 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest
 
-from explorer.views import bugs as views
+from explorer.bugs import effects
+from explorer.bugs.catalogue import BUG_FLAGS, BUGS, with_bug
 from frcnn_core.anchor_targets import anchor_targets
 from frcnn_core.anchors import AnchorParams, generate_anchors
-from frcnn_core.pipeline import PipelineParams
+from frcnn_core.params import PipelineParams
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGE = "pages/9_bugs.py"
+PAGE = "app_pages/bugs.py"
 TRANSCRIPT = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
@@ -94,10 +95,16 @@ def test_b2_small_box_demonstration(at: AppTest) -> None:
 
 def test_b2_slider_exposes_the_bug_on_the_users_boxes(at: AppTest) -> None:
     choose(at, "B2")
-    at.slider(key="w:anchor_targets.neg_iou").set_value(0.55).run()
+    at.slider(key="w:bugs:anchor_targets.neg_iou").set_value(0.55).run()
     assert not at.exception
     assert any("no positive anchor" in w.value for w in at.warning)
-    at.slider(key="w:anchor_targets.neg_iou").set_value(0.3).run()
+    # The what-if is the page's own: the pipeline's setting (the other pages') is unchanged.
+    assert at.session_state["params"].anchor_targets.neg_iou == 0.3
+    at.switch_page("app_pages/labelling.py").run()
+    assert at.slider(key="w:anchor_targets.neg_iou").value == 0.3
+    at.switch_page("app_pages/bugs.py").run()
+    assert at.slider(key="w:bugs:anchor_targets.neg_iou").value == 0.55  # kept for this page
+    at.slider(key="w:bugs:anchor_targets.neg_iou").set_value(0.3).run()
 
 
 def test_b4_not_triggered_then_triggered(at: AppTest) -> None:
@@ -105,9 +112,10 @@ def test_b4_not_triggered_then_triggered(at: AppTest) -> None:
     text = page_text(at)
     assert "Not triggered on this image: only 45 positives" in text
     assert "129 - 128.0" in text  # the fixed demonstration still shows the TypeError
-    at.slider(key="w:anchor_targets.pos_iou").set_value(0.5).run()
+    at.slider(key="w:bugs:anchor_targets.pos_iou").set_value(0.5).run()
     assert any("TypeError" in e.value for e in at.error)
-    at.slider(key="w:anchor_targets.pos_iou").set_value(0.7).run()
+    assert at.session_state["params"].anchor_targets.pos_iou == 0.7  # the user's setting
+    at.slider(key="w:bugs:anchor_targets.pos_iou").set_value(0.7).run()
 
 
 def test_b12_shows_the_error(at: AppTest) -> None:
@@ -142,12 +150,12 @@ def test_b6_linearity_numbers(at: AppTest) -> None:
 
 def test_with_bug_leaves_params_untouched() -> None:
     params = PipelineParams()
-    for bug_id in views.BUG_FLAGS:
-        on = views.with_bug(params, bug_id, True)
+    for bug_id in BUG_FLAGS:
+        on = with_bug(params, bug_id, True)
         assert on != params
-        assert views.with_bug(on, bug_id, False) == params
+        assert with_bug(on, bug_id, False) == params
     assert params == PipelineParams()
-    assert not views.with_bug(params, "B13", True).backbone.normalize
+    assert not with_bug(params, "B13", True).backbone.normalize
 
 
 def test_original_code_is_quoted_from_the_transcript() -> None:
@@ -155,7 +163,7 @@ def test_original_code_is_quoted_from_the_transcript() -> None:
     if not path.is_file():
         pytest.skip("transcript not available")
     squash = "".join(path.read_text(encoding="utf-8").split())
-    for bug in views.BUGS:
+    for bug in BUGS:
         if bug.id == "B5":  # SPEC records the line; the transcript copy prints a minus there
             continue
         for line in bug.original.splitlines():
@@ -165,10 +173,10 @@ def test_original_code_is_quoted_from_the_transcript() -> None:
 
 
 def test_small_box_and_float_count_demonstrations() -> None:
-    demo = views.small_box_demo()
+    demo = effects.small_box_demo()
     assert demo.tutorial_positives == 0 < demo.fixed_positives
     assert demo.best_iou < 0.3
-    count = views.float_count_demo()
+    count = effects.float_count_demo()
     assert count.positives == 129
     assert count.error is not None and "TypeError" in count.error
 
@@ -177,13 +185,14 @@ def test_pairing_effect_on_a_rectangular_map() -> None:
     """On a 3 x 5 map a cell keeps its own prediction when its row-major number 5 * iy + ix
     equals its x-outer number 3 * ix + iy, i.e. ix = 2 * iy: (0, 0), (1, 2) and (2, 4)."""
     params = AnchorParams(scales=(1.0,), ratios=(1.0,))
-    row_major = generate_anchors((3, 5), (48, 80), params)
-    x_outer = generate_anchors((3, 5), (48, 80), dataclasses.replace(params, bug_b1_x_outer=True))
+    row_major = generate_anchors((3, 5), (48, 80), params, 16)
+    b1 = dataclasses.replace(params, bug_b1_x_outer=True)
+    x_outer = generate_anchors((3, 5), (48, 80), b1, 16)
     gt = torch.zeros((0, 4))
     targets = anchor_targets(
         x_outer.anchors, x_outer.inside_index, gt, PipelineParams().anchor_targets
     )
-    effect = views.pairing_effect(x_outer, targets, row_major, gt)
+    effect = effects.pairing_effect(x_outer, targets, row_major, gt)
     assert effect.cells == 15
     assert effect.self_paired == 3
 

@@ -38,8 +38,8 @@ from explorer.views.image import (
     signature,
     split_rows,
 )
-from frcnn_core.image import ImageError, ResizeParams, load_image
-from frcnn_core.pipeline import prepare_input
+from frcnn_core.ground_truth import ground_truth
+from frcnn_core.image import ImageError, ResizeParams, load_image, resize_image
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 ZEBRAS = [
@@ -207,8 +207,8 @@ def test_an_incomplete_row_survives_a_canvas_change_and_a_page_switch(at: AppTes
     at.session_state[key] = {"edited_rows": {1: {"y1": None}}}
     at.run()
     assert [b["box"] for b in at.session_state["boxes"]] == [ZEBRAS[i]["box"] for i in (0, 2, 3)]
-    at.switch_page("pages/9_bugs.py").run()
-    at.switch_page("pages/1_image.py").run()
+    at.switch_page("app_pages/bugs.py").run()
+    at.switch_page("app_pages/image.py").run()
     assert not at.exception
     table = at.data_editor[0].value
     assert len(table) == 4 and np.isnan(table["y1"].iloc[3])  # kept, at the bottom
@@ -282,8 +282,8 @@ def test_boxes_persist_across_page_switches(at: AppTest) -> None:
     at.session_state[key] = {"edited_rows": {2: {"y2": 1100.0}}}
     at.run()
     boxes = at.session_state["boxes"]
-    at.switch_page("pages/9_bugs.py").run()
-    at.switch_page("pages/1_image.py").run()
+    at.switch_page("app_pages/bugs.py").run()
+    at.switch_page("app_pages/image.py").run()
     assert not at.exception
     assert at.session_state["boxes"] == boxes
     assert table_boxes(at)[2] == [1088, 699, 1452, 1100]
@@ -394,18 +394,22 @@ def test_plain_makes_markdown_inert() -> None:
 
 def test_input_frame_text_and_figure() -> None:
     pixels = np.zeros((1333, 2000, 3), np.uint8)
-    prep = prepare_input(pixels, [b["box"] for b in ZEBRAS], ["<b>z</b>"] * 4, ResizeParams())
-    assert input_frame_text(prep, True) == ZEBRA_TEXT
-    fig = input_frame_figure(prep)
+    boxes = [b["box"] for b in ZEBRAS]
+    image = resize_image(pixels, ResizeParams())
+    gt = ground_truth(boxes, ["<b>z</b>"] * 4, (1333, 2000), ResizeParams())
+    assert input_frame_text(image, True) == ZEBRA_TEXT
+    fig = input_frame_figure(image, gt)
     outline, labels = fig.data[1], fig.data[2]
     assert outline.type == "scatter" and outline.mode == "lines"
     xs = np.asarray(outline.x, dtype=float)
     assert np.nanmin(xs) == 89 and np.nanmax(xs) == 765
     assert list(labels.text) == ["&lt;b&gt;z&lt;/b&gt;"] * 4
-    empty = prepare_input(pixels, [], [], ResizeParams(height=400, width=600))
-    assert input_frame_text(empty, False).startswith("2000 x 1333 -> 600 x 400, sx = 0.3, ")
-    assert len(input_frame_figure(empty).data) == 2
-    assert torch.equal(empty.image.gt_boxes, torch.zeros(0, 4))
+    small = ResizeParams(height=400, width=600)
+    empty_image = resize_image(pixels, small)
+    empty = ground_truth([], [], (1333, 2000), small)
+    assert input_frame_text(empty_image, False).startswith("2000 x 1333 -> 600 x 400, sx = 0.3, ")
+    assert len(input_frame_figure(empty_image, empty).data) == 2
+    assert torch.equal(empty.boxes, torch.zeros(0, 4))
 
 
 def test_image_figure_places_the_picture_behind_the_axes_in_pixel_coordinates() -> None:

@@ -24,7 +24,6 @@ from explorer.views.head import (
     class_columns,
     class_names_with_background,
     losses_figure,
-    roi_loc_sum,
     roi_table,
 )
 from explorer.views.roi import (
@@ -36,13 +35,13 @@ from explorer.views.roi import (
     roi_descriptions,
     rois_figure,
 )
-from frcnn_core.head import FastRCNNHead, HeadOutput, HeadParams, head_loss
+from frcnn_core.head import FastRCNNHead, HeadLossParams, HeadOutput, head_loss
 from frcnn_core.proposal_targets import ProposalTargetParams, proposal_targets
 from frcnn_core.roi_pool import RoIPoolParams
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-ROI_PAGE = "pages/7_roi.py"
-HEAD_PAGE = "pages/8_head.py"
+ROI_PAGE = "app_pages/roi.py"
+HEAD_PAGE = "app_pages/head.py"
 LOSSES = ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total")
 
 
@@ -106,8 +105,8 @@ def test_roi_page_batch_size_and_positive_cap() -> None:
     # The RoI page samples and pools one RoI; the Fast R-CNN head (fc6 is 25088 x 4096) and
     # stage 11 on the whole batch are left to the Head page.
     caption = compute_caption(at)
-    assert "proposal_targets" in caption
-    assert "head" not in caption and "roi_pool" not in caption
+    assert "Proposal targets (RoI sampling)" in caption
+    assert "Fast R-CNN head" not in caption and "RoI pooling" not in caption
 
 
 def test_roi_page_resample_changes_the_sample_not_the_counts() -> None:
@@ -214,13 +213,13 @@ def test_head_page_losses_add_up() -> None:
     assert table["P(0: background)"].add(table["P(1: zebra)"]).sub(1).abs().max() < 1e-5
 
     # lambda scales the box terms and nothing else.
-    at.slider(key="w:head.loss_lambda").set_value(5.0)
+    at.slider(key="w:head_loss.loss_lambda").set_value(5.0)
     at.run()
     halved = losses(at)
     assert halved["roi_loc"] == pytest.approx(values["roi_loc"] / 2, abs=2e-4)
     assert halved["roi_cls"] == values["roi_cls"]
     assert halved["rpn_loc"] == values["rpn_loc"]
-    at.slider(key="w:rpn.loss_lambda").set_value(0.0)
+    at.slider(key="w:rpn_loss.loss_lambda").set_value(0.0)
     at.run()
     assert losses(at)["rpn_loc"] == 0.0
 
@@ -229,7 +228,7 @@ def test_head_page_bug_toggles() -> None:
     at = open_page(HEAD_PAGE)
     before = losses(at)
 
-    at.toggle(key="w:head.bug_b12_unreduced").set_value(True)
+    at.toggle(key="w:head_loss.bug_b12_unreduced").set_value(True)
     at.run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
@@ -239,7 +238,7 @@ def test_head_page_bug_toggles() -> None:
     assert float(m["rpn_cls"]) == before["rpn_cls"]
     assert float(m["roi_cls"]) == before["roi_cls"]
 
-    at.toggle(key="w:head.bug_b12_unreduced").set_value(False)
+    at.toggle(key="w:head_loss.bug_b12_unreduced").set_value(False)
     at.toggle(key="w:head.bug_b11_no_relu").set_value(True)
     at.run()
     assert not at.exception and not at.error
@@ -273,7 +272,7 @@ def test_head_page_two_classes_then_no_boxes() -> None:
 
 
 def _manual_roi_pool(features: torch.Tensor, roi: list[float], params: RoIPoolParams):
-    q = quantise_roi(roi, params, tuple(features.shape[-2:]))
+    q = quantise_roi(roi, params, tuple(features.shape[-2:]), 16)
     out = torch.zeros(features.shape[1], params.output_size, params.output_size)
     for i, (ya, yb) in enumerate(q.y_bins):
         for j, (xa, xb) in enumerate(q.x_bins):
@@ -297,7 +296,7 @@ def test_quantised_bins_are_the_ones_roi_pool_uses() -> None:
         expected = roi_pool(features, [torch.tensor([roi])], (7, 7), 1 / 16)[0]
         torch.testing.assert_close(_manual_roi_pool(features, roi, params), expected)
     # SPEC's example: x from 160 to 320 covers cells 10 to 20 (11 cells, the end included).
-    q = quantise_roi([160.0, 160.0, 320.0, 320.0], params, (50, 50))
+    q = quantise_roi([160.0, 160.0, 320.0, 320.0], params, (50, 50), 16)
     assert (q.x_start, q.x_end) == (10, 20)
     assert q.x_bins[0] == (10, 12) and q.x_bins[-1] == (19, 21)
 
@@ -305,17 +304,17 @@ def test_quantised_bins_are_the_ones_roi_pool_uses() -> None:
 def test_crop_window_holds_both_regions() -> None:
     params = RoIPoolParams()
     roi = [250.0, 373.0, 500.0, 622.0]
-    x0, x1, y0, y1 = crop_window(roi, params, (50, 50))
-    q = quantise_roi(roi, params, (50, 50))
+    x0, x1, y0, y1 = crop_window(roi, params, (50, 50), 16)
+    q = quantise_roi(roi, params, (50, 50), 16)
     assert x0 <= q.x_start and q.x_end < x1 and y0 <= q.y_start and q.y_end < y1
     assert x0 <= roi[0] / 16 - 0.5 and roi[2] / 16 - 0.5 <= x1
     plane = np.arange(2500, dtype=np.float32).reshape(50, 50)
-    fig = crop_figure(plane, roi, "pool", params)
+    fig = crop_figure(plane, roi, "pool", params, 16)
     heat = fig.data[0]
     # [y, x] slicing (the tutorial's B9 swapped them): row r of the crop is feature row y0 + r.
     assert heat.z[0][0] == plane[y0, x0] and heat.z[1][0] == plane[y0 + 1, x0]
     assert list(heat.x) == list(range(x0, x1)) and list(heat.y) == list(range(y0, y1))
-    align = crop_figure(plane, roi, "align", params)
+    align = crop_figure(plane, roi, "align", params, 16)
     samples = next(t for t in align.data if getattr(t, "mode", None) == "markers")
     assert len(samples.x) == (7 * params.sampling_ratio) ** 2
 
@@ -324,7 +323,7 @@ def test_pool_both_and_rois_figure() -> None:
     gen = torch.Generator().manual_seed(1)
     features = torch.rand(1, 8, 50, 50, generator=gen)
     roi = torch.tensor([100.0, 120.0, 300.0, 260.0])
-    both = pool_both(features, roi, RoIPoolParams())
+    both = pool_both(features, roi, RoIPoolParams(), 16)
     assert set(both) == {"pool", "align"}
     assert both["pool"].shape == both["align"].shape == (8, 7, 7)
     assert (both["pool"] >= both["align"] - 1e-6).mean() > 0.9  # a max vs an average
@@ -355,9 +354,16 @@ def test_pool_both_and_rois_figure() -> None:
 
 
 def test_head_tables_and_figure() -> None:
-    head = FastRCNNHead(num_classes=2, hidden=64, seed=0)
-    arch = architecture_table(head, 16)
+    head = FastRCNNHead(num_classes=2, in_features=25088, hidden=64, seed=0)
+    arch = architecture_table(head, (16, 512, 7, 7))
     assert list(arch["weights"]) == [0, 25088 * 64 + 64, 64 * 64 + 64, 64 * 3 + 3, 64 * 12 + 12]
+    assert list(arch["layer"])[1:3] == ["fc6 + ReLU", "fc7 + ReLU"]
+    assert arch["output shape"][0] == "[16, 512, 7, 7] → [16, 25088]"
+    # The table follows the settings: B11 drops the ReLUs, a pooled size of 5 narrows the input.
+    small = FastRCNNHead(num_classes=2, in_features=512 * 5 * 5, hidden=64, seed=0)
+    arch = architecture_table(small, (16, 512, 5, 5), relu=False)
+    assert list(arch["layer"])[1:3] == ["fc6 (no ReLU: B11)", "fc7 (no ReLU: B11)"]
+    assert arch["output shape"][0] == "[16, 512, 5, 5] → [16, 12800]"
     assert class_names_with_background(("cat",), 3) == ("background", "cat", "class 2")
     assert class_columns(("background", "cat")) == ["P(0: background)", "P(1: cat)"]
 
@@ -378,9 +384,9 @@ def test_head_tables_and_figure() -> None:
     np.testing.assert_allclose(table["dw"], deltas[torch.arange(8), labels, 2].numpy(), rtol=1e-6)
 
     # The formula's pieces give the loss: lambda * sum / N_pos.
-    loss = head_loss(out, labels, targets.targets, HeadParams(loss_lambda=10.0))
+    loss = head_loss(out, labels, targets.targets, HeadLossParams(loss_lambda=10.0))
     n_pos = int(positive.sum())
-    assert float(loss.loc) == pytest.approx(10.0 * roi_loc_sum(targets, out) / n_pos, rel=1e-5)
+    assert float(loss.loc) == pytest.approx(10.0 * float(loss.loc_sum) / n_pos, rel=1e-5)
 
     values = {"rpn_cls": 0.7, "rpn_loc": 1.0, "roi_cls": 0.69, "roi_loc": 0.5, "total": 2.89}
     fig = losses_figure(values)

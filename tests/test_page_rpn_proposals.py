@@ -17,6 +17,7 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest
 
+from explorer.models import SESSION_MODEL, SessionModel
 from explorer.views.proposals import (
     STEPS,
     funnel_figure,
@@ -31,12 +32,12 @@ from explorer.views.rpn import (
 )
 from frcnn_core.anchors import AnchorParams, generate_anchors
 from frcnn_core.pipeline import DetectorHeads
-from frcnn_core.proposals import ProposalParams, propose
+from frcnn_core.proposals import ProposalCounts, ProposalParams, propose
 from frcnn_core.rpn import RPNHead, rpn_forward
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-RPN_PAGE = "pages/5_rpn.py"
-PROPOSALS_PAGE = "pages/6_proposals.py"
+RPN_PAGE = "app_pages/rpn.py"
+PROPOSALS_PAGE = "app_pages/proposals.py"
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -76,7 +77,7 @@ def test_rpn_page_loss_numbers() -> None:
     assert any("N(0, 0.01)" in i.value for i in at.info)
     assert any(r"\frac{10}{45}" in x.value for x in at.latex)
 
-    at.slider(key="w:rpn.loss_lambda").set_value(5.0)
+    at.slider(key="w:rpn_loss.loss_lambda").set_value(5.0)
     at.run()
     assert not at.exception
     halved = metrics(at)
@@ -87,16 +88,9 @@ def test_rpn_page_loss_numbers() -> None:
 def test_rpn_page_with_trained_heads() -> None:
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    # What the Train page stores (explorer/training.py set_trained); a small head suffices.
-    at.session_state["trained"] = {
-        "heads": DetectorHeads(1, 9, seed=5, hidden=64).eval(),
-        "conv5": None,
-        "token": "trained:test-rpn-page",
-        "class_names": ("zebra",),
-        "anchors_per_cell": 9,
-        "history": [],
-        "settings": None,
-    }
+    # What the Train page stores (explorer.models.SessionModel); a small head suffices.
+    heads = DetectorHeads(1, 9, 512, 7, seed=5, hidden=64).eval()
+    at.session_state[SESSION_MODEL] = SessionModel(heads, ("zebra",))
     at.switch_page(RPN_PAGE)
     at.run()
     assert not at.exception, at.exception
@@ -118,8 +112,9 @@ def test_proposals_page_counts_and_modes() -> None:
     assert not at.exception
     after_03 = number(metrics(at)["After NMS"])
     assert 0 < after_03 < after_07
+    kept_train = number(metrics(at)["Kept"])
 
-    at.radio(key="w:training").set_value(False)
+    at.radio(key="proposals:mode").set_value(False)
     at.run()
     assert not at.exception
     m = metrics(at)
@@ -127,7 +122,12 @@ def test_proposals_page_counts_and_modes() -> None:
     assert number(m["Pre-NMS"]) == 6000
     assert number(m["Kept"]) <= 300
     assert m["Sampled RoIs"] == "—"
-    assert at.slider(key="w:proposals.pre_nms_test").value == 6000
+    assert at.slider(key="w:test_proposals.pre_nms").value == 6000
+    # Which proposals the page shows is a view, not a setting: the RoI page still samples from
+    # the training-time ones.
+    at.switch_page("app_pages/roi.py").run()
+    assert not at.exception
+    assert number(metrics(at)["Proposals"]) == kept_train
 
 
 def test_proposals_page_empty_cases_and_steps() -> None:
@@ -168,7 +168,7 @@ def test_bug_toggles_change_the_proposals() -> None:
 @pytest.fixture(scope="module")
 def small_rpn():
     params = AnchorParams()
-    grid = generate_anchors((20, 20), (320, 320), params)
+    grid = generate_anchors((20, 20), (320, 320), params, 16)
     features = torch.randn(1, 512, 20, 20, generator=torch.Generator().manual_seed(0)).relu()
     with torch.no_grad():
         out = rpn_forward(features, RPNHead(seed=0))
@@ -182,7 +182,7 @@ def test_objectness_maps_follow_the_anchor_order(small_rpn) -> None:
     # index = (iy * Wf + ix) * A + a
     iy, ix, a = 3, 7, 5
     assert maps[a, iy, ix] == pytest.approx(float(out.objectness[(iy * 20 + ix) * 9 + a]))
-    fig = objectness_heatmaps(maps, params, stretch=True)
+    fig = objectness_heatmaps(maps, params, 16, stretch=True)
     assert len(fig.data) == 9
 
 
@@ -197,8 +197,9 @@ def test_top_boxes_are_the_best_scored(small_rpn) -> None:
 
 def test_step_views_account_for_every_box(small_rpn) -> None:
     grid, out, _ = small_rpn
-    params = ProposalParams(pre_nms_train=1500, post_nms_train=100, min_size=40.0)
-    result = propose(grid.anchors, out.locs, out.scores, (320, 320), params, True)
+    params = ProposalParams(min_size=40.0)
+    counts = ProposalCounts(pre_nms=1500, post_nms=100)
+    result = propose(grid.anchors, out.locs, out.scores, (320, 320), params, counts)
     counts = result.counts()
     for step in STEPS:
         view = step_view(result, grid.anchors, params, step, 50)
