@@ -7,8 +7,9 @@ Run from the repository root::
 Prints the machine, then the backbone forward (stage 2) as frcnn_core runs it (channels_last
 input under ``inference_mode``) against a plain forward (contiguous input under ``no_grad``),
 then a table of stages 3 to 13: the median time of each stage in frcnn_core and in
-:mod:`benchmarks.tutorial_loops`, their ratio, and the whole chain after the backbone
-(``frcnn_core.pipeline.run_pipeline`` against ``tutorial_loops.chain``).
+:mod:`benchmarks.tutorial_loops`, their ratio, and the whole chain after the backbone (an eager
+run of the stage graph, ``frcnn_core.pipeline.run_on_features(...)["losses"]``, against
+``tutorial_loops.chain``).
 
 Fair comparison:
 
@@ -19,7 +20,7 @@ Fair comparison:
   (counts, shapes, IoU, losses on identical inputs); the script prints whether they agree and
   exits with status 1 when they do not.
 - Every measurement is the median of ``--repeat`` runs after one warm-up; both sides run with
-  autograd off, as ``run_pipeline`` does by default.
+  autograd off, as an eager run of the graph does by default.
 
 Input: ``sample_images/zebras.jpg`` (1333 x 2000) with the tutorial's boxes when present, else
 seeded random pixels at 800 x 800 with the same boxes already in the input frame (SPEC
@@ -45,27 +46,29 @@ import torch
 import torchvision
 
 from benchmarks import tutorial_loops as loops
-from frcnn_core.anchor_targets import anchor_deltas, label_anchors, sample_anchors
+from frcnn_core.anchor_targets import (
+    AnchorOverlaps,
+    anchor_deltas,
+    anchor_overlaps,
+    label_anchors,
+    sample_anchors,
+)
 from frcnn_core.anchors import generate_anchors, inside_index
 from frcnn_core.backbone import (
     Backbone,
     BackboneParams,
+    BackboneSpec,
     image_to_tensor,
     load_backbone,
     run_backbone,
 )
 from frcnn_core.device import default_device, device_name
+from frcnn_core.graph import Run
+from frcnn_core.ground_truth import ClassIds, GroundTruth
 from frcnn_core.head import head_forward, head_loss
-from frcnn_core.image import InputImage, load_image
-from frcnn_core.pipeline import (
-    DetectorHeads,
-    PipelineParams,
-    PipelineResult,
-    compute_features,
-    image_tensor,
-    prepare_input,
-    run_pipeline,
-)
+from frcnn_core.image import InputImage, LoadedImage, load_image
+from frcnn_core.params import PipelineParams
+from frcnn_core.pipeline import DetectorHeads, UserBoxes, run, run_on_features
 from frcnn_core.proposal_targets import proposal_targets
 from frcnn_core.proposals import propose
 from frcnn_core.roi_pool import pool_rois
@@ -258,7 +261,7 @@ def bench_backbone(
     image: InputImage, backbone: Backbone, device: torch.device, repeat: int
 ) -> list[str]:
     """Stage 2: frcnn_core's forward against a plain contiguous, no_grad forward."""
-    pixels = image_tensor(image, device)
+    pixels = torch.from_numpy(image.pixels).to(device)
     params = BackboneParams()
 
     def library() -> torch.Tensor:
@@ -284,22 +287,22 @@ def _others(share: float | None) -> str:
     return "-" if share is None else f"{share:.0%}"
 
 
-def lib_params_to_loops(params: PipelineParams) -> loops.LoopParams:
+def lib_params_to_loops(params: PipelineParams, spec: BackboneSpec) -> loops.LoopParams:
     """The reference's parameters, taken from the library's so both run the same settings."""
     a, t, pr = params.anchors, params.anchor_targets, params.proposals
-    pt, hd = params.proposal_targets, params.head
+    pt, counts = params.proposal_targets, params.train_proposals
     return loops.LoopParams(
-        sub_sample=a.stride,
+        sub_sample=spec.stride,
         ratios=a.ratios,
         scales=a.scales,
         pos_iou_threshold=t.pos_iou,
         neg_iou_threshold=t.neg_iou,
         n_sample=t.batch_size,
         pos_ratio=t.pos_fraction,
-        rpn_lambda=params.rpn.loss_lambda,
+        rpn_lambda=params.rpn_loss.loss_lambda,
         nms_thresh=pr.nms_iou,
-        n_train_pre_nms=pr.pre_nms_train,
-        n_train_post_nms=pr.post_nms_train,
+        n_train_pre_nms=counts.pre_nms,
+        n_train_post_nms=counts.post_nms,
         min_size=pr.min_size,
         roi_n_sample=pt.roi_batch_size,
         roi_pos_ratio=pt.roi_pos_fraction,
@@ -307,7 +310,7 @@ def lib_params_to_loops(params: PipelineParams) -> loops.LoopParams:
         neg_iou_thresh_hi=pt.roi_neg_iou_hi,
         neg_iou_thresh_lo=pt.roi_neg_iou_lo,
         pool_size=params.roi_pool.output_size,
-        roi_lambda=hd.loss_lambda,
+        roi_lambda=params.head_loss.loss_lambda,
         seed=t.seed,
     )
 
@@ -324,24 +327,33 @@ class Row:
 
 def bench_chain(
     image: InputImage,
-    gt_labels: torch.Tensor,
+    truth: GroundTruth,
+    classes: ClassIds,
     features: torch.Tensor,
     heads: DetectorHeads,
     params: PipelineParams,
+    spec: BackboneSpec,
     device: torch.device,
     repeat: int,
 ) -> tuple[list[Row], Checks]:
     """Time stages 3 to 13 one by one on identical inputs, then both chains end to end."""
-    p = lib_params_to_loops(params)
+    p = lib_params_to_loops(params, spec)
     size = image.size
-    gt = image.gt_boxes.to(device)
-    gt_labels = gt_labels.to(device)
+    gt = truth.boxes.to(device)
+    gt_labels = classes.gt_labels.to(device)
+
+    def library_chain() -> Run:
+        """Stages 3 to 13: an eager run of the graph after the backbone, up to the losses."""
+        result = run_on_features(image, truth, classes, features, heads, params, spec)
+        result["losses"]
+        return result
+
     with torch.no_grad():
-        lib: PipelineResult = run_pipeline(image, gt_labels, features, heads, params)
+        lib = library_chain()
     rpn_layers = (heads.rpn.conv, heads.rpn.loc, heads.rpn.score)
     head_layers = (heads.head.fc6, heads.head.fc7, heads.head.score, heads.head.loc)
     # The library's outputs, as the numpy arrays the notebook held between its cells.
-    bbox = image.gt_boxes.double().numpy()
+    bbox = truth.boxes.double().numpy()
     labels_np = gt_labels.cpu().numpy()
     anchors_all = lib.anchors.anchors
     anchors_np = anchors_all.cpu().numpy()
@@ -366,6 +378,12 @@ def bench_chain(
     anchors_dev = anchors_all.to(device)
     inside_anchors_dev = anchors_dev[inside_dev]
 
+    def lib_stage5() -> tuple[AnchorOverlaps, torch.Tensor]:
+        # The graph's anchor_overlaps stage, then anchor_targets' labelling.
+        overlaps = anchor_overlaps(inside_anchors_dev, gt)
+        labels, _ = label_anchors(overlaps, params.anchor_targets)
+        return overlaps, labels
+
     def lib_stage6() -> tuple[torch.Tensor, torch.Tensor]:
         # anchor_targets' second half: sampling, deltas, both scattered to all anchors.
         labels = sample_anchors(at.labels_unsampled, params.anchor_targets)
@@ -381,7 +399,7 @@ def bench_chain(
         (
             "3",
             "anchors",
-            lambda: generate_anchors(features.shape[-2:], size, params.anchors),
+            lambda: generate_anchors(features.shape[-2:], size, params.anchors, spec.stride),
             lambda: loops.generate_anchors(tuple(features.shape[-2:]), p),
             "lib incl. stage 4",
         ),
@@ -395,7 +413,7 @@ def bench_chain(
         (
             "5",
             "labelling (IoU)",
-            lambda: label_anchors(inside_anchors_dev, gt, params.anchor_targets),
+            lib_stage5,
             lambda: loops.label_anchors(valid_np, bbox, p),
             "",
         ),
@@ -418,7 +436,7 @@ def bench_chain(
         (
             "8",
             "RPN loss",
-            lambda: rpn_loss(lib.rpn, at.labels_all, at.targets_all, params.rpn),
+            lambda: rpn_loss(lib.rpn, at.labels_all, at.targets_all, params.rpn_loss),
             lambda: loops.rpn_loss(rpn_locs, rpn_scores, targets_all_np, labels_all_np, p),
             "",
         ),
@@ -426,7 +444,12 @@ def bench_chain(
             "9",
             "proposals (NMS)",
             lambda: propose(
-                anchors_all, lib.rpn.locs, lib.rpn.scores, size, params.proposals, True
+                anchors_all,
+                lib.rpn.locs,
+                lib.rpn.scores,
+                size,
+                params.proposals,
+                params.train_proposals,
             ),
             lambda: loops.proposal_layer(anchors_np, rpn_locs, rpn_scores, size, p),
             "",
@@ -441,7 +464,7 @@ def bench_chain(
         (
             "11",
             "RoI pooling",
-            lambda: pool_rois(features, pt.rois, params.roi_pool),
+            lambda: pool_rois(features, pt.rois, params.roi_pool, 1.0 / spec.stride),
             lambda: loops.roi_pool(features, sample_roi_np, p),
             "",
         ),
@@ -455,7 +478,7 @@ def bench_chain(
         (
             "13",
             "head loss",
-            lambda: head_loss(lib.head, pt.labels, pt.targets, params.head),
+            lambda: head_loss(lib.head, pt.labels, pt.targets, params.head_loss),
             lambda: loops.head_loss(head_locs, head_scores, roi_targets_np, roi_labels_np, p),
             "",
         ),
@@ -468,7 +491,7 @@ def bench_chain(
         results[number] = (lib_t.result, ref_t.result)
 
     lib_chain, ref_chain = time_pair(
-        lambda: run_pipeline(image, gt_labels, features, heads, params),
+        library_chain,
         lambda: loops.chain(features, bbox, labels_np, rpn_layers, head_layers, size, p),
         repeat,
         device,
@@ -480,9 +503,7 @@ def bench_chain(
     return rows, checks
 
 
-def compare(
-    lib: PipelineResult, results: dict[str, tuple[Any, Any]], chain: loops.ChainResult
-) -> Checks:
+def compare(lib: Run, results: dict[str, tuple[Any, Any]], chain: loops.ChainResult) -> Checks:
     """What must agree between the library and the reference (on identical inputs)."""
     c = Checks()
     lib_anchors, ref_anchors = results["3"]
@@ -493,14 +514,14 @@ def compare(
     c.equal(
         "4 inside: same indices", True, bool(np.array_equal(lib_inside.cpu().numpy(), ref_inside))
     )
-    lib_lab, ref_lab = results["5"]
-    labels = lib_lab[5].cpu().numpy()
+    (overlaps, lib_labels), ref_lab = results["5"]
+    labels = lib_labels.cpu().numpy()
     for value, word in ((1, "positive"), (0, "negative"), (-1, "ignored")):
         c.equal(
             f"5 labels: {word}", int((labels == value).sum()), int((ref_lab.label == value).sum())
         )
-    c.max_diff("5 IoU matrix", lib_lab[0], torch.from_numpy(ref_lab.ious), 0.0)
-    c.max_diff("5 best IoU per GT", lib_lab[3], torch.from_numpy(ref_lab.gt_max_iou), 0.0)
+    c.max_diff("5 IoU matrix", overlaps.ious, torch.from_numpy(ref_lab.ious), 0.0)
+    c.max_diff("5 best IoU per GT", overlaps.gt_best_iou, torch.from_numpy(ref_lab.gt_max_iou), 0.0)
     (lib_labels_all, lib_targets_all), ref_t = results["6"]
     lib_labels_all = lib_labels_all.cpu().numpy()
     for value, word in ((1, "positive"), (0, "negative")):
@@ -562,7 +583,7 @@ def compare(
     )
     c.equal("chain: pooled shape", list(lib.roi_pool.pooled.shape), list(chain.pooled.shape))
     # SPEC section 3's reference numbers, which hold for any pixels and weights.
-    boxes = lib.image.gt_boxes.int().tolist()
+    boxes = lib.ground_truth.boxes.int().tolist()
     c.equal(
         "SPEC: GT boxes in input frame", "same" if boxes == ZEBRA_BOXES_INPUT else boxes, "same"
     )
@@ -632,16 +653,17 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
 
     pixels, raw_boxes, source = load_input()
-    prepared = prepare_input(pixels, raw_boxes, ["zebra"] * len(raw_boxes), PipelineParams().resize)
-    image, gt_labels = prepared.image, prepared.gt_labels
     backbone = load_backbone("random", seed=SEED, allow_download=False)
     backbone.features.to(device)
-    features, _ = compute_features(image, backbone, BackboneParams(), device)
-    heads = DetectorHeads(num_classes=len(prepared.class_names), seed=SEED).to(device).eval()
     params = PipelineParams()
+    # Stages 1 and 2 and fresh heads (seed SEED) for the boxes' class, by an eager graph run.
+    boxes = UserBoxes(tuple(map(tuple, raw_boxes)), ("zebra",) * len(raw_boxes))
+    stages = run(LoadedImage(pixels), boxes, backbone, params, seed=SEED)
+    image, truth, classes = stages.image, stages.ground_truth, stages.classes
+    features, heads = stages.backbone.features, stages.heads
     print(
         f"input: {source}; input frame {image.size[0]} x {image.size[1]}; "
-        f"GT boxes {image.gt_boxes.int().tolist()}"
+        f"GT boxes {truth.boxes.int().tolist()}"
     )
     print(
         f"backbone weights: {backbone.weights}; features {list(features.shape)}; "
@@ -652,7 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print()
 
-    rows, checks = bench_chain(image, gt_labels, features, heads, params, device, repeat)
+    rows, checks = bench_chain(
+        image, truth, classes, features, heads, params, backbone.spec, device, repeat
+    )
     print_table(rows)
     print()
     agree = checks.print()

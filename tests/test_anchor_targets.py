@@ -13,20 +13,23 @@ from torchvision.ops import box_iou
 from frcnn_core.anchor_targets import (
     AnchorTargetParams,
     TutorialBugError,
+    anchor_overlaps,
     anchor_targets,
     label_anchors,
     sample_anchors,
 )
 from frcnn_core.anchors import AnchorParams, generate_anchors
+from frcnn_core.backbone import VGG16
 from frcnn_core.boxes import smooth_l1_sum
 from frcnn_core.rpn import RPNOutput, rpn_loss
 
 DEFAULT = AnchorTargetParams()
+STRIDE = VGG16.stride
 
 
 @pytest.fixture(scope="module")
 def anchors_800():
-    return generate_anchors((50, 50), (800, 800), AnchorParams())
+    return generate_anchors((50, 50), (800, 800), AnchorParams(), STRIDE)
 
 
 def run_targets(anchors, gt, params=DEFAULT):
@@ -147,6 +150,50 @@ def test_b5_width_assignment_smooth_l1(anchors_800, zebra_boxes):
     torch.testing.assert_close(result.targets[:, 1::2], good.targets[:, 1::2])  # dy, dh same
 
 
+def test_anchor_overlaps_equal_the_loop_reference(anchors_800, zebra_boxes):
+    # Stage 5's threshold-free half: IoU computed in float64 and stored as float32, exactly the
+    # reference's values, and the best matches both ways.
+    overlaps = anchor_overlaps(anchors_800.inside_anchors, zebra_boxes)
+    inside, gts = anchors_800.inside_anchors.tolist(), zebra_boxes.tolist()
+    expected = [[ref.to_float32(v) for v in row] for row in ref.iou_matrix(inside, gts)]
+    assert overlaps.ious.shape == (8940, 4) and overlaps.ious.dtype == torch.float32
+    assert overlaps.ious.tolist() == expected
+    assert overlaps.max_iou.tolist() == [max(row) for row in expected]
+    assert overlaps.argmax_gt.tolist() == [row.index(max(row)) for row in expected]
+    _, _, best = ref.label_anchors(inside, gts)
+    assert overlaps.gt_best_iou.tolist() == best
+    assert overlaps.tie_index.numel() == 45  # SPEC section 3
+
+
+def test_anchor_targets_reuse_given_overlaps(anchors_800, zebra_boxes):
+    # The graph computes the overlaps once (they do not depend on any threshold) and hands them
+    # to anchor_targets: the result is the one anchor_targets computes on its own.
+    overlaps = anchor_overlaps(anchors_800.inside_anchors, zebra_boxes)
+    params = AnchorTargetParams(pos_iou=0.5, neg_iou=0.2, seed=3)
+    given = anchor_targets(
+        anchors_800.anchors, anchors_800.inside_index, zebra_boxes, params, overlaps
+    )
+    own = anchor_targets(anchors_800.anchors, anchors_800.inside_index, zebra_boxes, params)
+    for field in dataclasses.fields(own):
+        a, b = getattr(given, field.name), getattr(own, field.name)
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, field.name
+    assert given.ious is overlaps.ious  # taken over, not recomputed
+    assert given.counts()["positive_from_threshold"] == int((overlaps.max_iou >= 0.5).sum()) > 0
+
+
+def test_anchor_overlaps_without_boxes_or_anchors():
+    anchors = generate_anchors((3, 5), (48, 80), AnchorParams(), STRIDE).anchors[:7]
+    none = anchor_overlaps(anchors, torch.zeros(0, 4))
+    assert none.ious.shape == (7, 0)
+    assert none.max_iou.tolist() == [0.0] * 7 and none.argmax_gt.tolist() == [0] * 7
+    assert none.gt_best_iou.shape == (0,) and none.tie_index.shape == (0,)
+    nothing = anchor_overlaps(anchors[:0], torch.tensor([[0.0, 0, 10, 10]]))
+    assert nothing.ious.shape == (0, 1) and nothing.gt_best_iou.tolist() == [0.0]
+    assert nothing.tie_index.numel() == 0
+    labels, n_threshold = label_anchors(none, DEFAULT)
+    assert labels.tolist() == [0] * 7 and int(n_threshold) == 0  # IoU 0 < 0.3: background
+
+
 # ---- vectorised vs loop reference ---------------------------------------------------------
 
 
@@ -167,7 +214,7 @@ def random_int_boxes(n, height, width, generator, min_side=8):
 def test_labelling_matches_loop_reference(seed, negatives_last):
     g = torch.Generator().manual_seed(seed)
     height, width = (320, 320) if seed % 2 == 0 else (288, 400)
-    anchors = generate_anchors((height // 16, width // 16), (height, width), AnchorParams())
+    anchors = generate_anchors((height // 16, width // 16), (height, width), AnchorParams(), STRIDE)
     gt = random_int_boxes(1 + seed % 5, height, width, g)
     # Half the seeds use other thresholds, so that both rules fire with several boxes.
     pos_iou, neg_iou = (0.7, 0.3) if seed < 3 else (0.5, 0.4)
@@ -175,8 +222,13 @@ def test_labelling_matches_loop_reference(seed, negatives_last):
         pos_iou=pos_iou, neg_iou=neg_iou, bug_b2_negatives_last=negatives_last
     )
     inside = anchors.inside_anchors
-    ious, max_iou, _, gt_best, ties, labels, _ = label_anchors(
-        inside, torch.tensor(gt, dtype=torch.float32), params
+    overlaps = anchor_overlaps(inside, torch.tensor(gt, dtype=torch.float32))
+    labels, n_threshold = label_anchors(overlaps, params)
+    ious, max_iou, gt_best, ties = (
+        overlaps.ious,
+        overlaps.max_iou,
+        overlaps.gt_best_iou,
+        overlaps.tie_index,
     )
     exp_labels, exp_max, exp_best = ref.label_anchors(
         inside.tolist(), gt, pos_iou, neg_iou, negatives_last
@@ -193,6 +245,7 @@ def test_labelling_matches_loop_reference(seed, negatives_last):
         if any(b > 0 and v == b for v, b in zip(row, exp_best, strict=True))
     ]
     assert ties.tolist() == expected_ties
+    assert int(n_threshold) == sum(v >= pos_iou for v in exp_max)
 
 
 def test_best_iou_ties_all_become_positive():
@@ -203,7 +256,7 @@ def test_best_iou_ties_all_become_positive():
     #   cy in 104..136 (3 cells): 18; ratio 2 is the mirror image: 18.
     # 49 + 18 + 18 = 85 ties in float32. In float64 the non-square anchors' area is a hair under
     # 128^2 (their IoU is 0.06250000000000001) and only those 36 tie: SPEC section 3's lesson.
-    anchors = generate_anchors((20, 20), (320, 320), AnchorParams())
+    anchors = generate_anchors((20, 20), (320, 320), AnchorParams(), STRIDE)
     result = run_targets(anchors, [[104, 104, 136, 136]])
     assert result.gt_best_iou.tolist() == [0.0625]
     assert result.counts()["ties"] == 85
@@ -367,7 +420,7 @@ def test_box_touching_the_image_edges(anchors_800):
 
 def test_no_anchor_inside_a_tiny_frame():
     # A 48 x 80 frame: the smallest anchor is 90 x 181 or 128 x 128, none fits.
-    anchors = generate_anchors((3, 5), (48, 80), AnchorParams())
+    anchors = generate_anchors((3, 5), (48, 80), AnchorParams(), STRIDE)
     assert anchors.inside == 0
     result = run_targets(anchors, [[10, 10, 40, 30]])
     assert counts_tuple(result) == (0, 0, 0, 0, 0)
@@ -376,7 +429,7 @@ def test_no_anchor_inside_a_tiny_frame():
 
 
 def test_non_square_frame_matches_reference():
-    anchors = generate_anchors((30, 40), (480, 640), AnchorParams())
+    anchors = generate_anchors((30, 40), (480, 640), AnchorParams(), STRIDE)
     boxes = [[50, 60, 210, 300], [400, 100, 620, 260]]
     result = run_targets(anchors, boxes)
     assert anchors.total == 30 * 40 * 9

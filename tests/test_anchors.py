@@ -9,6 +9,9 @@ import reference as ref
 import torch
 
 from frcnn_core.anchors import AnchorParams, base_anchors, cell_centres, generate_anchors
+from frcnn_core.backbone import VGG16
+
+STRIDE = VGG16.stride  # 16: anchors are spaced by the backbone's stride
 
 
 def centre_of(box: torch.Tensor) -> tuple[float, float]:
@@ -17,7 +20,7 @@ def centre_of(box: torch.Tensor) -> tuple[float, float]:
 
 
 def test_base_anchors_hand_values():
-    base = base_anchors(AnchorParams())
+    base = base_anchors(AnchorParams(), STRIDE)
     assert base.shape == (9, 4) and base.dtype == torch.float64
     # a = ratio_index * 3 + scale_index. Ratio 0.5, scale 8 (a = 0):
     # h = 16 * 8 * sqrt(0.5) = 90.51, w = 16 * 8 / sqrt(0.5) = 181.02 (a wide box: r = h / w).
@@ -44,7 +47,7 @@ def test_cell_centres_row_major():
     [((50, 50), (800, 800)), ((30, 40), (480, 640)), ((3, 5), (48, 80))],
 )
 def test_anchors_match_loop_reference(feature_size, image_size):
-    result = generate_anchors(feature_size, image_size, AnchorParams())
+    result = generate_anchors(feature_size, image_size, AnchorParams(), STRIDE)
     expected = torch.tensor(ref.anchors(feature_size), dtype=torch.float64)
     assert result.total == feature_size[0] * feature_size[1] * 9
     # Not bit-identical: torch's vectorised float64 sqrt (SLEEF, 0.5 ulp bound, not correctly
@@ -56,7 +59,7 @@ def test_anchors_match_loop_reference(feature_size, image_size):
 
 def test_spec_anchor_counts_800():
     # SPEC section 3: 50 x 50 x 9 = 22500 anchors, 8940 wholly inside the 800 x 800 frame.
-    result = generate_anchors((50, 50), (800, 800), AnchorParams())
+    result = generate_anchors((50, 50), (800, 800), AnchorParams(), STRIDE)
     assert result.total == 22500
     assert result.inside == 8940
     inside = result.inside_anchors
@@ -65,7 +68,7 @@ def test_spec_anchor_counts_800():
 
 def test_non_square_anchor_counts():
     # A 480 x 640 (H x W) frame: feature map 30 x 40, 30 * 40 * 9 = 10800 anchors.
-    result = generate_anchors((30, 40), (480, 640), AnchorParams())
+    result = generate_anchors((30, 40), (480, 640), AnchorParams(), STRIDE)
     assert result.total == 10800
     assert result.inside == len(ref.inside(ref.anchors((30, 40)), (480, 640)))
     # The last cell is (iy=29, ix=39), centred at (16 * 39 + 8, 16 * 29 + 8) = (632, 472).
@@ -79,8 +82,8 @@ def test_anchor_order_matches_rpn_flattening():
     # x.permute(0, 2, 3, 1).reshape(1, -1, 4) gives for an RPN output x of shape (1, A*4, Hf, Wf).
     hf, wf = 3, 5
     params = AnchorParams()
-    result = generate_anchors((hf, wf), (48, 80), params)
-    base = base_anchors(params)
+    result = generate_anchors((hf, wf), (48, 80), params, STRIDE)
+    base = base_anchors(params, STRIDE)
     a = params.per_cell
     grid = torch.zeros(1, a * 4, hf, wf, dtype=torch.float64)  # what the RPN head would emit
     for iy in range(hf):
@@ -96,8 +99,8 @@ def test_anchor_order_matches_rpn_flattening():
 def test_b1_x_outer_order_is_the_transpose():
     # Bug B1: the tutorial's loops put x outer, index (ix * Hf + iy) * A + a.
     hf, wf = 3, 5
-    good = generate_anchors((hf, wf), (48, 80), AnchorParams())
-    bad = generate_anchors((hf, wf), (48, 80), AnchorParams(bug_b1_x_outer=True))
+    good = generate_anchors((hf, wf), (48, 80), AnchorParams(), STRIDE)
+    bad = generate_anchors((hf, wf), (48, 80), AnchorParams(bug_b1_x_outer=True), STRIDE)
     a = 9
     transposed = good.anchors.reshape(hf, wf, a, 4).transpose(0, 1).reshape(-1, 4)
     assert torch.equal(bad.anchors, transposed)
@@ -109,7 +112,27 @@ def test_b1_x_outer_order_is_the_transpose():
     assert sorted(map(tuple, bad.anchors.tolist())) == sorted(map(tuple, good.anchors.tolist()))
     assert bad.inside == good.inside
     # Square maps pair (iy, ix) with the mirrored cell (ix, iy): only the diagonal agrees.
-    g50 = generate_anchors((50, 50), (800, 800), AnchorParams())
-    b50 = generate_anchors((50, 50), (800, 800), AnchorParams(bug_b1_x_outer=True))
+    g50 = generate_anchors((50, 50), (800, 800), AnchorParams(), STRIDE)
+    b50 = generate_anchors((50, 50), (800, 800), AnchorParams(bug_b1_x_outer=True), STRIDE)
     same_cells = (g50.anchors == b50.anchors).all(dim=1).reshape(50, 50, 9).all(dim=2)
     assert same_cells.sum() == 50 and torch.equal(same_cells, torch.eye(50, dtype=torch.bool))
+
+
+def test_the_stride_is_the_backbones_argument():
+    # At stride 8 (a backbone that stops one pool earlier, e.g. conv4_3) every size halves:
+    # ratio 1, scale 8 is 8 * 8 = 64 pixels a side, and cells are centred at 8 * i + 4.
+    base = base_anchors(AnchorParams(), 8)
+    torch.testing.assert_close(base[3], torch.tensor([-32.0, -32.0, 32.0, 32.0]).double())
+    torch.testing.assert_close(base, base_anchors(AnchorParams(), 16) / 2, rtol=0, atol=0)
+    assert cell_centres((1, 3), 8).tolist() == [[4, 4], [12, 4], [20, 4]]
+    result = generate_anchors((40, 40), (320, 320), AnchorParams(), 8)
+    assert result.stride == 8 and result.feature_size == (40, 40)
+    assert result.image_size == (320, 320)
+    assert result.total == 40 * 40 * 9
+    expected = torch.tensor(ref.anchors((40, 40), stride=8), dtype=torch.float64)
+    torch.testing.assert_close(result.anchors, expected, rtol=0, atol=1e-12)
+    assert result.inside_index.tolist() == ref.inside(expected.tolist(), (320, 320))
+    # The same frame at stride 16 has a quarter of the cells and other anchors.
+    coarse = generate_anchors((20, 20), (320, 320), AnchorParams(), STRIDE)
+    assert coarse.stride == 16 and coarse.total == result.total // 4
+    assert coarse.inside != result.inside

@@ -6,6 +6,7 @@ a second on a 2-core CPU, so these tests build as few as they can."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -15,8 +16,10 @@ from frcnn_core.backbone import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     OFFLINE_ENV,
+    VGG16,
     WEIGHTS_ENV,
     BackboneParams,
+    BackboneSpec,
     WeightsError,
     _random_features,
     image_to_tensor,
@@ -201,7 +204,7 @@ def test_run_backbone_shapes_and_b13(backbone):
     assert out.features.dtype == torch.float32 and out.features.is_contiguous()
     assert not out.features.is_inference() and out.seconds > 0
     out.features.requires_grad_(True)  # later stages may train on it
-    plain = run_backbone(image, backbone.features, BackboneParams(channels_last=False))
+    plain = run_backbone(image, backbone.features, BackboneParams(), channels_last=False)
     torch.testing.assert_close(plain.features, out.features.detach(), rtol=1e-4, atol=1e-5)
     unnormalised = run_backbone(image, backbone.features, BackboneParams(normalize=False))
     assert (unnormalised.features - out.features.detach()).abs().max() > 1e-3
@@ -210,3 +213,32 @@ def test_run_backbone_shapes_and_b13(backbone):
 
 def assert_same_weights_dict(a, b):
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+# ---- the backbone's spec: every size after it follows from it ----------------------------
+
+
+def test_vgg16_spec_stride_channels_and_feature_size():
+    # Four 2 x 2 max-pools with floor: stride 2^4 = 16, conv5_3's 512 channels.
+    assert (VGG16.stride, VGG16.channels, VGG16.pools) == (16, 512, 4)
+    assert VGG16.feature_size((800, 800)) == (50, 50)
+    # Each pool floors: 810 -> 405 -> 202 -> 101 -> 50, not round(810 / 16) = 51.
+    assert VGG16.feature_size((810, 810)) == (50, 50)
+    assert VGG16.feature_size((480, 640)) == (30, 40)
+    assert VGG16.feature_size((15, 33)) == (0, 2)
+    stride8 = BackboneSpec("to conv4_3", channels=512, pools=3)
+    assert stride8.stride == 8 and stride8.feature_size((320, 320)) == (40, 40)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        VGG16.pools = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 96), (70, 100), (47, 33)])
+def test_spec_feature_size_is_the_networks(backbone, height, width):
+    # The spec's arithmetic against a real forward: odd sizes floor at every pool.
+    assert len(backbone.features) == 30 and backbone.spec == VGG16
+    pools = sum(isinstance(m, torch.nn.MaxPool2d) for m in backbone.features)
+    convs = [m for m in backbone.features if isinstance(m, torch.nn.Conv2d)]
+    assert pools == VGG16.pools and convs[-1].out_channels == VGG16.channels
+    image = torch.zeros(height, width, 3, dtype=torch.uint8)
+    out = run_backbone(image, backbone.features).features
+    assert out.shape == (1, VGG16.channels, *VGG16.feature_size((height, width)))

@@ -96,10 +96,17 @@ def test_set_overrides_parameters(capsys):
             "pos_iou=0.5",
             "--set",
             "roi_batch_size=64",
+            "--set",
+            "train_proposals.pre_nms=1000",
+            "--set",
+            "train_proposals.post_nms=100",
         ]
     )
     assert code == 0
     s = json.loads(capsys.readouterr().out)
+    # The training proposal counts, by their group's name (test_proposals has the same fields).
+    assert s["proposals"]["pre_nms"] == min(1000, s["proposals"]["after_min_size"])
+    assert s["proposals"]["kept"] == min(100, s["proposals"]["after_nms"]) == 100
     # At IoU 0.5 more anchors pass the threshold than the 45 ties alone.
     assert s["anchor_labels"]["positive"] > 45
     assert s["anchor_labels"]["sampled_positive"] == min(s["anchor_labels"]["positive"], 128)
@@ -134,16 +141,18 @@ def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path):
     assert "four numbers" in _error(
         capsys, [*base, "--image", str(ZEBRAS), "--boxes", str(wrong_shape)]
     )
-    assert "unknown parameter" in _error(
-        capsys, [*base, "--image", str(ZEBRAS), "--boxes", str(ZEBRA_BOXES), "--set", "nope=1"]
-    )
-    assert "ambiguous" in _error(
-        capsys, [*base, "--image", str(ZEBRAS), "--boxes", str(ZEBRA_BOXES), "--set", "seed=1"]
-    )
-    assert "not a valid float" in _error(
-        capsys,
-        [*base, "--image", str(ZEBRAS), "--boxes", str(ZEBRA_BOXES), "--set", "nms_iou=high"],
-    )
+    zebras = [*base, "--image", str(ZEBRAS), "--boxes", str(ZEBRA_BOXES)]
+    assert "unknown setting 'nope'" in _error(capsys, [*zebras, "--set", "nope=1"])
+    ambiguous = _error(capsys, [*zebras, "--set", "seed=1"])
+    assert "ambiguous" in ambiguous and "anchor_targets.seed" in ambiguous
+    assert "nms_iou='high' is not a number" in _error(capsys, [*zebras, "--set", "nms_iou=high"])
+    assert "between 0 and 1" in _error(capsys, [*zebras, "--set", "nms_iou=1.5"])
+    assert "name=value" in _error(capsys, [*zebras, "--set", "nms_iou"])
+    # Sizes that follow from the backbone are not settings: the message says what they follow.
+    stride = _error(capsys, [*zebras, "--set", "stride=8"])
+    assert "stride is derived" in stride and "16" in stride
+    assert "derived" in _error(capsys, [*zebras, "--set", "roi_pool.spatial_scale=0.125"])
+    assert "between 160 and 1280" in _error(capsys, [*zebras, "--set", "height=16"])
     assert "weights file not found" in _error(
         capsys,
         [

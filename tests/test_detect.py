@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from frcnn_core.detect import Detections, DetectParams, detect, match_detections
+from frcnn_core.detect import Detections, DetectParams, MatchParams, detect, match_detections
 from frcnn_core.head import HeadOutput
 
 
@@ -63,10 +63,15 @@ def test_match_detections_greedy_by_score():
         labels=torch.tensor([1, 1, 1, 2]),
         candidates=(0, 0, 0),
     )
-    m = match_detections(det, gt, torch.tensor([1, 2]), 0.5)
+    m = match_detections(det, gt, torch.tensor([1, 2]), MatchParams().match_iou)
     assert m.true_positive.tolist() == [True, False, False, True]
     assert m.gt_found.tolist() == [True, True]
     assert m.best_gt.tolist() == [0, 0, 1, 1]
     assert m.best_iou.tolist() == pytest.approx([1.0, 0.95, 1.0, 0.9])
+    # PASCAL VOC's 0.5 is the default; at 0.95 d3 (IoU 0.9) no longer finds B.
+    assert MatchParams().match_iou == 0.5
+    strict = match_detections(det, gt, torch.tensor([1, 2]), 0.95)
+    assert strict.true_positive.tolist() == [True, False, False, False]
+    assert strict.gt_found.tolist() == [True, False]
     none = match_detections(det, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 0.5)
     assert none.best_gt.tolist() == [-1] * 4 and not none.true_positive.any()

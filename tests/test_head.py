@@ -9,6 +9,7 @@ import torch
 
 from frcnn_core.head import (
     FastRCNNHead,
+    HeadLossParams,
     HeadOutput,
     HeadParams,
     UnreducedLossError,
@@ -50,6 +51,7 @@ def test_loss_picks_the_true_class_deltas():
     targets = torch.tensor([[0.5, 0.0, 0.0, 0.0], [7.0, 7.0, 7.0, 7.0]])
     loss = head_loss(out, labels, targets)
     assert loss.n_pos == 1
+    assert float(loss.loc_sum) == pytest.approx(0.125)  # before lambda and N_pos
     assert float(loss.loc) == pytest.approx(1.25)
     assert float(loss.cls) == pytest.approx(math.log(3))
     assert float(loss.total) == pytest.approx(math.log(3) + 1.25)
@@ -60,6 +62,18 @@ def test_loss_picks_the_true_class_deltas():
     deltas[0, 2] = 100.0
     wrong = head_loss(HeadOutput(torch.zeros(2, 3), deltas), labels, targets)
     assert float(wrong.loc) == pytest.approx(10 * (99.0 + 3 * 99.5))
+    # lambda and beta are the loss's parameters. beta 4: smoothL1(-0.5) = 0.5 * 0.25 / 4 =
+    # 0.03125 (deltas back to the first case); lambda 2: loc = 2 * 0.03125 / 1 = 0.0625.
+    deltas[0, 2] = 0.0
+    tuned = head_loss(
+        HeadOutput(torch.zeros(2, 3), deltas),
+        labels,
+        targets,
+        HeadLossParams(loss_lambda=2.0, smooth_l1_beta=4.0),
+    )
+    assert float(tuned.loc_sum) == pytest.approx(0.03125)
+    assert float(tuned.loc) == pytest.approx(0.0625)
+    assert float(tuned.cls) == pytest.approx(math.log(3))  # the class term does not change
 
 
 def test_loss_averages_over_positives():
@@ -68,7 +82,9 @@ def test_loss_averages_over_positives():
     out = HeadOutput(scores=torch.zeros(4, 2), deltas=torch.zeros(4, 2, 4))
     labels = torch.tensor([1, 1, 1, 0])
     targets = torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0.0, 0, 0, 0], [5.0, 5, 5, 5]])
-    assert float(head_loss(out, labels, targets).loc) == pytest.approx(20 / 3)
+    loss = head_loss(out, labels, targets)
+    assert float(loss.loc_sum) == pytest.approx(2.0) and loss.n_pos == 3
+    assert float(loss.loc) == pytest.approx(20 / 3)
 
 
 def test_loss_without_positives_or_rois():
@@ -84,7 +100,9 @@ def test_loss_without_positives_or_rois():
 def test_b12_unreduced_loss_raises():
     out = HeadOutput(scores=torch.zeros(2, 3), deltas=torch.zeros(2, 3, 4))
     with pytest.raises(UnreducedLossError, match="backward"):
-        head_loss(out, torch.tensor([2, 1]), torch.zeros(2, 4), HeadParams(bug_b12_unreduced=True))
+        head_loss(
+            out, torch.tensor([2, 1]), torch.zeros(2, 4), HeadLossParams(bug_b12_unreduced=True)
+        )
 
 
 def test_b11_without_relu_the_head_is_affine():

@@ -1,4 +1,4 @@
-"""Stage 1: decoding every kind of odd file a user may upload, and resizing with the boxes.
+"""Stage 1: decoding every kind of odd file a user may upload, and resizing to the input frame.
 
 All images are made in memory with PIL, numpy or OpenCV; nothing is read from the internet."""
 
@@ -11,7 +11,6 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageFile
 
 from frcnn_core.image import (
@@ -20,7 +19,7 @@ from frcnn_core.image import (
     ImageError,
     ResizeParams,
     load_image,
-    resize_to_input,
+    resize_image,
 )
 
 
@@ -270,44 +269,38 @@ def test_header_just_under_the_limit_is_decoded():
     assert (loaded.pixels == 255).all()
 
 
-# ---- resize_to_input ---------------------------------------------------------------------
+# ---- resize_image (the boxes follow in test_ground_truth.py) ------------------------------
 
 
-def test_resize_scales_and_truncates_boxes():
+def test_resize_image_to_the_input_frame():
     pixels = np.zeros((1333, 2000, 3), dtype=np.uint8)
-    boxes = torch.tensor([[223, 782, 623, 1074]], dtype=torch.float32)
-    out = resize_to_input(pixels, boxes, ResizeParams())
-    # sx = 800 / 2000 = 0.4, sy = 800 / 1333 = 0.60015:
-    # 223 * 0.4 = 89.2 -> 89; 782 * 0.60015 = 469.3 -> 469; 623 * 0.4 = 249.2 -> 249;
-    # 1074 * 0.60015 = 644.56 -> 644 (truncated, not rounded).
-    assert out.gt_boxes.tolist() == [[89.0, 469.0, 249.0, 644.0]]
-    assert out.gt_boxes.dtype == torch.float32
+    out = resize_image(pixels, ResizeParams())
     assert out.pixels.shape == (800, 800, 3) and out.pixels.dtype == np.uint8
+    assert out.pixels.flags["C_CONTIGUOUS"]
+    # sx = 800 / 2000 = 0.4, sy = 800 / 1333 = 0.60015: what the boxes are scaled by.
     assert out.scale == pytest.approx((0.4, 800 / 1333))
     assert out.original_size == (1333, 2000)
     assert out.size == (800, 800)
-
-    floats = resize_to_input(pixels, boxes, ResizeParams(truncate_boxes=False))
-    expected = [223 * 0.4, 782 * 800 / 1333, 623 * 0.4, 1074 * 800 / 1333]
-    assert floats.gt_boxes[0].tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_resize_non_square_frame():
     pixels = np.zeros((300, 400, 3), dtype=np.uint8)
     pixels[:150] = 255  # top half white
-    out = resize_to_input(pixels, torch.tensor([[100.0, 30, 300, 150]]), ResizeParams(480, 640))
-    assert out.pixels.shape == (480, 640, 3)
-    # sx = 640 / 400 = 1.6, sy = 480 / 300 = 1.6.
-    assert out.gt_boxes.tolist() == [[160.0, 48.0, 480.0, 240.0]]
+    before = pixels.copy()
+    out = resize_image(pixels, ResizeParams(480, 640))
+    assert out.pixels.shape == (480, 640, 3) and out.size == (480, 640)
+    # sx = 640 / 400 = 1.6, sy = 480 / 300 = 1.6: the white half is the top 240 rows.
+    assert out.scale == (1.6, 1.6)
     assert out.pixels[100, 320].tolist() == [255, 255, 255]
     assert out.pixels[400, 320].tolist() == [0, 0, 0]
+    np.testing.assert_array_equal(pixels, before)  # the original is not modified
 
 
-def test_resize_drops_boxes_that_vanish():
-    # 2000 -> 800: a 2-pixel-wide box [0, 0, 2, 50] becomes [0, 0, 0.8 -> 0, 20]: no width.
-    pixels = np.zeros((100, 2000, 3), dtype=np.uint8)
-    boxes = torch.tensor([[0.0, 0, 2, 50], [100, 0, 400, 50], [5, 0, 6, 10]])
-    out = resize_to_input(pixels, boxes, ResizeParams())
-    assert out.dropped == (0, 2)
-    assert out.gt_boxes.tolist() == [[40.0, 0.0, 160.0, 400.0]]
-    assert resize_to_input(pixels, torch.zeros(0, 4), ResizeParams()).gt_boxes.shape == (0, 4)
+def test_resize_is_bicubic_and_truncate_does_not_touch_pixels():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    out = resize_image(pixels, ResizeParams(64, 96))
+    expected = cv2.resize(pixels, (96, 64), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(out.pixels, expected)
+    floats = resize_image(pixels, ResizeParams(64, 96, truncate_boxes=False))
+    np.testing.assert_array_equal(floats.pixels, out.pixels)

@@ -32,16 +32,18 @@ from explorer.text import html_text, plain
 from explorer.views.image import canvas_frame
 from frcnn_core.anchor_targets import AnchorTargetParams, anchor_targets
 from frcnn_core.anchors import AnchorParams, generate_anchors
-from frcnn_core.detect import DetectParams, match_detections
+from frcnn_core.backbone import VGG16
+from frcnn_core.detect import DetectParams, MatchParams, match_detections
 from frcnn_core.ground_truth import MAX_LABEL_CHARS, clean_boxes, clean_label
 from frcnn_core.image import MAX_FILE_BYTES, MAX_PIXELS, ImageError, ResizeParams, load_image
-from frcnn_core.pipeline import PipelineParams, prepare_input, run_detection, run_pipeline
+from frcnn_core.params import PipelineParams, parameter, validate
 from frcnn_core.proposal_targets import ProposalTargetParams, proposal_targets
-from frcnn_core.proposals import ProposalParams, propose
+from frcnn_core.proposals import ProposalCounts, ProposalParams, propose
 from frcnn_core.rpn import RPNParams, rpn_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 REFUSED = r"damaged|truncated|not an image|cannot be decoded"
+STRIDE = VGG16.stride
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -214,7 +216,7 @@ def upright_picture() -> np.ndarray:
 
 
 @pytest.mark.parametrize("orientation", sorted(STORED))
-def test_every_exif_orientation_is_shown_upright_with_boxes_on_it(orientation):
+def test_every_exif_orientation_is_shown_upright_with_boxes_on_it(orientation, prepare):
     upright = upright_picture()
     stored = Image.fromarray(upright).transpose(STORED[orientation])
     exif = Image.Exif()
@@ -223,8 +225,8 @@ def test_every_exif_orientation_is_shown_upright_with_boxes_on_it(orientation):
     np.testing.assert_array_equal(loaded.pixels, upright)
     assert any("EXIF orientation applied" in n for n in loaded.notes)
     # A box drawn on the upright picture lands on the red patch in the input frame (scale 1).
-    prep = prepare_input(loaded.pixels, [list(UPRIGHT_MARK)], ["mark"], ResizeParams(40, 60))
-    x1, y1, x2, y2 = (int(v) for v in prep.image.gt_boxes[0].tolist())
+    prep = prepare(loaded.pixels, [list(UPRIGHT_MARK)], ["mark"], ResizeParams(40, 60))
+    x1, y1, x2, y2 = (int(v) for v in prep.gt_boxes[0].tolist())
     assert (x1, y1, x2, y2) == UPRIGHT_MARK
     assert (prep.image.pixels[y1:y2, x1:x2] == (255, 0, 0)).all()
 
@@ -246,28 +248,24 @@ def test_broken_or_unknown_exif_does_not_refuse_the_photo():
 
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (8, 8), (4000, 20), (20, 4000)])
-def test_tiny_and_thin_images_go_through_stage_one_and_labelling(width, height):
+def test_tiny_and_thin_images_go_through_stage_one_and_labelling(width, height, prepare):
     loaded = load_image(encode(Image.new("RGB", (width, height), (30, 60, 90))))
     assert loaded.size == (height, width)
     frame = canvas_frame(loaded.size)
     assert 40 <= frame.width <= 760 and 40 <= frame.height <= 620  # a usable canvas
     box = [0, 0, width, height]  # the whole image
-    prep = prepare_input(loaded.pixels, [box], ["all"], ResizeParams())
+    prep = prepare(loaded.pixels, [box], ["all"], ResizeParams())
     assert prep.image.pixels.shape == (800, 800, 3)
-    assert prep.image.gt_boxes.tolist() == [[0.0, 0.0, 800.0, 800.0]]
-    grid = generate_anchors((50, 50), (800, 800), AnchorParams())
-    targets = anchor_targets(
-        grid.anchors, grid.inside_index, prep.image.gt_boxes, AnchorTargetParams()
-    )
+    assert prep.gt_boxes.tolist() == [[0.0, 0.0, 800.0, 800.0]]
+    grid = generate_anchors((50, 50), (800, 800), AnchorParams(), STRIDE)
+    targets = anchor_targets(grid.anchors, grid.inside_index, prep.gt_boxes, AnchorTargetParams())
     assert targets.counts()["positive"] > 0  # the whole frame claims its best anchors
 
 
-def test_thin_image_box_that_becomes_a_line_is_dropped_with_a_note():
+def test_thin_image_box_that_becomes_a_line_is_dropped_with_a_note(prepare):
     pixels = np.zeros((20, 4000, 3), np.uint8)
     # 2 px wide on a 4000-px axis: 0.4 px in the 800-px frame, truncated to nothing.
-    prep = prepare_input(
-        pixels, [[100, 2, 102, 18], [0, 0, 400, 20]], ["line", "ok"], ResizeParams()
-    )
+    prep = prepare(pixels, [[100, 2, 102, 18], [0, 0, 400, 20]], ["line", "ok"], ResizeParams())
     assert prep.labels == ("ok",)
     assert any("'line' vanished" in n for n in prep.notes)
 
@@ -331,17 +329,15 @@ def test_upload_limit_is_within_the_decoders_byte_limit():
 SIZE = (400, 600)  # (H, W)
 
 
-def test_duplicate_boxes_are_all_kept_and_labelled_consistently():
+def test_duplicate_boxes_are_all_kept_and_labelled_consistently(prepare):
     boxes = [[100, 100, 300, 300]] * 5 + [[50, 60, 70, 80]]
     labels = ["cat"] * 5 + ["dog"]
     gt = clean_boxes(boxes, labels, SIZE)
     assert gt.boxes.shape == (6, 4) and gt.notes == ()
     assert gt.class_names == ("cat", "dog") and gt.class_ids.tolist() == [1] * 5 + [2]
-    prep = prepare_input(np.zeros((*SIZE, 3), np.uint8), boxes, labels, ResizeParams())
-    grid = generate_anchors((50, 50), (800, 800), AnchorParams())
-    targets = anchor_targets(
-        grid.anchors, grid.inside_index, prep.image.gt_boxes, AnchorTargetParams()
-    )
+    prep = prepare(np.zeros((*SIZE, 3), np.uint8), boxes, labels, ResizeParams())
+    grid = generate_anchors((50, 50), (800, 800), AnchorParams(), STRIDE)
+    targets = anchor_targets(grid.anchors, grid.inside_index, prep.gt_boxes, AnchorTargetParams())
     # Five identical boxes share their best anchors: no anchor is counted twice.
     assert targets.counts()["positive"] == int((targets.labels_unsampled == 1).sum())
     assert torch.isfinite(targets.targets).all()
@@ -353,23 +349,23 @@ def test_whole_image_box_and_a_box_beyond_every_edge():
     assert gt.notes == ("box 2: clipped to the image",)
 
 
-def test_hundreds_of_boxes_through_labelling_and_roi_sampling():
+def test_hundreds_of_boxes_through_labelling_and_roi_sampling(prepare):
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 500, (400, 2))
     wh = rng.uniform(5, 120, (400, 2))
     boxes = np.concatenate([xy, xy + wh], axis=1).tolist()
     labels = [f"class {i % 7}" for i in range(400)]
-    prep = prepare_input(np.zeros((*SIZE, 3), np.uint8), boxes, labels, ResizeParams())
-    assert len(prep.labels) == prep.image.gt_boxes.shape[0] <= 400
+    prep = prepare(np.zeros((*SIZE, 3), np.uint8), boxes, labels, ResizeParams())
+    assert len(prep.labels) == prep.gt_boxes.shape[0] <= 400
     assert len(prep.class_names) == 7 and int(prep.gt_labels.max()) == 7
-    grid = generate_anchors((50, 50), (800, 800), AnchorParams())
+    grid = generate_anchors((50, 50), (800, 800), AnchorParams(), STRIDE)
     params = AnchorTargetParams()
-    targets = anchor_targets(grid.anchors, grid.inside_index, prep.image.gt_boxes, params)
+    targets = anchor_targets(grid.anchors, grid.inside_index, prep.gt_boxes, params)
     c = targets.counts()
     assert c["sampled_positive"] + c["sampled_negative"] <= params.batch_size
     assert c["sampled_positive"] <= int(params.batch_size * params.pos_fraction)
     rois = grid.anchors[grid.inside_index].float()
-    roi = proposal_targets(rois, prep.image.gt_boxes, prep.gt_labels, ProposalTargetParams())
+    roi = proposal_targets(rois, prep.gt_boxes, prep.gt_labels, ProposalTargetParams())
     assert roi.labels.numel() <= 128 and int(roi.labels.max()) <= 7
     assert torch.isfinite(roi.targets).all()
 
@@ -388,7 +384,7 @@ def test_markup_in_labels_stays_text():
 
 
 def losses_are_finite(result) -> dict[str, float]:
-    losses = result.losses()
+    losses = result.losses.floats()
     assert all(math.isfinite(v) for v in losses.values()), losses
     return losses
 
@@ -400,9 +396,13 @@ def losses_are_finite(result) -> dict[str, float]:
         PipelineParams(anchor_targets=AnchorTargetParams(pos_iou=0.05, neg_iou=0.95)),
         PipelineParams(anchor_targets=AnchorTargetParams(batch_size=16, pos_fraction=0.05)),
         PipelineParams(anchor_targets=AnchorTargetParams(batch_size=1024, pos_fraction=1.0)),
-        PipelineParams(proposals=ProposalParams(nms_iou=0.0, post_nms_train=50)),
-        PipelineParams(proposals=ProposalParams(nms_iou=1.0, pre_nms_train=22500)),
-        PipelineParams(proposals=ProposalParams(pre_nms_train=100, post_nms_train=50)),
+        PipelineParams(
+            proposals=ProposalParams(nms_iou=0.0), train_proposals=ProposalCounts(post_nms=50)
+        ),
+        PipelineParams(
+            proposals=ProposalParams(nms_iou=1.0), train_proposals=ProposalCounts(pre_nms=22500)
+        ),
+        PipelineParams(train_proposals=ProposalCounts(pre_nms=100, post_nms=10)),
         PipelineParams(proposals=ProposalParams(min_size=800.0)),
         PipelineParams(proposal_targets=ProposalTargetParams(roi_pos_iou=1.0)),
         PipelineParams(proposal_targets=ProposalTargetParams(roi_batch_size=8)),
@@ -430,38 +430,39 @@ def losses_are_finite(result) -> dict[str, float]:
         "no RoI at all",
     ],
 )
-def test_pipeline_survives_parameter_extremes(params, small_input, small_features, small_heads):
-    result = run_pipeline(
-        small_input.image, small_input.gt_labels, small_features, small_heads, params
-    )
+def test_pipeline_survives_parameter_extremes(
+    params, small_input, small_features, small_heads, run_stages
+):
+    assert validate(params) is params  # each extreme is a setting a user can reach
+    result = run_stages(small_input, small_features, small_heads, params)
     losses_are_finite(result)
     c = result.anchor_targets.counts()
     assert c["sampled_positive"] + c["sampled_negative"] <= params.anchor_targets.batch_size
     kept = result.proposals.counts()["kept"]
-    assert kept <= params.proposals.post_nms_train
+    assert kept <= params.train_proposals.post_nms
     s = result.proposal_targets.labels.numel()
     assert s <= params.proposal_targets.roi_batch_size
     assert result.roi_pool.pooled.shape == (s, 512, 7, 7)
     assert result.head.scores.shape == (s, len(small_input.class_names) + 1)
 
 
-def test_empty_stages_say_how_empty(small_input, small_features, small_heads):
-    args = (small_input.image, small_input.gt_labels, small_features, small_heads)
-    unreachable = run_pipeline(
-        *args, PipelineParams(anchor_targets=AnchorTargetParams(pos_iou=1.0))
-    )
+def test_empty_stages_say_how_empty(small_input, small_features, small_heads, run_stages):
+    args = (small_input, small_features, small_heads)
+    unreachable = run_stages(*args, PipelineParams(anchor_targets=AnchorTargetParams(pos_iou=1.0)))
     c = unreachable.anchor_targets.counts()
     assert c["positive_from_threshold"] == 0 and c["positive"] == c["ties"] > 0
-    no_proposals = run_pipeline(*args, PipelineParams(proposals=ProposalParams(min_size=800.0)))
+    no_proposals = run_stages(*args, PipelineParams(proposals=ProposalParams(min_size=800.0)))
     assert no_proposals.proposals.counts()["after_min_size"] == 0
     assert no_proposals.proposals.rois.shape == (0, 4)
     assert no_proposals.proposal_targets.labels.numel() == 0
-    assert no_proposals.losses()["roi_cls"] == 0.0
-    no_positive = run_pipeline(
+    assert no_proposals.losses.floats()["roi_cls"] == 0.0
+    assert no_proposals.test_proposals.rois.shape == (0, 4)
+    assert no_proposals.detections.boxes.shape == (0, 4)
+    no_positive = run_stages(
         *args, PipelineParams(proposal_targets=ProposalTargetParams(roi_pos_iou=1.0))
     )
     assert no_positive.proposal_targets.counts()["positive"] == 0
-    assert no_positive.losses()["roi_loc"] == 0.0
+    assert no_positive.losses.floats()["roi_loc"] == 0.0
 
 
 def test_nms_that_keeps_one_box(small_features, small_heads):
@@ -470,43 +471,56 @@ def test_nms_that_keeps_one_box(small_features, small_heads):
     same = torch.tensor([[100.0, 100.0, 200.0, 200.0]], dtype=torch.float64).repeat(3600, 1)
     for nms_iou in (0.0, 0.7, 0.99):
         params = ProposalParams(nms_iou=nms_iou)
-        result = propose(same, torch.zeros_like(rpn.locs), rpn.scores, (320, 320), params, True)
+        result = propose(
+            same, torch.zeros_like(rpn.locs), rpn.scores, (320, 320), params, ProposalCounts()
+        )
         assert result.counts()["after_nms"] == 1 and result.rois.shape == (1, 4)
 
 
 @pytest.mark.parametrize(
-    "detect",
+    ("detect", "match"),
     [
-        DetectParams(score_threshold=0.99),
-        DetectParams(score_threshold=0.0, class_nms_iou=1.0, max_detections=300),
-        DetectParams(max_detections=1, class_nms_iou=0.05, match_iou=0.95),
+        (DetectParams(score_threshold=0.99), MatchParams()),
+        (DetectParams(score_threshold=0.0, class_nms_iou=1.0, max_detections=300), MatchParams()),
+        (DetectParams(max_detections=1, class_nms_iou=0.05), MatchParams(match_iou=0.95)),
     ],
     ids=["threshold 0.99: nothing", "everything", "one detection"],
 )
-def test_detection_at_its_extremes(detect, small_input, small_features, small_heads):
-    params = dataclasses.replace(PipelineParams(), detect=detect, training=False)
-    grid = generate_anchors((20, 20), (320, 320), params.anchors)
-    rpn = rpn_forward(small_features, small_heads.rpn, params.rpn)
-    props = propose(grid.anchors, rpn.locs, rpn.scores, (320, 320), params.proposals, False)
-    _, dets = run_detection(small_features, props, small_heads, (320, 320), params)
+def test_detection_at_its_extremes(
+    detect, match, small_input, small_features, small_heads, run_stages
+):
+    params = dataclasses.replace(PipelineParams(), detect=detect, match=match)
+    assert validate(params) is params
+    result = run_stages(small_input, small_features, small_heads, params)
+    props = result.test_proposals
+    assert props.post_nms_n == 300 and props.keep_index.numel() <= 300
+    dets = result.detections
     n = int(dets.boxes.shape[0])
     assert n <= detect.max_detections
     assert dets.scores.numel() == dets.labels.numel() == n
     if detect.score_threshold >= 0.99:
         assert n == 0 and dets.candidates[1] == 0
-    match = match_detections(
-        dets, small_input.image.gt_boxes, small_input.gt_labels, detect.match_iou
-    )
-    assert int(match.true_positive.sum()) <= min(n, small_input.image.gt_boxes.shape[0])
+    if detect.score_threshold == 0.0:
+        # Every (class, RoI) pair is a candidate: 2 classes x the test-time proposals.
+        assert dets.candidates[0] == dets.candidates[1] == 2 * props.keep_index.numel()
+    found = result.detection_match
+    assert int(found.true_positive.sum()) <= min(n, small_input.gt_boxes.shape[0])
+    expected = match_detections(dets, small_input.gt_boxes, small_input.gt_labels, match.match_iou)
+    assert torch.equal(found.true_positive, expected.true_positive)
 
 
-@pytest.mark.parametrize(("height", "width"), [(320, 320), (1024, 1024), (320, 1024), (1024, 320)])
-def test_input_frame_extremes(height, width):
+LOW, HIGH = int(parameter("resize.height").low), int(parameter("resize.height").high)
+
+
+@pytest.mark.parametrize(
+    ("height", "width"), [(LOW, LOW), (HIGH, HIGH), (LOW, HIGH), (HIGH, LOW), (320, 1024)]
+)
+def test_input_frame_extremes(height, width, prepare):
+    # The registry's ends for the input frame (160 and 1280) and a wide frame between them.
     pixels = np.zeros((300, 500, 3), np.uint8)
-    prep = prepare_input(pixels, [[50, 50, 450, 250]], ["a"], ResizeParams(height, width))
+    prep = prepare(pixels, [[50, 50, 450, 250]], ["a"], ResizeParams(height, width))
     assert prep.image.pixels.shape == (height, width, 3)
-    grid = generate_anchors((height // 16, width // 16), (height, width), AnchorParams())
-    targets = anchor_targets(
-        grid.anchors, grid.inside_index, prep.image.gt_boxes, AnchorTargetParams()
-    )
+    size = (height, width)
+    grid = generate_anchors(VGG16.feature_size(size), size, AnchorParams(), VGG16.stride)
+    targets = anchor_targets(grid.anchors, grid.inside_index, prep.gt_boxes, AnchorTargetParams())
     assert grid.inside > 0 and targets.counts()["positive"] > 0

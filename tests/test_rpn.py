@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from frcnn_core.rpn import RPNHead, RPNOutput, RPNParams, rpn_forward, rpn_loss
+from frcnn_core.rpn import RPNHead, RPNLossParams, RPNOutput, RPNParams, rpn_forward, rpn_loss
 
 A = 9
 
@@ -108,9 +108,12 @@ def test_rpn_loss_hand_case():
     assert float(loss.loc) == pytest.approx(16.25)
     assert float(loss.total) == pytest.approx(math.log(2) + 16.25)
     # lambda and beta are parameters.
-    half = rpn_loss(out, labels, torch.zeros(3, 4), RPNParams(loss_lambda=1.0, smooth_l1_beta=4.0))
+    params = RPNLossParams(loss_lambda=1.0, smooth_l1_beta=4.0)
+    half = rpn_loss(out, labels, torch.zeros(3, 4), params)
     # beta 4: 0.5 * 0.25 / 4 + 0.5 * 4 / 4 = 0.03125 + 0.5 = 0.53125.
+    assert float(half.loc_sum) == pytest.approx(0.53125)
     assert float(half.loc) == pytest.approx(0.53125)
+    assert float(half.cls) == pytest.approx(math.log(2))
 
 
 def test_rpn_loss_cross_entropy_matches_definition():
