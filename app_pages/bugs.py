@@ -516,7 +516,7 @@ with page_guard():
             "id": st.column_config.TextColumn(width="small"),
             "run here": st.column_config.TextColumn(
                 width="small",
-                help="switch: a frcnn_core parameter runs the tutorial's version on your image; "
+                help="switch: a setting of the pipeline runs the tutorial's version on your image; "
                 "torch: shown with plain torch on your image's features",
             ),
         },

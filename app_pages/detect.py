@@ -5,7 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.views.detect import detection_rows, detections_figure
-from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
+from explorer.widgets import (
+    intro,
+    no_boxes_notice,
+    page_guard,
+    param_widget,
+    run_or_stop,
+    timing_caption,
+)
 
 intro(
     "Detect",
@@ -31,6 +38,7 @@ with page_guard():
         param_widget("test_proposals.post_nms")
 
     run = run_or_stop()
+    no_boxes_notice(run, "the detections have nothing to be graded against")
     n_classes = len(run.classes.class_names)
     if not run.trained:
         st.info(

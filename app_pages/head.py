@@ -30,7 +30,7 @@ intro(
     "**Fast R-CNN head**), which give **C + 1 class scores** (background and the C object "
     "classes) and **4 box deltas per class**. Training compares them with the RoI's targets: "
     "a cross-entropy for the class, a smooth-L1 loss for the deltas of the *true* class of the "
-    "positive RoIs. Add the RPN's two terms from stage 8 and you have the number that "
+    "positive RoIs. Add the RPN's two terms (RPN outputs page) and you have the number that "
     "training makes smaller.",
     "pooled [S, 512, 7, 7] → [S, 25088] → fc6 [S, 4096] → fc7 [S, 4096] → "
     "scores [S, C+1], deltas [S, (C+1)·4]",

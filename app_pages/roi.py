@@ -236,7 +236,7 @@ with page_guard():
             "output_size, return_indices=False)`, so the second 7 is read as "
             "`return_indices=7` (true): the layer returns a tuple (values, indices), and the "
             "tutorial only works because it then takes `tmp[0]`. The intended call is "
-            "`AdaptiveMaxPool2d((7, 7))`. Here stage 11 uses `torchvision.ops.roi_pool` (or "
+            "`AdaptiveMaxPool2d((7, 7))`. Here RoI pooling uses `torchvision.ops.roi_pool` (or "
             "`roi_align`), which pools all RoIs in one batched call.\n\n"
             "The tutorial also quantises differently: it truncates (`(rois / 16).long()`, "
             "a floor) where `roi_pool` rounds, so its regions sit up to one cell further up "

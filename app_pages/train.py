@@ -163,9 +163,7 @@ with page_guard():
             ahead = training.QUEUE.ahead(job)
             st.info(
                 f"Waiting for the server: {ahead} training{'s' if ahead != 1 else ''} ahead "
-                "of yours."
-                if ahead
-                else "Starting…",
+                "of yours. Yours starts as soon as one ends.",
                 icon=":material/hourglass_top:",
             )
             return

@@ -102,9 +102,12 @@ class JobQueue:
         return job
 
     def ahead(self, job: Job) -> int:
-        """How many jobs will start before this one (0 once it runs)."""
+        """How many jobs are ahead of this one: those running and those queued before it (0
+        once it runs)."""
         with self._lock:
-            return self._waiting.index(job) if job in self._waiting else 0
+            if job not in self._waiting:
+                return 0
+            return len(self._running) + self._waiting.index(job)
 
     def counts(self) -> tuple[int, int]:
         """(running, waiting)."""

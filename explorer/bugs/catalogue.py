@@ -139,8 +139,8 @@ if len(pos_index) > n_pos:
 width = valid_anchor_boxes[:, 2] = valid_anchor_boxes[:, 0]
 ctr_y = valid_anchor_boxes[:, 1] + 0.5 * height
 ctr_x = valid_anchor_boxes[:, 0] + 0.5 * width""",
-        "the anchor-target cell as SPEC section 4 records it (transcript line 819; the transcript "
-        "copy prints a minus there)",
+        "the anchor-target cell as the explorer's specification records it (transcript line 819; "
+        "this copy of the transcript prints a minus there)",
         """height = valid_anchor_boxes[:, 3] - valid_anchor_boxes[:, 1]
 width = valid_anchor_boxes[:, 2] - valid_anchor_boxes[:, 0]
 ctr_y = valid_anchor_boxes[:, 1] + 0.5 * height
