@@ -27,6 +27,7 @@ from explorer import caches, models, state
 from explorer.caches import StageCache
 from explorer.runner import PageRun
 from explorer.samples import samples
+from frcnn_core.graph import Run
 from frcnn_core.head import UnreducedLossError
 from frcnn_core.image import ResizeParams
 from frcnn_core.params import PARAMETERS, Parameter, PipelineParams, validate
@@ -167,20 +168,25 @@ PARAMETER_SETS = {
 }
 
 
-def test_b12_fails_the_same_way_in_both_runners(zebras) -> None:
-    params = BASE.replace("head_loss.bug_b12_unreduced", True)
-    app = page_run(zebras, params, CountingCache())
+def eager_twin(zebras, app: PageRun) -> Run:
+    """The command line's eager run on the same image, boxes, settings, weights and heads."""
     choice, boxes = zebras
-    with pytest.raises(UnreducedLossError):
-        app["losses"]
-    eager = run(
+    return run(
         caches.decode(choice.digest, choice.data),
         UserBoxes(tuple(b for b, _ in boxes), tuple(label for _, label in boxes)),
         models.backbone(),
-        params,
+        app.params,
         heads=app.heads,
         vocabulary=app.model.vocabulary,
     )
+
+
+def test_b12_fails_the_same_way_in_both_runners(zebras) -> None:
+    params = BASE.replace("head_loss.bug_b12_unreduced", True)
+    app = page_run(zebras, params, CountingCache())
+    with pytest.raises(UnreducedLossError):
+        app["losses"]
+    eager = eager_twin(zebras, app)
     with pytest.raises(UnreducedLossError):
         eager["losses"]
 
@@ -188,16 +194,8 @@ def test_b12_fails_the_same_way_in_both_runners(zebras) -> None:
 @pytest.mark.parametrize("name", PARAMETER_SETS)
 def test_the_app_runner_and_the_eager_runner_agree(zebras, name: str) -> None:
     params = validate(PARAMETER_SETS[name])
-    choice, boxes = zebras
     app = page_run(zebras, params, CountingCache())
-    eager = run(
-        caches.decode(choice.digest, choice.data),
-        UserBoxes(tuple(b for b, _ in boxes), tuple(label for _, label in boxes)),
-        models.backbone(),
-        params,
-        heads=app.heads,
-        vocabulary=app.model.vocabulary,
-    )
+    eager = eager_twin(zebras, app)
     assert summary(app, "w") == summary(eager, "w")
     for stage, fields in {
         "proposals": ("rois", "scores", "keep_index"),
