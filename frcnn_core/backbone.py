@@ -15,6 +15,7 @@ Weights are found in this order (:func:`load_backbone`):
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import threading
@@ -29,7 +30,11 @@ from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
+from frcnn_core.safe_io import InputError, read_file
+
 WEIGHTS_ENV = "FRCNN_VGG16_WEIGHTS"
+# A whole torchvision VGG16 state_dict is 528 MB; its features alone 59 MB.
+MAX_WEIGHTS_BYTES = 600 * 2**20
 OFFLINE_ENV = "FRCNN_OFFLINE"
 VGG16_FEATURE_LAYERS = 30
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -138,12 +143,17 @@ def load_weights_file(path: str | os.PathLike[str]) -> nn.Sequential:
         WeightsError: the file is missing, unreadable or holds something else.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise WeightsError(f"{path.name} is not a readable PyTorch weights file ({exc})") from exc
+        data = read_file(path, MAX_WEIGHTS_BYTES, "weights file")
+    except InputError as exc:
+        raise WeightsError(str(exc)) from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types, with pages of advice, for a foreign file
+        raise WeightsError(
+            f"{path.name} is not a PyTorch weights file that can be read safely "
+            f"({type(exc).__name__})"
+        ) from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path.name} does not hold a state_dict")
     if any(str(k).startswith("features.") for k in state):

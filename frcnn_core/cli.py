@@ -26,14 +26,8 @@ from frcnn_core.ground_truth import BoxesError, read_boxes_file
 from frcnn_core.image import ImageError, load_image
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads, UserBoxes, run, summary
-from frcnn_core.train import (
-    Trainer,
-    TrainParams,
-    TrainSample,
-    detection_overlap,
-    heads_to_bytes,
-    save_heads,
-)
+from frcnn_core.safe_io import InputError, check_writable, rescue, write_atomic
+from frcnn_core.train import Trainer, TrainParams, TrainSample, detection_overlap, heads_to_bytes
 
 
 class UsageError(ValueError):
@@ -67,7 +61,10 @@ def _device(args: argparse.Namespace) -> torch.device:
     except (RuntimeError, ValueError):
         raise UsageError(f"--device {args.device!r} is not a device (use cpu or cuda)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: this machine has no CUDA GPU (use cpu)")
+        raise UsageError(f"--device {args.device}: this machine has no CUDA GPU (use cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise UsageError(f"--device {args.device}: this machine has {n} CUDA GPU(s)")
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"--device {args.device!r}: only cpu and cuda are supported")
     return device
@@ -113,6 +110,7 @@ def render(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    _writable(out / "01_gt_boxes.png", "--out")
     result, _ = _run(args)
     for stem, image in pictures.all_stages(result).items():
         path = out / f"{stem}.png"
@@ -126,6 +124,8 @@ def train(args: argparse.Namespace) -> int:
     if len(images) != len(boxes_files):
         raise UsageError("give one --boxes per --image")
     params = _params(args)
+    out = _writable(args.out, "--out")
+    log_path = _writable(args.log or out.with_suffix(".losses.json"), "--log")
     if args.iterations < 1:
         raise UsageError("--iterations must be at least 1")
     if args.warmup < 0:
@@ -174,16 +174,14 @@ def train(args: argparse.Namespace) -> int:
             )
     except FloatingPointError as exc:
         raise UsageError(str(exc)) from exc
-    out = Path(args.out)
     trained = trainer.frozen_heads()
     after = [detection_overlap(sample, trained, params) for sample in samples]
-    save_heads(out, heads_to_bytes(trained, class_names))
-    log_path = Path(args.log) if args.log else out.with_suffix(".losses.json")
-    log_path.write_text(json.dumps(log, indent=1))
+    weights_at = _save(out, heads_to_bytes(trained, class_names), "trained heads")
+    log_at = _save(log_path, json.dumps(log, indent=1).encode(), "loss log")
     seconds = [entry["seconds"] for entry in log]
     report = {
-        "weights": str(out),
-        "log": str(log_path),
+        "weights": str(weights_at),
+        "log": str(log_at),
         "first": log[0],
         "last": log[-1],
         "seconds_per_iteration": sum(seconds) / len(seconds),
@@ -194,7 +192,32 @@ def train(args: argparse.Namespace) -> int:
         "detection_overlap": {"before": before, "after": after},
     }
     print(json.dumps(report))
+    if (weights_at, log_at) != (out, log_path):
+        return 2  # the work is kept, but not where it was asked for: _save said where
     return 0
+
+
+def _writable(path: str | Path, option: str) -> Path:
+    """``path``, once it is clear it can be written (checked before any long work)."""
+    try:
+        return check_writable(path, option)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _save(path: Path, data: bytes, what: str) -> Path:
+    """Write ``data`` to ``path``; when that fails after all (disk full, folder removed), keep
+    it elsewhere and say where. Returns where it is."""
+    try:
+        return write_atomic(path, data)
+    except OSError as exc:
+        kept = rescue(data, path.name)
+        print(
+            f"error: could not write {path} ({exc.strerror or exc}); the {what} were saved to "
+            f"{kept} instead",
+            file=sys.stderr,
+        )
+        return kept
 
 
 def _common(p: argparse.ArgumentParser, several: bool = False) -> None:

@@ -7,7 +7,6 @@ appearance, or the vocabulary of a trained model that knows them all.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -15,9 +14,12 @@ from dataclasses import dataclass
 import torch
 
 from frcnn_core.image import ResizeParams
+from frcnn_core.safe_io import InputError, parse_json, read_file
 
 MAX_LABEL_CHARS = 40
 MAX_BOXES = 500
+# 500 boxes with long labels are well under 1 MB.
+MAX_BOXES_FILE_BYTES = 4 * 2**20
 DEFAULT_LABEL = "object"
 
 
@@ -130,14 +132,12 @@ def parse_boxes(data: object) -> tuple[list[object], list[object]]:
 
 
 def read_boxes_file(path: str | os.PathLike[str]) -> tuple[list[object], list[object]]:
-    """Read and parse a boxes JSON file; :class:`BoxesError` with a one-line reason otherwise."""
+    """Read and parse a boxes JSON file (a regular file of at most ``MAX_BOXES_FILE_BYTES``,
+    nested at most 64 levels deep); :class:`BoxesError` with a one-line reason otherwise."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise BoxesError(f"cannot read boxes file {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BoxesError(f"boxes file {path} is not valid JSON ({exc})") from exc
+        data = parse_json(read_file(path, MAX_BOXES_FILE_BYTES, "boxes file"), f"boxes file {path}")
+    except InputError as exc:
+        raise BoxesError(str(exc)) from None
     return parse_boxes(data)
 
 

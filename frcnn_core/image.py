@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from frcnn_core.safe_io import InputError, read_file
+
 # 40 megapixels decodes to 120 MB of RGB: enough for any camera photo a class will upload,
 # small enough that thirty students at once cannot exhaust the server.
 MAX_PIXELS = 40_000_000
@@ -120,10 +122,9 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
     else:
         name = os.path.basename(os.fspath(source))
         try:
-            with open(source, "rb") as fh:
-                data = fh.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ImageError(f"{name} cannot be read: {exc.strerror or exc}") from exc
+            data = read_file(source, MAX_FILE_BYTES, "image")
+        except InputError as exc:
+            raise ImageError(f"{exc}.") from None
     if not data:
         raise ImageError(f"{name} is empty (0 bytes).")
     if len(data) > MAX_FILE_BYTES:

@@ -395,26 +395,15 @@ PIPELINE = Graph(
 )
 
 
-def sources(
-    photo: LoadedImage,
-    boxes: UserBoxes,
-    backbone: Backbone,
-    heads: DetectorHeads | None = None,
-    vocabulary: tuple[str, ...] | None = None,
-) -> dict[str, Source]:
-    """The graph's sources for values in hand, keyed by the objects' identities: right for an
-    eager run (a shared cache needs real keys: digests, weight tokens). Without ``heads`` and
-    ``vocabulary`` there are no such entries."""
-    out = {
+def sources(photo: LoadedImage, boxes: UserBoxes, backbone: Backbone) -> dict[str, Source]:
+    """The graph's image, boxes and backbone sources for values in hand, keyed by the objects'
+    identities: right for an eager run (a shared cache needs real keys: digests, weights)."""
+    return {
         "photo": Source.of(photo, id(photo)),
         "user_boxes": Source.of(boxes, (boxes.boxes, boxes.labels)),
         "spec": Source.of(backbone.spec, backbone.spec),
         "backbone_net": Source.of(backbone, id(backbone)),
     }
-    if heads is not None and vocabulary is not None:
-        out["heads"] = Source.of(heads, id(heads))
-        out["vocabulary"] = Source.of(vocabulary, vocabulary)
-    return out
 
 
 def run(
@@ -431,22 +420,28 @@ def run(
     """An eager run of :data:`PIPELINE` (the command line, tests, benchmarks): stages are
     computed when first read, once each, with no cache.
 
-    Without ``heads``, fresh ones (``seed``) are built for the classes of the boxes that
-    survive stage 1 (in order of first appearance), on the backbone's device.
+    ``vocabulary`` (the classes ``heads`` know) defaults to the classes of the boxes that
+    survive stage 1, in order of first appearance. Without ``heads``, fresh ones (``seed``)
+    are built for the vocabulary, on the backbone's device.
     """
-    out = Run(PIPELINE, sources(photo, boxes, backbone, heads, vocabulary), params)
-    if heads is None:
+    out = Run(PIPELINE, sources(photo, boxes, backbone), params)
 
-        def vocabulary_of_boxes() -> tuple[str, ...]:
-            return tuple(dict.fromkeys(out["ground_truth"].labels))
+    def vocabulary_of_boxes() -> tuple[str, ...]:
+        return tuple(dict.fromkeys(out["ground_truth"].labels))
 
-        def fresh_heads() -> DetectorHeads:
-            n = max(len(out["vocabulary"]), 1)
-            made = DetectorHeads.for_params(n, params, backbone.spec, seed, hidden).eval()
-            return made.to(next(backbone.features.parameters()).device)
+    def fresh_heads() -> DetectorHeads:
+        n = max(len(out["vocabulary"]), 1)
+        made = DetectorHeads.for_params(n, params, backbone.spec, seed, hidden).eval()
+        return made.to(next(backbone.features.parameters()).device)
 
+    if vocabulary is None:
         out.sources["vocabulary"] = Source("boxes", vocabulary_of_boxes)
+    else:
+        out.sources["vocabulary"] = Source.of(vocabulary, vocabulary)
+    if heads is None:
         out.sources["heads"] = Source("fresh", fresh_heads)
+    else:
+        out.sources["heads"] = Source.of(heads, id(heads))
     return out
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -459,8 +458,3 @@ def heads_from_bytes(data: bytes) -> LoadedHeads:
     heads.trained_fc = trained_fc
     conv5 = payload.get("conv5")
     return LoadedHeads(heads.eval(), class_names, conv5 if isinstance(conv5, dict) else None)
-
-
-def save_heads(path: str | os.PathLike[str], data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
