@@ -6,12 +6,16 @@ the only way in, so every request (a deep link included) sets up the session her
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from explorer import models, runtime, state, training
 from explorer.text import plain
 
-st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=":material/search:", layout="wide")
+# A local icon: a ":material/...:" one is fetched from Google's font server by every browser.
+ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=str(ICON), layout="wide")
 state.init()
 if training.collect():  # a training that ended while the student was elsewhere
     st.toast("Training finished: every page now uses the trained heads.")

@@ -23,6 +23,7 @@ import torch
 from explorer import runtime
 from explorer.runtime import CPU
 from frcnn_core.backbone import Backbone, load_backbone
+from frcnn_core.head import FastRCNNHead
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
 from frcnn_core.train import TrainParams
@@ -55,6 +56,28 @@ def backbone_on(where: torch.device) -> Backbone:
     return backbone() if where == runtime.device() else cpu_backbone()
 
 
+def _where(on: str) -> torch.device:
+    return torch.device(on) if on else runtime.device()
+
+
+def _frozen_module(module: torch.nn.Module, on: str) -> torch.nn.Module:
+    module = module.to(_where(on)).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+@st.cache_resource(max_entries=3, show_spinner="Initialising fc6 and fc7…")
+def shared_fc(pooled_size: int, on: str = "") -> FastRCNNHead:
+    """The seeded fc6 and fc7 (470 MB at the tutorial's sizes) for one pooled size, shared by
+    the initial heads of every class count and by every session's own model that did not train
+    them. They are drawn first from the head's seed, so they are the same whatever the number
+    of classes."""
+    channels = backbone().spec.channels
+    head = FastRCNNHead(1, channels * pooled_size * pooled_size, seed=MODEL_SEED + 1)
+    return _frozen_module(head, on)
+
+
 @st.cache_resource(max_entries=6, show_spinner="Initialising the RPN and Fast R-CNN heads…")
 def initial_heads(
     num_classes: int, anchors_per_cell: int, pooled_size: int, on: str = ""
@@ -64,13 +87,12 @@ def initial_heads(
     ``on`` names a device other than the default one (``"cpu"`` after running out of GPU memory):
     the heads are built from the seed there, so they are the same weights.
     """
-    where = torch.device(on) if on else runtime.device()
     spec = backbone().spec
     heads = DetectorHeads(num_classes, anchors_per_cell, spec.channels, pooled_size, MODEL_SEED)
-    heads = heads.to(where).eval()
-    for p in heads.parameters():
-        p.requires_grad_(False)
-    return heads
+    # The same values as the freshly built ones (same seed), but one copy for every class count.
+    fc = shared_fc(pooled_size, on)
+    heads.head.fc6, heads.head.fc7 = fc.fc6, fc.fc7
+    return _frozen_module(heads, on)
 
 
 def initial_heads_for(

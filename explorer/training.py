@@ -231,8 +231,9 @@ def load_upload(data: bytes, name: str = "uploaded") -> str:
     Returns a message for the user. Raises ``WeightsError`` for a file that cannot be used; the
     session's current model is then left as it was.
     """
-    loaded: LoadedHeads = heads_from_bytes(data)
     params = state.params()
+    # fc6 and fc7, when the file does not hold them, are the shared seeded ones (not a copy).
+    loaded: LoadedHeads = heads_from_bytes(data, shared=models.initial_heads_for(1, params))
     heads = loaded.heads
     if heads.anchors_per_cell != params.anchors.per_cell:
         raise WeightsError(

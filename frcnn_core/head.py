@@ -39,11 +39,20 @@ class FastRCNNHead(nn.Module):
     """fc6, fc7 (with ReLU), then a class-score layer and a class-specific box-delta layer.
 
     fc6, fc7 and the score layer are N(0, 0.01), the delta layer N(0, 0.001), biases 0 (as in
-    the paper and torchvision's VGG), drawn from ``seed``.
+    the paper and torchvision's VGG), drawn from ``seed``. fc6 and fc7 are drawn first, so they
+    depend only on the seed and their sizes, not on the number of classes: heads for any
+    classes can share one copy of them (they hold 120 M of the head's parameters).
+    ``legacy_init`` draws in the order of weights files written before that
+    (``frcnn-explorer-heads/1`` without ``"init": 2``), whose fc6 and fc7 depended on it.
     """
 
     def __init__(
-        self, num_classes: int, in_features: int, hidden: int = 4096, seed: int = 0
+        self,
+        num_classes: int,
+        in_features: int,
+        hidden: int = 4096,
+        seed: int = 0,
+        legacy_init: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes  # object classes, background excluded
@@ -51,8 +60,9 @@ class FastRCNNHead(nn.Module):
             torch.manual_seed(seed)
             self.fc6 = nn.Linear(in_features, hidden)
             self.fc7 = nn.Linear(hidden, hidden)
-            self.score = nn.Linear(hidden, num_classes + 1)
-            self.loc = nn.Linear(hidden, (num_classes + 1) * 4)
+            if legacy_init:
+                self.score = nn.Linear(hidden, num_classes + 1)
+                self.loc = nn.Linear(hidden, (num_classes + 1) * 4)
             with torch.no_grad():
                 # fc6 / fc7 as torchvision's VGG classifier: N(0, 0.01). PyTorch's default
                 # (uniform +-1/sqrt(fan_in)) shrinks a 25088-wide input ~20x per layer, and the
@@ -60,6 +70,10 @@ class FastRCNNHead(nn.Module):
                 for layer in (self.fc6, self.fc7):
                     layer.weight.normal_(0.0, 0.01)
                     layer.bias.zero_()
+            if not legacy_init:
+                self.score = nn.Linear(hidden, num_classes + 1)
+                self.loc = nn.Linear(hidden, (num_classes + 1) * 4)
+            with torch.no_grad():
                 self.score.weight.normal_(0.0, 0.01)
                 self.loc.weight.normal_(0.0, 0.001)
                 self.score.bias.zero_()

@@ -116,6 +116,7 @@ class DetectorHeads(nn.Module):
         pooled_size: int,
         seed: int = 0,
         hidden: int = HIDDEN,
+        legacy_init: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -124,7 +125,9 @@ class DetectorHeads(nn.Module):
         self.rpn = RPNHead(in_channels, anchors_per_cell, seed=seed)
         # The head's input width is the pooled RoI's size: channels x pooled size squared.
         in_features = in_channels * pooled_size * pooled_size
-        self.head = FastRCNNHead(num_classes, in_features, hidden=hidden, seed=seed + 1)
+        self.head = FastRCNNHead(
+            num_classes, in_features, hidden=hidden, seed=seed + 1, legacy_init=legacy_init
+        )
 
     @classmethod
     def for_params(

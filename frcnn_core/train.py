@@ -380,6 +380,9 @@ def heads_to_bytes(
         "pooled_size": heads.pooled_size,
         "hidden": heads.head.fc7.out_features,
         "seed": heads.seed,
+        # fc6 / fc7 drawn before the output layers (see FastRCNNHead); files without this key
+        # drew them after, and are rebuilt that way.
+        "init": 2,
         "trained_fc": trained_fc,
         "class_names": list(class_names),
         "heads": state,
@@ -399,8 +402,13 @@ class LoadedHeads:
     conv5_state: dict[str, torch.Tensor] | None
 
 
-def heads_from_bytes(data: bytes) -> LoadedHeads:
+def heads_from_bytes(data: bytes, shared: DetectorHeads | None = None) -> LoadedHeads:
     """Rebuild heads saved by :func:`heads_to_bytes`; ``weights_only=True`` loading.
+
+    A file whose fc6 and fc7 were not trained leaves them out: they are the seeded initial
+    layers. Given ``shared`` (initial heads of the same seed and sizes, e.g. the app's cached
+    ones), the rebuilt heads use its fc6 and fc7 modules instead of building another 470 MB
+    copy; without it they are rebuilt from the seed.
 
     Raises:
         WeightsError: not such a file, corrupt, or tensors of the wrong shape.
@@ -424,6 +432,7 @@ def heads_from_bytes(data: bytes) -> LoadedHeads:
         pooled_size = int(payload.get("pooled_size", 7))
         hidden = int(payload["hidden"])
         seed = int(payload.get("seed", 0))
+        legacy_init = int(payload.get("init", 1)) < 2
         trained_fc = bool(payload.get("trained_fc", True))
         class_names = tuple(str(x) for x in payload["class_names"])
         state = payload["heads"]
@@ -437,9 +446,23 @@ def heads_from_bytes(data: bytes) -> LoadedHeads:
         or not 1 <= pooled_size <= int(parameter("roi_pool.output_size").high or 1)
     ):
         raise WeightsError("the weights file describes an impossible model")
-    heads = DetectorHeads(
-        num_classes, anchors_per_cell, in_channels, pooled_size, hidden=hidden, seed=seed
+    sizes = (num_classes, anchors_per_cell, in_channels, pooled_size)
+    reuse = (
+        not trained_fc
+        and not legacy_init
+        and shared is not None
+        and shared.seed == seed
+        and shared.head.fc6.in_features == in_channels * pooled_size * pooled_size
+        and shared.head.fc7.out_features == hidden
     )
+    if reuse:
+        # Built without memory (meta tensors), then given real tensors: the file's, and the
+        # shared fc6 / fc7 modules.
+        with torch.device("meta"):
+            heads = DetectorHeads(*sizes, hidden=hidden, seed=seed)
+        heads.head.fc6, heads.head.fc7 = shared.head.fc6, shared.head.fc7  # type: ignore[union-attr]
+    else:
+        heads = DetectorHeads(*sizes, hidden=hidden, seed=seed, legacy_init=legacy_init)
     shapes = {
         k: v.shape
         for k, v in heads.state_dict().items()
@@ -454,7 +477,8 @@ def heads_from_bytes(data: bytes) -> LoadedHeads:
             raise WeightsError(f"{key} has shape {got}, expected {tuple(shape)}")
         if not torch.isfinite(value).all():
             raise WeightsError(f"{key} holds NaN or infinite values")
-    heads.load_state_dict(state, strict=trained_fc)
+    heads.load_state_dict(state, strict=trained_fc, assign=reuse)
     heads.trained_fc = trained_fc
+    assert not any(p.is_meta for p in heads.parameters())
     conv5 = payload.get("conv5")
     return LoadedHeads(heads.eval(), class_names, conv5 if isinstance(conv5, dict) else None)
