@@ -21,7 +21,7 @@ from explorer.image_page import (
     take_table_report,
     take_upload,
 )
-from explorer.text import plain
+from explorer.text import plain_message
 from explorer.views.image import (
     canvas_frame,
     input_frame_figure,
@@ -91,7 +91,7 @@ with page_guard():
         if notes:
             st.subheader("Notes")
         for note in notes:
-            st.info(plain(note), icon=":material/info:")
+            st.info(plain_message(note), icon=":material/info:")
 
     st.subheader("Input frame")
     ih, iw = run.image.size

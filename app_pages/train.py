@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import jobs, models, training
-from explorer.text import plain
+from explorer.text import plain_message
 from explorer.views.train import loss_curves
 from explorer.widgets import intro, page_guard, run_or_stop
 from frcnn_core.train import TrainParams
@@ -184,9 +184,9 @@ with page_guard():
                 text=f"iteration {n} / {total}{state_text} on " + ", ".join(current.images),
             )
         if job.error:
-            st.error(f"Training failed: {plain(job.error)}. Your model is unchanged.")
+            st.error(f"Training failed: {plain_message(job.error)}. Your model is unchanged.")
         if info.get("diverged"):
-            st.error(plain(info["diverged"]))
+            st.error(plain_message(info["diverged"]))
         rates = info.get("base_rates")
         if rates:
             rpn_rate, score_rate, box_rate = rates
@@ -221,7 +221,9 @@ with page_guard():
         names = ", ".join(own.class_names)
         count = len(own.class_names)
         where = "Trained" if own.source == "trained" else f"Loaded from {own.source}:"
-        st.success(plain(f"{where} heads for {count} classes ({names}); every page uses them."))
+        st.success(
+            plain_message(f"{where} heads for {count} classes ({names}); every page uses them.")
+        )
         if set(run.ground_truth.labels) - set(own.class_names):
             st.warning(
                 "The current image has labels the trained model does not know, so the pages "
@@ -244,6 +246,6 @@ with page_guard():
         st.rerun()
     kind, text = training.upload_message()
     if kind == "error":
-        st.error(plain(text or ""))
+        st.error(plain_message(text or ""))
     elif kind == "success":
-        st.success(plain(text or ""))
+        st.success(plain_message(text or ""))

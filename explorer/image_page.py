@@ -31,7 +31,7 @@ from streamlit_drawable_canvas import CanvasResult, boxes_to_drawing, st_canvas
 from explorer import caches, state
 from explorer.figures import GT_COLOUR
 from explorer.samples import samples
-from explorer.text import plain
+from explorer.text import plain, plain_message, shown
 from explorer.views.image import (
     COORDS,
     CanvasFrame,
@@ -132,12 +132,13 @@ def take_upload() -> None:
     st.session_state[UPLOAD_SEEN] = uploaded.file_id
     data = uploaded.getvalue()
     digest = state.digest_of(data)
-    result = check_upload(uploaded.name, data, functools.partial(caches.decode, digest))
+    name = shown(uploaded.name)  # another person's file name: one bounded, visible line
+    result = check_upload(name, data, functools.partial(caches.decode, digest))
     if result.error:
         st.session_state[UPLOAD_ERROR] = (uploaded.file_id, result.error)
         return
     st.session_state.pop(UPLOAD_ERROR, None)
-    state.set_image(state.ImageChoice(uploaded.name, data, digest, False), [])
+    state.set_image(state.ImageChoice(name, data, digest, False), [])
     forget_table()
 
 
@@ -180,7 +181,7 @@ def image_pickers() -> None:
         return
     error = st.session_state.get(UPLOAD_ERROR)
     if error and error[0] == uploaded.file_id:
-        st.warning(plain(error[1]), icon=":material/image_not_supported:")
+        st.warning(plain_message(error[1]), icon=":material/image_not_supported:")
 
 
 def next_label() -> str:
@@ -265,4 +266,4 @@ def box_table(digest: str) -> None:
     )
     current = apply_edits(table["base"], st.session_state.get(table["key"]))
     for message in split_rows(current, next_label()).messages:
-        st.warning(plain(message))
+        st.warning(plain_message(message))

@@ -21,6 +21,7 @@ from explorer.jobs import Cancelled, Job, JobQueue
 from explorer.models import SessionModel
 from explorer.runner import image_run
 from explorer.samples import samples
+from explorer.text import shown
 from frcnn_core.backbone import Backbone, WeightsError, run_backbone
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
@@ -212,9 +213,9 @@ def take_upload(upload: UploadedFile | None) -> bool:
         return False
     st.session_state[UPLOADED] = upload.file_id
     try:
-        message = load_upload(upload.getvalue(), upload.name)
+        message = load_upload(upload.getvalue(), shown(upload.name))
     except WeightsError as exc:
-        st.session_state[UPLOAD_MESSAGE] = ("error", f"{upload.name} was not loaded: {exc}")
+        st.session_state[UPLOAD_MESSAGE] = ("error", f"{shown(upload.name)} was not loaded: {exc}")
         return False
     st.session_state[UPLOAD_MESSAGE] = ("success", message)
     return True

@@ -21,7 +21,7 @@ import streamlit as st
 from explorer import state
 from explorer.runner import PageRun
 from explorer.runtime import OUT_OF_MEMORY
-from explorer.text import number_text, plain
+from explorer.text import number_text, plain_message
 from frcnn_core.image import ImageError
 from frcnn_core.params import Parameter, ParamsError, parameter
 
@@ -85,7 +85,7 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
         raise ValueError(f"{path} has no widget ({entry.kind})")
     error = st.session_state.pop(f"{key}#error", None)  # said once, right after the attempt
     if error:
-        st.error(plain(error), icon=":material/block:")
+        st.error(plain_message(error), icon=":material/block:")
     return state.get_param(path, scope)
 
 
@@ -159,11 +159,12 @@ def page_guard() -> Iterator[None]:
     try:
         yield
     except ImageError as exc:
-        st.error(
-            f"The current image cannot be used: {plain(str(exc))} Choose another on the Image page."
-        )
+        reason = plain_message(str(exc))
+        st.error(f"The current image cannot be used: {reason} Choose another on the Image page.")
     except ParamsError as exc:
-        st.error(f"These settings cannot run: {plain(str(exc))}. Reset to the tutorial defaults.")
+        st.error(
+            f"These settings cannot run: {plain_message(str(exc))}. Reset to the tutorial defaults."
+        )
     except OUT_OF_MEMORY as exc:  # a step out of GPU memory was retried on the CPU already
         log.warning("page ran out of memory: %s", exc)
         st.error(

@@ -15,6 +15,7 @@ import torch
 
 from frcnn_core.image import ResizeParams
 from frcnn_core.safe_io import InputError, parse_json, read_file
+from frcnn_core.text import one_line
 
 MAX_LABEL_CHARS = 40
 MAX_BOXES = 500
@@ -56,9 +57,9 @@ class GroundTruth:
 
 
 def clean_label(label: object) -> str:
-    """Labels are plain text: trimmed, one line, at most ``MAX_LABEL_CHARS``; empty -> "object"."""
-    text = " ".join(str(label if label is not None else "").split())
-    return text[:MAX_LABEL_CHARS] or DEFAULT_LABEL
+    """Labels are plain text: one visible line of at most ``MAX_LABEL_CHARS`` (see
+    :func:`frcnn_core.text.one_line`); empty -> "object"."""
+    return one_line(label if label is not None else "", MAX_LABEL_CHARS) or DEFAULT_LABEL
 
 
 def clean_boxes(

@@ -40,7 +40,7 @@ from torch import nn
 from frcnn_core.backbone import VGG16, BackboneSpec, WeightsError
 from frcnn_core.detect import Detections, top_detections_iou
 from frcnn_core.graph import Run
-from frcnn_core.ground_truth import ClassIds, GroundTruth, class_ids
+from frcnn_core.ground_truth import ClassIds, GroundTruth, class_ids, clean_label
 from frcnn_core.image import InputImage
 from frcnn_core.params import MAX_ANCHORS_PER_CELL, PipelineParams, parameter
 from frcnn_core.pipeline import DetectorHeads, run_on_features
@@ -434,7 +434,8 @@ def heads_from_bytes(data: bytes, shared: DetectorHeads | None = None) -> Loaded
         seed = int(payload.get("seed", 0))
         legacy_init = int(payload.get("init", 1)) < 2
         trained_fc = bool(payload.get("trained_fc", True))
-        class_names = tuple(str(x) for x in payload["class_names"])
+        # Other people's files: their class names are labels like any other.
+        class_names = tuple(clean_label(x) for x in payload["class_names"])
         state = payload["heads"]
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"the weights file is missing {exc}") from exc

@@ -14,7 +14,6 @@ Nothing here imports streamlit, so the conversions are tested without a browser.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import GT_COLOUR, box_outline, image_figure, image_source
+from explorer.text import html_text
 from frcnn_core.ground_truth import DEFAULT_LABEL, GroundTruth, clean_label
 from frcnn_core.image import ImageError, InputImage, LoadedImage
 
@@ -319,12 +319,12 @@ def input_frame_figure(image: InputImage, gt: GroundTruth, height: int = 520) ->
                 x=[b[0] for b in boxes],
                 y=[b[1] for b in boxes],
                 mode="text",
-                text=[html.escape(label) for label in gt.labels],
+                text=[html_text(label) for label in gt.labels],
                 # Above the box, or inside it when the box touches the top of the frame.
                 textposition=["top right" if b[1] > 24 else "bottom right" for b in boxes],
                 textfont=dict(color=GT_COLOUR, size=13),
                 hovertext=[
-                    f"{html.escape(label)}: ({b[0]:g}, {b[1]:g}, {b[2]:g}, {b[3]:g})"
+                    f"{html_text(label)}: ({b[0]:g}, {b[1]:g}, {b[2]:g}, {b[3]:g})"
                     for label, b in zip(gt.labels, boxes, strict=True)
                 ],
                 hoverinfo="text",

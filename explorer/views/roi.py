@@ -8,7 +8,6 @@ to ``i + 0.5``) and covers input pixels ``[16 i, 16 i + 16)``, so input pixel ``
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from explorer.figures import (
     box_outline,
     image_figure,
 )
+from explorer.text import MAX_MESSAGE_CHARS, html_text
 from frcnn_core.proposal_targets import ProposalTargetParams, ProposalTargetResult
 from frcnn_core.roi_pool import POOL_METHODS, RoIPoolParams, pool_rois
 
@@ -105,7 +105,7 @@ def rois_figure(
             y=gt[:, 1].numpy(),
             mode="text",
             # Plotly reads a few HTML tags in text; labels are the user's.
-            text=[html.escape(str(label)) for label in gt_labels],
+            text=[html_text(label) for label in gt_labels],
             textposition="top right",
             textfont=dict(color=GT_COLOUR, size=13),
             hoverinfo="skip",
@@ -124,7 +124,7 @@ def rois_figure(
                 name="RoI centres (click one to pick it)",
                 marker=dict(color=colours, size=7, line=dict(color="#000000", width=1)),
                 customdata=np.arange(len(text)),
-                text=[html.escape(t) for t in text],
+                text=[html_text(t, MAX_MESSAGE_CHARS) for t in text],
                 hoverinfo="text",
             )
         )
