@@ -99,6 +99,8 @@ def take_canvas_report(key: str, frame: CanvasFrame) -> None:
     shown = st.session_state.get(SHOWN) or {}
     if key not in st.session_state or shown.get("key") != key:
         return
+    if shown.get("sig") != signature(state.boxes()):
+        return  # the boxes changed elsewhere since it was drawn: it is redrawn on this run
     raw = (st.session_state[key].get("drawing") or {}).get("raw")
     drawn = canvas_to_boxes(CanvasResult(raw, None, False).boxes, frame)
     if signature(drawn) == shown["sig"]:
@@ -115,6 +117,10 @@ def take_table_report(digest: str) -> None:
     table = table_state(digest)
     key = table["key"]
     if key is None or key not in st.session_state:
+        return
+    if table["synced"] != state.boxes():
+        # The boxes changed elsewhere (imported, another page) since this table was built: its
+        # rows are out of date, not an edit, and it is rebuilt from the boxes on this run.
         return
     result = split_rows(apply_edits(table["base"], st.session_state[key]), next_label())
     table["pending"] = result.pending

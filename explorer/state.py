@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from explorer.samples import DEFAULT_SAMPLE, samples
+from frcnn_core.ground_truth import clean_label
 from frcnn_core.params import PipelineParams, validate
 
 IMAGE = "image"
@@ -81,7 +82,10 @@ def boxes() -> list[dict[str, Any]]:
 
 
 def set_boxes(new: list[dict[str, Any]]) -> None:
-    st.session_state[BOXES] = [{"box": list(b["box"]), "label": b["label"]} for b in new]
+    """Replace the boxes; labels are cleaned here, where they come in (one bounded line)."""
+    st.session_state[BOXES] = [
+        {"box": list(b["box"]), "label": clean_label(b.get("label"))} for b in new
+    ]
     st.session_state[BOXES_VERSION] = st.session_state.get(BOXES_VERSION, 0) + 1
 
 

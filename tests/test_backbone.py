@@ -120,7 +120,7 @@ def test_missing_key_and_non_state_dict_raise(tmp_path, saved_module):
     torch.save(torch.zeros(3), tensor_file)
     with pytest.raises(WeightsError):
         load_weights_file(tensor_file)
-    with pytest.raises(WeightsError, match="not found"):
+    with pytest.raises(WeightsError, match="does not exist"):
         load_weights_file(tmp_path / "nothere.pth")
 
 

@@ -86,8 +86,11 @@ def test_labels_trimmed_and_defaulted():
     assert clean_label("") == DEFAULT_LABEL
     assert clean_label(None) == DEFAULT_LABEL
     assert clean_label("   \t") == DEFAULT_LABEL
-    assert clean_label("x" * 100) == "x" * MAX_LABEL_CHARS
+    assert clean_label("x" * 100) == "x" * (MAX_LABEL_CHARS - 1) + "…"  # cut, visibly
+    assert clean_label("x" * MAX_LABEL_CHARS) == "x" * MAX_LABEL_CHARS
     assert clean_label(7) == "7"
+    # Marks that would reverse or hide text are shown by their code point; controls dropped.
+    assert clean_label("cat\u202egnp.exe\x07") == "cat<U+202E>gnp.exe"
 
 
 def test_class_ids_in_order_of_first_appearance():

@@ -373,7 +373,8 @@ def test_hundreds_of_boxes_through_labelling_and_roi_sampling(prepare):
 def test_markup_in_labels_stays_text():
     nasty = "<b>x</b> **bold** [link](javascript:alert(1)) :red[r] $x^2$ <script>s</script>"
     label = clean_label(nasty)
-    assert label == nasty[:MAX_LABEL_CHARS]  # kept as the user typed it, only cut to length
+    # Kept as the user typed it, only cut to length with a visible ellipsis.
+    assert label == nasty[: MAX_LABEL_CHARS - 1] + "…"
     assert clean_label("two\nlines\tand  tabs") == "two lines and tabs"
     assert "<" not in html_text(nasty) and "&lt;script&gt;" in html_text(nasty)
     inert = plain(nasty)

@@ -128,7 +128,9 @@ def signature(boxes: Iterable[Box]) -> tuple[tuple[str, tuple[float, ...]], ...]
     for b in boxes:
         c = _coords(b)
         if c is not None:
-            out.append((str(b.get("label", "")), tuple(round(v, DECIMALS) + 0.0 for v in c)))
+            # The label as the canvas gives it back (cleaned), so a round trip compares equal.
+            label = clean_label(b.get("label", ""))
+            out.append((label, tuple(round(v, DECIMALS) + 0.0 for v in c)))
     return tuple(out)
 
 
@@ -177,7 +179,8 @@ def boxes_to_rows(boxes: Iterable[Box]) -> list[Row]:
     rows = []
     for b in boxes:
         coords = list(b["box"]) + [None] * 4
-        rows.append({"label": b["label"], **dict(zip(COORDS, coords[:4], strict=True))})
+        label = clean_label(b.get("label"))
+        rows.append({"label": label, **dict(zip(COORDS, coords[:4], strict=True))})
     return rows
 
 
