@@ -556,10 +556,18 @@ def fetch_coco_weights(
     dest = coco_cache_path(name)
     if dest.is_file():
         return dest, False
-    return _download_to_cache(url, dest, timeout, progress), True
+    return fetch_to_cache(url, dest, timeout, progress), True
 
 
-def _download_to_cache(url: str, dest: Path, timeout: float, progress: bool) -> Path:
+def fetch_to_cache(
+    url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S, progress: bool = True
+) -> Path:
+    """Download ``url`` to ``dest`` after a short reachability probe.
+
+    Raises:
+        DetectorWeightsError: offline (``$FRCNN_OFFLINE``), the host does not answer within
+            ``PROBE_TIMEOUT_S``, or the download fails, has the wrong checksum, or times out.
+    """
     host = urlparse(url).hostname
     if _offline():
         raise DetectorWeightsError(
@@ -675,7 +683,7 @@ def load_detector(
     if allow_download and not reason:
         started = time.perf_counter()
         try:
-            _download_to_cache(WEIGHTS_URLS[name], cached, DOWNLOAD_TIMEOUT_S, progress=True)
+            fetch_to_cache(WEIGHTS_URLS[name], cached, DOWNLOAD_TIMEOUT_S, progress=True)
             model = _coco_model(cached, name, model_kwargs)
         except DetectorWeightsError as exc:
             reason = str(exc)
@@ -690,7 +698,7 @@ def load_detector(
                 f"COCO weights downloaded in {seconds:.0f} s to {cached}.{extra}",
             )
     elif not reason:
-        reason = "download disabled" + (f" ({OFFLINE_ENV} is set)" if _offline() else "")
+        reason = f"download disabled: {OFFLINE_ENV} is set" if _offline() else "download disabled"
     if choice == "coco":
         raise DetectorWeightsError(
             f"COCO weights for {name} are not available: {reason}. Run `python -m frcnn_core "

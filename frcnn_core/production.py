@@ -24,10 +24,11 @@ keeps at each step, and which level each final proposal came from) is traced bes
 same torchvision ops and the RPN's own settings (:func:`_proposal_funnel`); the proposals the RoI
 heads use are always ``filter_proposals``' own.
 
-The score threshold can be moved without a forward pass: :func:`detections_at` filters the cached
-detections (exact for thresholds at or above the model's own ``box_score_thresh``, because greedy
-NMS keeps the same boxes from a higher-scoring subset) or re-runs ``postprocess_detections`` on the
-cached head outputs (below it).
+The score threshold can be moved without a forward pass: :func:`class_candidates` turns the
+cached head outputs into every (RoI, class) box and score before the threshold (the first half of
+``postprocess_detections``, once, tens of milliseconds), and :meth:`ClassCandidates.at` applies a
+threshold, the small-box removal, per-class NMS and the top-n cut (its second half, milliseconds):
+the same detections as the model with ``box_score_thresh`` at that value, ties included.
 
 Shape letters: L levels; for level l, A_l anchors per location on an H_l x W_l map and
 N_l = A_l H_l W_l anchors; M proposals entering NMS, P final proposals (RoIs), K classes with
@@ -37,7 +38,6 @@ the background, D detections. Boxes are (x1, y1, x2, y2) in input-frame pixels u
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -46,7 +46,9 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchvision.models.detection.rpn import concat_box_prediction_layers
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
 # The tutorial's score threshold (MMDetection demo): detections below it are not shown.
@@ -262,7 +264,11 @@ class Detections:
         return int(self.scores.shape[0])
 
     def above(self, threshold: float) -> Detections:
-        """The detections scoring above ``threshold`` (>= ``self.threshold``)."""
+        """The detections scoring above ``threshold`` (>= ``self.threshold``): a plain filter.
+
+        NMS is greedy in score order, so this equals the model at ``threshold`` except, where
+        scores tie exactly (random weights), in which of the tied boxes comes first or survives
+        NMS; :meth:`ClassCandidates.at` is exact."""
         keep = self.scores > threshold
         return Detections(
             self.boxes[keep],
@@ -277,8 +283,8 @@ class Detections:
 class StagedRun:
     """Everything one image produced on its way through the model.
 
-    ``detections`` are at the model's own ``box_score_thresh`` (``score_floor``) and equal
-    ``model([image])[0]``; :func:`detections_at` moves the threshold without a forward pass.
+    ``detections`` are at the model's own ``box_score_thresh`` and equal ``model([image])[0]``;
+    :func:`class_candidates` / :func:`detections_at` move the threshold without a forward pass.
     ``seconds`` holds each stage's wall time (on CUDA only when ``run_staged(sync=True)``).
     """
 
@@ -290,7 +296,6 @@ class StagedRun:
     roi: RoIStage
     head: HeadStage
     detections: Detections
-    score_floor: float
     nms_thresh: float
     detections_per_img: int
     seconds: dict[str, float]
@@ -524,8 +529,16 @@ def run_staged(
     )
     clock.lap("box_head")
 
-    detections = _postprocess(
-        heads, transform, stage_head, proposals, input_size, original_size, heads.score_thresh
+    boxes, scores, labels = heads.postprocess_detections(
+        class_logits, box_regression, proposal_list, images.image_sizes
+    )
+    result = transform.postprocess(
+        [{"boxes": boxes[0], "scores": scores[0], "labels": labels[0]}],
+        images.image_sizes,
+        [original_size],
+    )[0]
+    detections = Detections(
+        boxes[0], result["boxes"], scores[0], labels[0], float(heads.score_thresh)
     )
     clock.lap("postprocess")
     return StagedRun(
@@ -537,7 +550,6 @@ def run_staged(
         roi=stage_roi,
         head=stage_head,
         detections=detections,
-        score_floor=float(heads.score_thresh),
         nms_thresh=float(heads.nms_thresh),
         detections_per_img=int(heads.detections_per_img),
         seconds=clock.seconds,
@@ -567,62 +579,76 @@ def _roi_stage(
     )
 
 
-def _postprocess(
-    heads: nn.Module,
-    transform: nn.Module,
-    head: HeadStage,
-    proposals: Tensor,
-    input_size: tuple[int, int],
-    original_size: tuple[int, int],
-    threshold: float,
-) -> Detections:
-    """``postprocess_detections`` at ``threshold``, then ``transform.postprocess``. A threshold
-    other than the model's runs on a shallow copy of the RoI heads, so the shared model is never
-    changed."""
-    if threshold != heads.score_thresh:
-        heads = copy.copy(heads)
-        heads.score_thresh = float(threshold)
-    boxes, scores, labels = heads.postprocess_detections(
-        head.class_logits, head.box_regression, [proposals], [input_size]
-    )
-    result = transform.postprocess(
-        [{"boxes": boxes[0], "scores": scores[0], "labels": labels[0]}],
-        [input_size],
-        [original_size],
-    )
-    return Detections(boxes[0], result[0]["boxes"], scores[0], labels[0], float(threshold))
+@dataclass(frozen=True)
+class ClassCandidates:
+    """Every (RoI, foreground class) pair before the score threshold: the detections before the
+    threshold, from which :meth:`at` makes those after it.
 
-
-def detections_at(run: StagedRun, threshold: float, model: nn.Module | None = None) -> Detections:
-    """The detections at another score threshold, without a forward pass.
-
-    At or above ``run.score_floor`` this filters the cached detections: NMS is greedy in score
-    order, so the boxes it keeps from the detections above ``threshold`` are exactly the cached
-    ones above it, and the top-``detections_per_img`` cut keeps a prefix of them. Below the floor
-    it re-runs the model's ``postprocess_detections`` on the cached head outputs (``model``
-    needed; milliseconds).
-
-    Returns:
-        The same as running the model with ``box_score_thresh=threshold``.
+    Attributes:
+        boxes (Tensor[P * (K - 1), 4]): the class's decoded box, clipped to the input frame.
+        scores (Tensor[P * (K - 1)]): softmax probability of the class.
+        labels (Tensor[P * (K - 1)]): int64 class id (1 .. K - 1).
+        input_size, original_size: (H, W) of the input frame and of the original image.
+        nms_thresh: per-class NMS IoU threshold (0.5).
+        detections_per_img: the top-n cut (100).
     """
-    threshold = float(threshold)
-    if threshold >= run.score_floor:
-        return run.detections.above(threshold)
-    if model is None:
-        raise ValueError(
-            f"a threshold below the run's {run.score_floor} needs the model to re-run "
-            "the post-process"
-        )
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+    nms_thresh: float
+    detections_per_img: int
+
+    def at(self, threshold: float) -> Detections:
+        """The detections at ``threshold``: the second half of ``postprocess_detections``
+        (score above threshold, boxes under 0.01 px removed, per-class NMS, top-n), then the
+        boxes back to original pixels as ``transform.postprocess`` does."""
+        with torch.inference_mode():
+            inds = torch.where(self.scores > threshold)[0]
+            boxes, scores, labels = self.boxes[inds], self.scores[inds], self.labels[inds]
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
+            keep = keep[: self.detections_per_img]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            original = resize_boxes(boxes, list(self.input_size), list(self.original_size))
+        return Detections(boxes, original, scores, labels, float(threshold))
+
+
+def class_candidates(run: StagedRun, model: nn.Module) -> ClassCandidates:
+    """The first half of ``model.roi_heads.postprocess_detections`` on the run's cached head
+    outputs: decode every class's box with the head's box coder (weights 10, 10, 5, 5), softmax
+    the class logits, clip, drop the background column. No forward pass.
+
+    Cache the result beside the run: each :meth:`ClassCandidates.at` is then milliseconds.
+    """
+    heads = model.roi_heads
     with torch.inference_mode():
-        return _postprocess(
-            model.roi_heads,
-            model.transform,
-            run.head,
-            run.proposals.boxes,
-            run.input.input_size,
-            run.input.original_size,
-            threshold,
-        )
+        boxes = heads.box_coder.decode(run.head.box_regression, [run.proposals.boxes])
+        scores = F.softmax(run.head.class_logits, -1)  # [P, K]
+        boxes = box_ops.clip_boxes_to_image(boxes, run.input.input_size)  # [P, K, 4]
+        labels = torch.arange(scores.shape[-1], device=scores.device).view(1, -1)
+        labels = labels.expand_as(scores)
+    return ClassCandidates(
+        boxes=boxes[:, 1:].reshape(-1, 4),
+        scores=scores[:, 1:].reshape(-1),
+        labels=labels[:, 1:].reshape(-1),
+        input_size=run.input.input_size,
+        original_size=run.input.original_size,
+        nms_thresh=float(heads.nms_thresh),
+        detections_per_img=int(heads.detections_per_img),
+    )
+
+
+def detections_at(run: StagedRun, threshold: float, model: nn.Module) -> Detections:
+    """The detections at another score threshold, without a forward pass: the same as running
+    ``model`` with ``box_score_thresh=threshold``. For a slider, cache
+    :func:`class_candidates` and call its ``at`` instead."""
+    if float(threshold) == run.detections.threshold:
+        return run.detections
+    return class_candidates(run, model).at(float(threshold))
 
 
 def top_rois(run: StagedRun, k: int = 10) -> tuple[Tensor, Tensor]:
