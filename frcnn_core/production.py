@@ -362,12 +362,10 @@ def _proposal_funnel(
     boxes = proposals[0, top_n_idx]
     scores = torch.sigmoid(objectness.detach().reshape(-1)[top_n_idx])
     lvl = levels[top_n_idx]
-    counts = [{"anchors": n} for n in num_anchors_per_level]
+    steps: dict[str, Tensor] = {}  # step -> Tensor[L] counts, read back in one sync at the end
 
     def count(step: str, which: Tensor) -> None:
-        per_level = torch.bincount(which, minlength=num_levels).tolist()
-        for c, n in zip(counts, per_level, strict=True):
-            c[step] = int(n)
+        steps[step] = torch.bincount(which, minlength=num_levels)
 
     count("top_n", lvl)
     boxes = box_ops.clip_boxes_to_image(boxes, image_size)
@@ -383,6 +381,11 @@ def _proposal_funnel(
     count("after_nms", lvl[keep])
     final = keep[: rpn.post_nms_top_n()]
     count("final", lvl[final])
+    table = torch.stack(list(steps.values())).tolist()  # [steps][L]
+    counts = [
+        {"anchors": n, **{step: row[i] for step, row in zip(steps, table, strict=True)}}
+        for i, n in enumerate(num_anchors_per_level)
+    ]
     return boxes, scores, lvl, kept, final, counts
 
 
