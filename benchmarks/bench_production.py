@@ -13,8 +13,8 @@ ratios, which is steadier on a shared machine.
 Fair comparison:
 
 - Same model object, same input tensor, both under ``torch.inference_mode``; one warm-up of
-  each first (allocator, oneDNN / cuDNN algorithm choice), then the two alternate within each
-  repeat so drift in the machine's load hits both alike.
+  each first (allocator, oneDNN / cuDNN algorithm choice), then both run in every repeat, in
+  alternating order, so drift in the machine's load and order effects hit both alike.
 - On CUDA each timing ends with ``torch.cuda.synchronize()``; the staged run does not
   synchronise between its stages (``sync=False``), as the app runs it.
 - The last repeat's detections are compared: the script exits with status 1 when the staged
@@ -69,9 +69,14 @@ def bench(name: str, device: torch.device, args: argparse.Namespace, pixels) -> 
     with torch.inference_mode():
         model([image])
         run_staged(model, image)
-        for _ in range(args.repeat):
-            t_forward, expected = _timed(lambda: model([image])[0], device)
-            t_staged, run = _timed(lambda: run_staged(model, image), device)
+        for i in range(args.repeat):
+            # Alternate which goes first, so an order effect (allocator, caches) cancels out.
+            if i % 2 == 0:
+                t_forward, expected = _timed(lambda: model([image])[0], device)
+                t_staged, run = _timed(lambda: run_staged(model, image), device)
+            else:
+                t_staged, run = _timed(lambda: run_staged(model, image), device)
+                t_forward, expected = _timed(lambda: model([image])[0], device)
             forward_s.append(t_forward)
             staged_s.append(t_staged)
             ratios.append(t_staged / t_forward)

@@ -40,7 +40,14 @@ from frcnn_core.detectors import (
     resolve_device,
 )
 from frcnn_core.image import ImageError, load_image
-from frcnn_core.production import DISPLAY_SCORE_THRESHOLD, detections_at, image_tensor, run_staged
+from frcnn_core.production import (
+    DISPLAY_SCORE_THRESHOLD,
+    InputSizeError,
+    check_input_size,
+    detections_at,
+    image_tensor,
+    run_staged,
+)
 
 VGG16 = "vgg16"
 
@@ -56,7 +63,7 @@ def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (_Usage, DetectorWeightsError, DeviceError, ImageError) as exc:
+        except (_Usage, DetectorWeightsError, DeviceError, ImageError, InputSizeError) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except torch.cuda.OutOfMemoryError:
             message = "out of GPU memory; try --device cpu or a smaller model"
@@ -109,9 +116,11 @@ def detect(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _Usage(f"cannot create {out}: {exc.strerror or exc}") from None
     loaded = load_image(args.image)
+    detector = load_detector(args.model, args.weights, device=device, half=args.half)
+    check_input_size(detector.model.transform, *loaded.size)
+    # Notes only once the input is known to be usable: a failure prints its one line alone.
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
-    detector = load_detector(args.model, args.weights, device=device, half=args.half)
     print(
         f"{'warning' if detector.weights == 'random' else 'note'}: {detector.note}",
         file=sys.stderr,

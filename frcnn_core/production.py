@@ -38,6 +38,7 @@ the background, D detections. Boxes are (x1, y1, x2, y2) in input-frame pixels u
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -55,6 +56,33 @@ from torchvision.ops import boxes as box_ops
 DISPLAY_SCORE_THRESHOLD = 0.3
 # Pooled 7 x 7 features are 12 KB per RoI at 256 channels; only the first ones are kept.
 KEEP_POOLED = 16
+
+
+class InputSizeError(ValueError):
+    """An image the transform cannot resize (a side would shrink under one pixel); one line."""
+
+
+def check_input_size(transform: nn.Module, height: int, width: int) -> tuple[int, int]:
+    """The (H, W) ``transform`` resizes an ``height x width`` image to, computed as torchvision
+    does (scale ``min(min_size / short side, max_size / long side)`` in double precision, sides
+    floored by ``interpolate``).
+
+    Raises:
+        InputSizeError: a side would be under one pixel (e.g. a 1 x 400 strip).
+    """
+    fixed = getattr(transform, "fixed_size", None)
+    if fixed is not None:
+        return int(fixed[1]), int(fixed[0])
+    scale = min(
+        transform.min_size[-1] / min(height, width), transform.max_size / max(height, width)
+    )
+    size = (math.floor(height * scale), math.floor(width * scale))
+    if min(size) < 1:
+        raise InputSizeError(
+            f"a {width} x {height} image is too thin for the detector: resized to at most "
+            f"{transform.max_size} pixels it would be {size[1]} x {size[0]}; crop or pad it"
+        )
+    return size
 
 
 @dataclass(frozen=True)
@@ -427,6 +455,9 @@ def run_staged(
 
     Returns:
         StagedRun, whose detections equal ``model([image])[0]``.
+
+    Raises:
+        InputSizeError: an image so thin that the resize would leave a side under one pixel.
     """
     if model.training:
         raise ValueError("run_staged needs the model in eval mode (model.eval())")
@@ -435,6 +466,7 @@ def run_staged(
     clock = _Clock(image.device, sync)
     original_size = (int(image.shape[-2]), int(image.shape[-1]))
     transform, rpn, heads = model.transform, model.rpn, model.roi_heads
+    check_input_size(transform, *original_size)
 
     images, _ = transform([image])
     input_size = tuple(int(s) for s in images.image_sizes[0])

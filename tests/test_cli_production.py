@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -170,6 +171,8 @@ def test_detect_out_writes_one_png_per_stage(capsys, checkpoint, image_file, tmp
 
 
 def _bad_cases(tmp: Path, checkpoint: Path, image_file: Path) -> dict[str, tuple[list[str], str]]:
+    strip = tmp / "strip.png"
+    cv2.imwrite(str(strip), np.full((1, 400, 3), 128, dtype=np.uint8))
     text = tmp / "notes.jpg"
     text.write_text("not an image")
     corrupt = tmp / "corrupt.pt"
@@ -185,6 +188,7 @@ def _bad_cases(tmp: Path, checkpoint: Path, image_file: Path) -> dict[str, tuple
         ),
         "corrupt weights": ([*img, "--weights", str(corrupt)], "is not a PyTorch weights file"),
         "missing weights": ([*img, "--weights", str(tmp / "w.pt")], "weights file not found"),
+        "image too thin": (["--image", str(strip), *w], "a 400 x 1 image is too thin"),
         "unknown model": ([*img, "--model", "yolov8"], "unknown model 'yolov8'"),
         "bogus device": ([*img, *w, "--device", "banana"], "unknown device 'banana'"),
         "threshold": ([*img, *w, "--score-threshold", "1.5"], "between 0 and 1"),

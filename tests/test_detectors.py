@@ -288,6 +288,25 @@ def test_coco_checkpoint_in_the_torch_hub_cache(isolated, mobile_model):
     assert same_weights(det.model, mobile_model)
 
 
+def test_cached_v1_checkpoint_with_pre_0_13_rpn_key_names(isolated):
+    # torchvision's COCO file for fasterrcnn_resnet50_fpn predates RPNHead's conv -> conv.0.0
+    # renaming; RPNHead converts the old names itself, so the file must load as it is.
+    name = "fasterrcnn_resnet50_fpn"
+    torch.manual_seed(3)
+    model = build_model(name, 91)
+    old = {
+        k.replace("rpn.head.conv.0.0.", "rpn.head.conv."): v for k, v in model.state_dict().items()
+    }
+    assert "rpn.head.conv.weight" in old
+    cached = coco_cache_path(name)
+    assert cached.name == "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(old, cached)
+    det = load_detector(name, "coco", allow_download=False)
+    assert det.weights == "coco" and "37.0 box mAP" in det.note
+    assert same_weights(det.model, model)
+
+
 def test_offline_falls_back_to_random_with_a_notice(isolated, monkeypatch):
     monkeypatch.setenv(OFFLINE_ENV, "1")
     started = time.perf_counter()

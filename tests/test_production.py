@@ -21,7 +21,9 @@ from frcnn_core.production import (
     DISPLAY_SCORE_THRESHOLD,
     KEEP_POOLED,
     Detections,
+    InputSizeError,
     StagedRun,
+    check_input_size,
     class_candidates,
     detections_at,
     image_tensor,
@@ -347,6 +349,20 @@ def test_run_to_device_copies_every_tensor(runs):
     assert moved.backbone.features["0"].device.type == "cpu"
     assert torch.equal(moved.anchors.anchors["pool"], run.anchors.anchors["pool"])
     assert moved.proposals.funnel == run.proposals.funnel
+
+
+def test_input_size_is_predicted_and_thin_images_refused(runs, detectors_small):
+    for (name, kind), (_, run) in runs.items():
+        transform = detectors_small[name].model.transform
+        assert check_input_size(transform, *SHAPES[kind]) == run.input.input_size, (name, kind)
+    model = detectors_small[MOBILE].model
+    strip = torch.rand(3, 1, 400)  # 1 x 400: x 192 / 400 leaves 0.48 pixel rows
+    with torch.inference_mode(), pytest.raises(RuntimeError):
+        model([strip])  # torchvision's own message is about interpolate's output size
+    with pytest.raises(InputSizeError, match="a 400 x 1 image is too thin") as info:
+        run_staged(model, strip)
+    assert "\n" not in str(info.value)
+    assert run_staged(model, torch.rand(3, 1, 10)).input.input_size == (19, 192)
 
 
 def test_bad_inputs_are_refused(detectors_small):
