@@ -288,7 +288,7 @@ def read_pixels(record: ImageRecord) -> np.ndarray:
                         f"image {record.path} is now {img.size[0]} x {img.size[1]}, was "
                         f"{record.width} x {record.height} when the dataset was read"
                     )
-                pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
+                pixels = np.array(img.convert("RGB"), dtype=np.uint8)
     except DatasetError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -512,3 +512,29 @@ def predict(
     finally:
         model.train(was_training)
     return out
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike[str],
+    dataset: DetectionDataset,
+    device: torch.device | str | None = None,
+) -> EvaluationResult:
+    """Load a detector checkpoint as ``detect --weights`` does
+    (:func:`frcnn_core.detectors.load_detector`), predict every dataset image and evaluate.
+
+    Raises:
+        EvaluationError: the checkpoint cannot be loaded, or its classes are not the dataset's.
+    """
+    from frcnn_core.detectors import DetectorWeightsError, DeviceError, load_detector
+
+    try:
+        detector = load_detector(weights=str(path), device=device)
+    except (DetectorWeightsError, DeviceError) as exc:
+        raise EvaluationError(str(exc)) from None
+    if tuple(detector.class_names[1:]) != tuple(dataset.classes):
+        raise EvaluationError(
+            f"{Path(path).name} detects {', '.join(detector.class_names[1:][:8])}"
+            f"{' ...' if len(detector.class_names) > 9 else ''}; the dataset's classes are "
+            f"{', '.join(dataset.classes)} (pass --classes in the checkpoint's order)"
+        )
+    return evaluate_predictions(dataset, predict(detector.model, dataset, device=detector.device))
