@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import torch
 
-from frcnn_core import cli_production
+from frcnn_core import cli_finetune, cli_production
 from frcnn_core.backbone import WeightsError, load_backbone
 from frcnn_core.device import default_device
 from frcnn_core.ground_truth import BoxesError, read_boxes_file
@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help="loss log (JSON); default: OUT with .losses.json")
     p.set_defaults(func=train)
     cli_production.register(sub)
+    cli_finetune.register(sub)
     return parser
 
 
