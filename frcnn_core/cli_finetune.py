@@ -144,6 +144,7 @@ def _settings(args: argparse.Namespace) -> FinetuneSettings:
         eval_interval=args.eval_interval,
         checkpoint_interval=args.checkpoint_interval,
         eval_at_start=args.eval_at_start,
+        evaluate=not args.no_eval,
         save_best=not args.no_save_best,
         log_interval=args.log_interval,
         max_iters=args.max_iters,
@@ -187,15 +188,14 @@ def _data_args(p: argparse.ArgumentParser, split_help: str) -> None:
     p.add_argument(
         "--format",
         default="auto",
-        choices=("auto", *FORMATS),
-        help="dataset format (default: recognised from the layout)",
+        help=f"{' | '.join(FORMATS)} (default: recognised from the layout)",
     )
     p.add_argument(
         "--classes",
         help="class names A,B,... (default: the dataset's; KITTI: Car,Pedestrian,Cyclist); "
         "boxes of other classes become ignored boxes",
     )
-    p.add_argument("--split", choices=("train", "val", "all"), default=None, help=split_help)
+    p.add_argument("--split", default=None, help=split_help)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -230,12 +230,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _data_args(p, argparse.SUPPRESS)
     p.add_argument("--out", required=True, help="folder for checkpoints, metrics.jsonl, tf_logs/")
-    p.add_argument("--model", default=d.model, choices=MODELS)
+    p.add_argument("--model", default=d.model, help=" | ".join(MODELS))
     p.add_argument(
         "--weights",
         default=d.weights,
-        choices=("auto", "coco", "random"),
-        help="start from COCO weights (auto: COCO if found, else random with a notice)",
+        help="auto | coco | random: start from COCO weights (auto: COCO if found, else random "
+        "weights with a notice)",
     )
     p.add_argument("--load-from", help="start from this checkpoint or state_dict instead")
     p.add_argument("--resume", help="continue this training from one of its checkpoints")
@@ -274,6 +274,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-interval", type=int, default=d.eval_interval, help="epochs")
     p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval, help="epochs")
     p.add_argument("--eval-at-start", action="store_true", help="evaluate the untrained model too")
+    p.add_argument("--no-eval", action="store_true", help="no evaluation (benchmarks)")
     p.add_argument("--no-save-best", action="store_true", help="do not write best.pt")
     p.add_argument("--log-interval", type=int, default=d.log_interval, help="iterations")
     p.add_argument("--max-iters", type=int, default=None, help="stop after this many iterations")

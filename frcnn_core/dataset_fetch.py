@@ -52,13 +52,17 @@ def download(
     """
     host = url.split("/")[2]
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        raise FetchError(f"{OFFLINE_ENV} is set: not downloading from {host}")
+        raise FetchError(
+            f"{OFFLINE_ENV} is set: not downloading from {host}; `python -m frcnn_core "
+            "make-dataset --out DIR` makes the offline dataset"
+        )
     if not host_reachable(url):
         raise FetchError(
             f"no network access to {host}; download {url} elsewhere and unzip it, or use "
             "`python -m frcnn_core make-dataset --out DIR` for the offline dataset"
         )
     started = time.monotonic()
+    done = 0
     try:
         with (
             urllib.request.urlopen(url, timeout=SOCKET_TIMEOUT_S) as response,
@@ -70,7 +74,6 @@ def download(
                 raise FetchError(
                     f"{url} is {total / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit"
                 )
-            done = 0
             while chunk := response.read(1 << 16):
                 done += len(chunk)
                 if done > max_bytes:
@@ -86,8 +89,8 @@ def download(
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"downloading {url} failed: {reason}") from None
     finally:
-        if progress is not None:
-            print(file=sys.stderr)
+        if progress is not None and done:
+            print(file=sys.stderr)  # end the progress line
 
 
 def fetch_kitti_tiny(out: str | os.PathLike[str], url: str = KITTI_TINY_URL) -> DetectionDataset:

@@ -112,6 +112,7 @@ class FinetuneSettings:
         eval_interval, checkpoint_interval: in epochs (the tutorial: 12); the last epoch is
             always evaluated and saved.
         eval_at_start: evaluate before the first step too (the untrained model's mAP).
+        evaluate: evaluate at all (off: no mAP and no best.pt, for benchmarks).
         save_best: write ``best.pt`` when mAP@0.5 improves.
         log_interval: iterations per log line.
         max_iters: stop after this many iterations in all (for quick runs); ``None``: no cap.
@@ -148,6 +149,7 @@ class FinetuneSettings:
     eval_interval: int = 12
     checkpoint_interval: int = 12
     eval_at_start: bool = False
+    evaluate: bool = True
     save_best: bool = True
     log_interval: int = 10
     max_iters: int | None = None
@@ -706,7 +708,7 @@ def run_finetune(
             )
             checkpoints.append(path)
 
-        if settings.eval_at_start and resume_state is None:
+        if settings.eval_at_start and settings.evaluate and resume_state is None:
             run_eval(0)
         window: list[float] = []
         window_losses: dict[str, list[float]] = {}
@@ -779,7 +781,7 @@ def run_finetune(
             completed = epoch
             last = epoch == settings.epochs or iteration >= total
             result = None
-            if last or epoch % settings.eval_interval == 0:
+            if settings.evaluate and (last or epoch % settings.eval_interval == 0):
                 result = run_eval(epoch)
                 if result is not None:
                     evaluation = result
