@@ -143,7 +143,7 @@ class ImageOutcome:
         return 1.0 if total == 0 else 2 * tp / total
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvaluationResult:
     """Metrics of a set of predictions on a dataset.
 
@@ -152,12 +152,14 @@ class EvaluationResult:
         map: COCO mAP@[.5:.95] likewise.
         per_class: one :class:`ClassResult` per dataset class, in class order.
         images: one :class:`ImageMatches` per dataset image, in dataset order.
+        predictions: the evaluated :class:`Prediction` per dataset image (to draw them).
     """
 
     map50: float | None
     map: float | None
     per_class: tuple[ClassResult, ...]
     images: tuple[ImageMatches, ...]
+    predictions: tuple[Prediction, ...] = ()
 
     def to_dict(self, curves: bool = False) -> dict:
         """``{"map50", "map", "per_class": {name: {"ap50", "ap"}}}``, with ``null`` for
@@ -332,7 +334,7 @@ def evaluate_predictions(
     map50 = float(np.mean(valid50[valid50 > -1])) if (valid50 > -1).any() else None
     map_ = float(np.mean(valid[valid > -1])) if (valid > -1).any() else None
     images = _image_matches(dataset, predictions, ev, box_of, det_of, t50)
-    return EvaluationResult(map50, map_, tuple(per_class), images)
+    return EvaluationResult(map50, map_, tuple(per_class), images, tuple(predictions))
 
 
 def _image_matches(dataset, predictions, ev: COCOeval, box_of, det_of, t50: int):
