@@ -20,6 +20,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from frcnn_core.detectors import (
     load_detector,
     resolve_device,
 )
+from frcnn_core.device import DEVICE_ENV, device_name
 from frcnn_core.image import ImageError, load_image
 from frcnn_core.production import (
     DISPLAY_SCORE_THRESHOLD,
@@ -121,6 +123,10 @@ def detect(args: argparse.Namespace) -> int:
     # Notes only once the input is known to be usable: a failure prints its one line alone.
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
+    wanted = os.environ.get(DEVICE_ENV, "").strip()
+    if args.device is None and wanted.startswith("cuda") and device.type != "cuda":
+        print(f"note: {DEVICE_ENV}={wanted} but CUDA is not available", file=sys.stderr)
+    print(f"note: running on {device_name(device)}", file=sys.stderr)
     print(
         f"{'warning' if detector.weights == 'random' else 'note'}: {detector.note}",
         file=sys.stderr,

@@ -29,6 +29,7 @@ from frcnn_core.detectors import (
     load_detector,
     save_checkpoint,
 )
+from frcnn_core.device import DEVICE_ENV, default_device, device_name
 from frcnn_core.image import load_image
 from frcnn_core.production import image_tensor
 
@@ -126,7 +127,23 @@ def test_detect_prints_one_json_object(capsys, checkpoint, image_file, reference
         assert d["box"] == pytest.approx(box, abs=0.006)
         assert 0 <= d["box"][0] < d["box"][2] <= 80 and 0 <= d["box"][1] < d["box"][3] <= 60
         assert d["score"] >= 0.3
-    assert err.startswith("note: Weights loaded from")
+    assert err.splitlines() == [
+        f"note: running on {device_name(default_device())}",
+        f"note: Weights loaded from {checkpoint}.",
+    ]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_fallback_is_said(capsys, checkpoint, image_file, monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "cuda")
+    code, out, err = run_cli(
+        capsys, "detect", "--image", str(image_file), "--weights", str(checkpoint)
+    )
+    assert code == 0 and json.loads(out)["detections"]
+    assert err.splitlines()[:2] == [
+        f"note: {DEVICE_ENV}=cuda but CUDA is not available",
+        f"note: running on {device_name(torch.device('cpu'))}",
+    ]
 
 
 def test_detect_threshold(capsys, checkpoint, image_file):

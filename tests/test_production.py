@@ -23,6 +23,7 @@ from frcnn_core.production import (
     Detections,
     InputSizeError,
     StagedRun,
+    _levels_by_match,
     check_input_size,
     class_candidates,
     detections_at,
@@ -205,6 +206,15 @@ def test_proposal_funnel(runs, name):
     per_level = torch.bincount(p.box_levels, minlength=len(p.levels)).tolist()
     assert per_level == [c["final"] for c in p.funnel.values()]
     assert torch.all(p.scores[:-1] >= p.scores[1:])  # best first
+
+
+def test_levels_by_match_fallback():
+    # Used only if filter_proposals' output ever differs from the traced funnel: each final box
+    # takes the level of the first identical candidate, -1 when none matches.
+    candidates = torch.tensor([[0, 0, 10, 10], [5, 5, 20, 20], [0, 0, 10, 10.0]])
+    levels = torch.tensor([2, 0, 1])
+    final = torch.tensor([[5, 5, 20, 20], [0, 0, 10, 10], [1, 1, 2, 2.0]])
+    assert _levels_by_match(final, candidates, levels).tolist() == [0, 2, -1]
 
 
 def test_roi_levels_follow_the_fpn_rule(runs):
