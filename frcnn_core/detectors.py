@@ -271,7 +271,7 @@ def _read(path: str | os.PathLike[str], mmap: bool = False) -> Any:
         raise DetectorWeightsError(
             f"{path.name} is not a PyTorch weights file (corrupt, truncated or another format)"
         ) from None
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError, AttributeError, MemoryError):
+    except Exception:  # torch raises many types for a corrupt, truncated or foreign file
         raise DetectorWeightsError(
             f"{path.name} is not a PyTorch weights file (corrupt, truncated or another format)"
         ) from None
@@ -402,9 +402,17 @@ def _detector_from_file(
     path: str | os.PathLike[str], name: str | None, model_kwargs: dict
 ) -> tuple[nn.Module, _FileWeights]:
     parsed = _parse_weights_file(path, name)
-    model = build_model(
-        parsed.name, len(parsed.class_names), **{**parsed.model_kwargs, **model_kwargs}
-    )
+    kwargs = {**parsed.model_kwargs, **model_kwargs}
+    try:
+        model = build_model(parsed.name, len(parsed.class_names), **kwargs)
+    except (TypeError, ValueError) as exc:
+        if not parsed.model_kwargs:
+            raise
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DetectorWeightsError(
+            f"{Path(path).name}: its model_kwargs {sorted(parsed.model_kwargs)} do not fit "
+            f"{parsed.name} ({first})"
+        ) from None
     _load_state(model, parsed.state, parsed.name, Path(path).name)
     return model.eval(), parsed
 

@@ -171,6 +171,13 @@ def test_model_kwargs_stored_in_checkpoint_are_applied(tmp_path, mobile_model):
     assert load_detector(None, str(path), min_size=128).model.transform.min_size == (128,)
 
 
+def test_checkpoint_with_unusable_model_kwargs_is_one_line(tmp_path, mobile_model):
+    path = tmp_path / "odd.pt"
+    save_checkpoint(path, mobile_model, MOBILE, COCO_CLASS_NAMES, model_kwargs={"colour": "red"})
+    with pytest.raises(DetectorWeightsError, match=r"odd\.pt: its model_kwargs \['colour'\]"):
+        load_detector(None, str(path))
+
+
 def test_file_for_another_model_is_refused(mobile_state_file, mobile_checkpoint):
     with pytest.raises(DetectorWeightsError) as info:
         load_detector("fasterrcnn_resnet50_fpn", str(mobile_state_file))
