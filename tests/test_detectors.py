@@ -173,8 +173,8 @@ def test_model_kwargs_stored_in_checkpoint_are_applied(tmp_path, mobile_model):
 
 def test_checkpoint_with_unusable_model_kwargs_is_one_line(tmp_path, mobile_model):
     path = tmp_path / "odd.pt"
-    save_checkpoint(path, mobile_model, MOBILE, COCO_CLASS_NAMES, model_kwargs={"colour": "red"})
-    with pytest.raises(DetectorWeightsError, match=r"odd\.pt: its model_kwargs \['colour'\]"):
+    save_checkpoint(path, mobile_model, MOBILE, COCO_CLASS_NAMES, model_kwargs={"num_classes": 5})
+    with pytest.raises(DetectorWeightsError, match=r"odd\.pt: its model_kwargs \['num_classes'\]"):
         load_detector(None, str(path))
 
 
