@@ -158,6 +158,10 @@ def _settings(args: argparse.Namespace) -> FinetuneSettings:
 @_one_line
 def finetune(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise FinetuneError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     result = run_finetune(settings, echo=lambda line: print(line, file=sys.stderr, flush=True))
     report = result.evaluation.to_dict() if result.evaluation is not None else {}
     report.update(
@@ -183,7 +187,7 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_args(p: argparse.ArgumentParser, split_help: str) -> None:
+def _data_args(p: argparse.ArgumentParser, split_help: str | None) -> None:
     p.add_argument("--data", required=True, help="dataset folder (or a COCO JSON file)")
     p.add_argument(
         "--format",
@@ -195,7 +199,8 @@ def _data_args(p: argparse.ArgumentParser, split_help: str) -> None:
         help="class names A,B,... (default: the dataset's; KITTI: Car,Pedestrian,Cyclist); "
         "boxes of other classes become ignored boxes",
     )
-    p.add_argument("--split", default=None, help=split_help)
+    if split_help is not None:  # finetune picks its splits itself: train and val
+        p.add_argument("--split", default=None, help=split_help)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -228,7 +233,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=ft.__doc__,
         formatter_class=raw,
     )
-    _data_args(p, argparse.SUPPRESS)
+    _data_args(p, None)
     p.add_argument("--out", required=True, help="folder for checkpoints, metrics.jsonl, tf_logs/")
     p.add_argument("--model", default=d.model, help=" | ".join(MODELS))
     p.add_argument(
@@ -280,6 +285,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-iters", type=int, default=None, help="stop after this many iterations")
     p.add_argument("--workers", type=int, default=None, help="data loader processes")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of this process (default: torch's, one per core; torchrun: 1). On a "
+        "CPU that other programs keep busy, 1 is often several times faster",
+    )
     p.set_defaults(func=finetune)
 
     p = sub.add_parser(

@@ -47,6 +47,8 @@ class SyntheticSettings:
         width, height: image size in pixels.
         val_fraction: share of images listed in ``val.txt`` (the rest in ``train.txt``).
         seed: seed of every random choice.
+        object_scale: object sizes relative to the default (which scales them with the image's
+            shorter side); 2 on 128 x 128 images draws objects as large as on 256 x 256.
     """
 
     images: int = 200
@@ -54,6 +56,7 @@ class SyntheticSettings:
     height: int = 256
     val_fraction: float = 0.2
     seed: int = 0
+    object_scale: float = 1.0
 
     def check(self) -> None:
         """Raises ValueError with a one-line reason for settings that cannot be drawn."""
@@ -63,6 +66,8 @@ class SyntheticSettings:
             raise ValueError(f"image sides must be between 96 and {MAX_SIDE} pixels")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError("val_fraction must be between 0 and 1")
+        if not 0.25 <= self.object_scale <= 4.0:
+            raise ValueError("object_scale must be between 0.25 and 4")
 
 
 def _hsv_colour(rng: np.random.Generator, hue: tuple[int, int], sat=(150, 255), val=(150, 255)):
@@ -168,7 +173,7 @@ def _iou(a, b) -> float:
 
 
 def draw_image(
-    rng: np.random.Generator, height: int, width: int
+    rng: np.random.Generator, height: int, width: int, object_scale: float = 1.0
 ) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
     """One image and its objects.
 
@@ -178,7 +183,7 @@ def draw_image(
             exclusive x2 / y2 (the box covers ``x1 <= x < x2``); ``"DontCare"`` for ignored blocks.
     """
     img = _background(rng, height, width)
-    scale = min(height, width) / 256.0
+    scale = object_scale * min(height, width) / 256.0
     objects: list[tuple[str, tuple[int, int, int, int]]] = []
     count = int(rng.choice(MAX_OBJECTS + 1, p=[0.05, 0.25, 0.3, 0.25, 0.15]))
     if rng.random() < 0.15:
@@ -241,7 +246,7 @@ def make_dataset(out: str | os.PathLike[str], settings: SyntheticSettings | None
     rng = np.random.default_rng(settings.seed)
     ids = [f"{i:06d}" for i in range(settings.images)]
     for image_id in ids:
-        pixels, objects = draw_image(rng, settings.height, settings.width)
+        pixels, objects = draw_image(rng, settings.height, settings.width, settings.object_scale)
         # PNG without a timestamp: the bytes depend on the pixels only.
         cv2.imwrite(str(image_dir / f"{image_id}.png"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
         lines = [kitti_line(name, box) for name, box in objects]

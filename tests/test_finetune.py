@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +57,16 @@ def _quick(data: Path, out: Path, **changes) -> FinetuneSettings:
     return replace(base, **changes)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Training in this process with one thread: on a CPU shared with other work, torch's
+    OpenMP threads wait for each other at every small op and the run gets many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """8 images of 128 x 128 (6 train, 2 val)."""
@@ -99,36 +108,64 @@ def _events(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
-def test_short_run_learns_and_writes_checkpoints_and_logs(tmp_path):
-    data = tmp_path / "data"
-    make_dataset(data, SyntheticSettings(images=6, width=128, height=128))
+LEARN_EPOCHS = 40  # x 4 steps of 2 images: 160 iterations
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """One short run from random weights that learns: 8 images of 128 px with objects drawn as
+    large as on the shipped 256 px images (the MobileNet's smallest anchor is 32 px), trained
+    and evaluated on all of them (no split files). Measured here: mAP@0.5 0.012 -> 0.41."""
+    base = tmp_path_factory.mktemp("learned")
+    data = make_dataset(
+        base / "data", SyntheticSettings(images=8, width=128, height=128, object_scale=2.0)
+    )
     for name in ("train.txt", "val.txt"):
-        (data / name).unlink()  # no split files: train and evaluate on all six images
-    out = tmp_path / "run"
-    settings = _quick(data, out, epochs=12, eval_interval=12, eval_at_start=True, lr_steps=())
-    result = run_finetune(settings)
+        (data / name).unlink()
+    out = base / "run"
+    settings = _quick(
+        data,
+        out,
+        epochs=LEARN_EPOCHS,
+        warmup_iters=10,
+        rois_per_image=16,
+        eval_interval=LEARN_EPOCHS,
+        checkpoint_interval=LEARN_EPOCHS - 1,
+        eval_at_start=True,
+        log_interval=4,
+        lr_steps=(),
+    )
+    return settings, run_finetune(settings)
+
+
+@pytest.mark.slow
+def test_short_run_learns_and_writes_checkpoints_and_logs(learned):
+    settings, result = learned
+    out = Path(settings.out)
     events = _events(out)
     train = [e for e in events if e["mode"] == "train"]
     val = [e for e in events if e["mode"] == "val"]
-    assert [e["iteration"] for e in train] == list(range(2, 37, 2))  # 12 epochs x 3 steps
-    first, last = train[0]["loss"], sum(e["loss"] for e in train[-3:]) / 3
+    total = 4 * LEARN_EPOCHS
+    assert [e["iteration"] for e in train] == list(range(4, total + 1, 4))
+    first = sum(e["loss"] for e in train[:2]) / 2
+    last = sum(e["loss"] for e in train[-10:]) / 10
     assert last < 0.7 * first, (first, last)
-    assert [e["epoch"] for e in val] == [0, 12]
-    assert val[1]["map50"] > val[0]["map50"] + 0.2, (val[0]["map50"], val[1]["map50"])
+    assert [e["epoch"] for e in val] == [0, LEARN_EPOCHS]
+    assert val[1]["map50"] > val[0]["map50"] + 0.15, (val[0]["map50"], val[1]["map50"])
     assert result.evaluation is not None and result.evaluation.map50 == val[1]["map50"]
-    # Checkpoints: the last epoch (resumable) and the best (inference only), loadable as the
-    # production pages load them.
-    assert {p.name for p in result.checkpoints} == {"best.pt", "epoch_12.pt"}
-    info = checkpoint_info(out / "epoch_12.pt")
+    # Checkpoints: every 39 epochs and the last (resumable), and the best (inference only),
+    # each loadable as the production pages load them.
+    names = [p.name for p in result.checkpoints]
+    assert names == [f"epoch_{LEARN_EPOCHS - 1}.pt", "best.pt", f"epoch_{LEARN_EPOCHS}.pt"]
+    info = checkpoint_info(out / f"epoch_{LEARN_EPOCHS}.pt")
     assert info["class_names"] == ["__background__", "Car", "Pedestrian", "Cyclist"]
-    assert info["model"] == MOBILENET and info["epoch"] == 12 and info["iteration"] == 36
-    assert info["map50"] == pytest.approx(val[1]["map50"])
+    assert info["model"] == MOBILENET and info["epoch"] == LEARN_EPOCHS
+    assert info["iteration"] == total and info["map50"] == pytest.approx(val[1]["map50"])
     assert info["settings"]["lr"] == 0.02 and info["model_kwargs"]["min_size"] == 128
     assert info["optimizer"] and checkpoint_info(out / "best.pt")["optimizer"] is None
     detector = load_detector(weights=str(out / "best.pt"), device="cpu")
     assert detector.model.transform.min_size == (128,)
-    again = evaluate_checkpoint(out / "best.pt", load_dataset(data, split="all"), "cpu")
+    again = evaluate_checkpoint(out / "best.pt", load_dataset(settings.data, split="all"), "cpu")
     assert again.to_dict() == result.evaluation.to_dict()
     # TensorBoard event files hold the same curves.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -137,43 +174,36 @@ def test_short_run_learns_and_writes_checkpoints_and_logs(tmp_path):
     acc.Reload()
     losses = acc.Scalars("train/loss")
     assert [s.step for s in losses] == [e["iteration"] for e in train]
-    assert losses[0].value == pytest.approx(first, rel=1e-5)
+    assert losses[0].value == pytest.approx(train[0]["loss"], rel=1e-5)
     assert [s.value for s in acc.Scalars("val/map50")] == pytest.approx([e["map50"] for e in val])
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly(tiny, tmp_path):
-    full = run_finetune(_quick(tiny, tmp_path / "full", epochs=2, save_best=False))
-    assert [p.name for p in full.checkpoints] == ["epoch_1.pt", "epoch_2.pt"]
-    resumed_out = tmp_path / "resumed"
-    resumed_out.mkdir()
-    shutil.copy(tmp_path / "full" / "metrics.jsonl", resumed_out / "metrics.jsonl")
+def test_resume_continues_exactly(learned, tmp_path):
+    settings, _ = learned
+    out = Path(settings.out)
     resumed = run_finetune(
-        _quick(
-            tiny,
-            resumed_out,
-            epochs=2,
-            save_best=False,
-            resume=str(tmp_path / "full" / "epoch_1.pt"),
+        replace(
+            settings,
+            out=str(tmp_path / "resumed"),
+            resume=str(out / f"epoch_{LEARN_EPOCHS - 1}.pt"),
+            evaluate=False,
         )
     )
-    assert resumed.iterations == full.iterations == 6 and resumed.epochs == 2
-    a = torch.load(tmp_path / "full" / "epoch_2.pt", weights_only=True)["state_dict"]
-    b = torch.load(resumed_out / "epoch_2.pt", weights_only=True)["state_dict"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
-    inference_only = torch.load(tmp_path / "full" / "epoch_2.pt", weights_only=True)
-    inference_only["optimizer"] = None  # as best.pt is written
-    torch.save(inference_only, tmp_path / "inference.pt")
+    assert resumed.iterations == 4 * LEARN_EPOCHS and resumed.epochs == LEARN_EPOCHS
+    a = torch.load(out / f"epoch_{LEARN_EPOCHS}.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / f"epoch_{LEARN_EPOCHS}.pt", weights_only=True)
+    for key, value in a.items():
+        torch.testing.assert_close(value, b["state_dict"][key], rtol=1e-5, atol=1e-6, msg=key)
     with pytest.raises(FinetuneError, match="holds no training state"):
-        run_finetune(_quick(tiny, tmp_path / "x", resume=str(tmp_path / "inference.pt")))
+        run_finetune(replace(settings, out=str(tmp_path / "x"), resume=str(out / "best.pt")))
     with pytest.raises(FinetuneError, match="is for fasterrcnn_mobilenet"):
         run_finetune(
-            _quick(
-                tiny,
-                tmp_path / "x",
+            replace(
+                settings,
+                out=str(tmp_path / "x"),
                 model="fasterrcnn_resnet50_fpn",
-                resume=str(tmp_path / "full" / "epoch_1.pt"),
+                resume=str(out / f"epoch_{LEARN_EPOCHS}.pt"),
             )
         )
 
