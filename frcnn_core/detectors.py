@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 from torchvision.models import detection as tv_detection
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from frcnn_core.device import default_device
@@ -197,6 +199,33 @@ def _freeze_backbone_layers(model: nn.Module, name: str, trainable_layers: int) 
             param.requires_grad_(False)
 
 
+# A square input this size gives every FPN level a whole number of cells (strides up to 64).
+_PRIME_SIZE = 128
+
+
+def _prime_roi_pooler(model: nn.Module) -> None:
+    """Fix the RoI pooler's feature scales and level mapper now, from a square dummy input.
+
+    ``MultiScaleRoIAlign`` infers them on its first call from that call's image size, rounding
+    ``log2(feature size / image height)``, and keeps them: a thin first image (say 10 x 2000,
+    resized to 6 x 1333) makes it pool every later RoI at scales 8, 4, 2, 1 instead of
+    1/4 .. 1/32. Priming here makes the shared model right for every image and never changed
+    by a forward pass afterwards.
+    """
+    pooler = model.roi_heads.box_roi_pool
+    if not isinstance(pooler, MultiScaleRoIAlign):
+        return
+    param = next(model.parameters())
+    image = torch.zeros(1, 3, _PRIME_SIZE, _PRIME_SIZE, dtype=param.dtype, device=param.device)
+    box = torch.tensor([[0.0, 0.0, _PRIME_SIZE, _PRIME_SIZE]], dtype=param.dtype)
+    with torch.no_grad():
+        features = model.backbone(image)
+        if isinstance(features, torch.Tensor):
+            features = OrderedDict([("0", features)])
+        pooler.scales, pooler.map_levels = None, None
+        pooler(features, [box.to(param.device)], [(_PRIME_SIZE, _PRIME_SIZE)])
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -210,6 +239,8 @@ def build_model(
     downloads). The builder then uses plain ``BatchNorm2d`` in the backbone; they are swapped for
     ``FrozenBatchNorm2d`` and the first backbone layers frozen, exactly as the builder does when
     given trained weights, so torchvision's COCO state_dict and a fine-tuned one load unchanged.
+    The RoI pooler's scales are fixed from a dummy input (:func:`_prime_roi_pooler`), so no
+    image shape seen first can skew them.
 
     Args:
         name: one of ``MODELS``.
@@ -228,7 +259,9 @@ def build_model(
     model = builder(weights=None, weights_backbone=None, num_classes=int(num_classes), **kwargs)
     _freeze_batchnorm(model.backbone.body)
     _freeze_backbone_layers(model, name, trainable_backbone_layers)
-    return model.eval()
+    model.eval()
+    _prime_roi_pooler(model)
+    return model
 
 
 def coco_cache_path(name: str) -> Path:

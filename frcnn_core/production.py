@@ -223,7 +223,8 @@ class RoIStage:
     The level of a RoI of w x h input pixels is FPN's eq. (1),
     ``k = clamp(floor(k0 + log2(sqrt(w h) / s0) + eps), k_min, k_max)``, computed by the pooler's
     own ``LevelMapper``; ``k_min``, ``k_max`` come from the feature strides (torchvision infers
-    them on the pooler's first call and keeps them).
+    them on the pooler's first call and keeps them; :func:`frcnn_core.detectors.build_model`
+    fixes them at build time from a square input, so no odd first image can skew them).
 
     Attributes:
         levels (Tensor[P]): int64 index into ``level_names``, one per RoI (same order as
@@ -446,8 +447,9 @@ def run_staged(
     """Run a torchvision ``FasterRCNN`` on one image, one stage at a time.
 
     Args:
-        model: a torchvision Faster R-CNN in eval mode (not modified, beyond torchvision's own
-            caching of the RoI pooler's scales on its first call, as ``model(images)`` does too).
+        model: a torchvision Faster R-CNN in eval mode, never modified (one not built by
+            :func:`frcnn_core.detectors.build_model` has its RoI pooler's scales cached on the
+            first call, by torchvision, exactly as ``model(images)`` would).
         image (Tensor[3, H, W]): RGB in [0, 1], on the model's device, in its dtype
             (:func:`image_tensor`).
         keep_pooled: how many RoIs keep their pooled 7 x 7 features.
@@ -599,7 +601,7 @@ def _roi_stage(
     keep_pooled: int,
 ) -> RoIStage:
     pooled_names = tuple(n for n in features if n in pooler.featmap_names)
-    mapper = pooler.map_levels  # set by the pooler's first call, as in model(images)
+    mapper = pooler.map_levels  # set at build time, or by the pooler's first call
     return RoIStage(
         levels=mapper(proposal_list),
         level_names=pooled_names,

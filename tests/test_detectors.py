@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchvision.models import detection as tv_detection
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from frcnn_core import detectors
@@ -110,6 +111,27 @@ def test_build_model_resnet_freezes_conv1_and_layer1():
     assert grads["layer2.0.conv1.weight"] and grads["layer4.2.conv3.weight"]
     assert model.transform.min_size == (64,) and model.transform.max_size == 96
     assert model.roi_heads.box_predictor.cls_score.out_features == 5
+
+
+def test_roi_pooler_scales_are_fixed_at_build_time():
+    # torchvision infers MultiScaleRoIAlign's scales from the first image it sees and keeps
+    # them: a thin first image (10 x 2000 -> 1 x 333 here) poisons a shared model for good.
+    plain = tv_detection.fasterrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, min_size=200, max_size=333
+    ).eval()
+    thin = torch.rand(3, 10, 2000)
+    with torch.inference_mode():
+        plain([thin])
+    assert plain.roi_heads.box_roi_pool.scales == [8.0, 4.0, 2.0, 1.0]
+    model = build_model("fasterrcnn_resnet50_fpn", 91, min_size=200, max_size=333)
+    pooler = model.roi_heads.box_roi_pool
+    assert pooler.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    assert (pooler.map_levels.k_min, pooler.map_levels.k_max) == (2, 5)
+    with torch.inference_mode():
+        model([thin])
+    assert pooler.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]  # unchanged by the first image
+    mobile = build_model(MOBILE, 91).roi_heads.box_roi_pool
+    assert mobile.scales == [1 / 32, 1 / 32] and mobile.map_levels.k_min == 5
 
 
 def test_unknown_model_name_is_one_line():
