@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import torch
 
+from frcnn_core import cli_finetune, cli_production
 from frcnn_core import params as settings
 from frcnn_core.backbone import Backbone, WeightsError, load_backbone
 from frcnn_core.device import default_device
@@ -306,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="weights file to write (.pt)")
     p.add_argument("--log", help="loss log (JSON); default: OUT with .losses.json")
     p.set_defaults(func=train)
+    cli_production.register(sub)
+    cli_finetune.register(sub)
     return parser
 
 
