@@ -6,6 +6,7 @@ import streamlit as st
 
 from explorer import jobs, models, training
 from explorer.text import plain_message
+from explorer.uploads import LIMITS_MB
 from explorer.views.train import loss_curves
 from explorer.widgets import intro, page_guard, run_or_stop
 from frcnn_core.train import TrainParams
@@ -241,6 +242,7 @@ with page_guard():
         "Load weights (.pt from this page or `python -m frcnn_core train`)",
         type=["pt", "pth"],
         key="train:upload",
+        max_upload_size=LIMITS_MB["heads"],
     )
     if training.take_upload(upload):
         st.rerun()

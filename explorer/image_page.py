@@ -32,6 +32,7 @@ from explorer import caches, state
 from explorer.figures import GT_COLOUR
 from explorer.samples import samples
 from explorer.text import plain, plain_message, shown
+from explorer.uploads import LIMITS_MB, too_large
 from explorer.views.image import (
     COORDS,
     CanvasFrame,
@@ -136,9 +137,13 @@ def take_upload() -> None:
     if uploaded is None or uploaded.file_id == st.session_state.get(UPLOAD_SEEN):
         return
     st.session_state[UPLOAD_SEEN] = uploaded.file_id
+    name = shown(uploaded.name)  # another person's file name: one bounded, visible line
+    reason = too_large(uploaded, "image")
+    if reason:
+        st.session_state[UPLOAD_ERROR] = (uploaded.file_id, f"{name} was not used: {reason}.")
+        return
     data = uploaded.getvalue()
     digest = state.digest_of(data)
-    name = shown(uploaded.name)  # another person's file name: one bounded, visible line
     result = check_upload(name, data, functools.partial(caches.decode, digest))
     if result.error:
         st.session_state[UPLOAD_ERROR] = (uploaded.file_id, result.error)
@@ -181,6 +186,7 @@ def image_pickers() -> None:
             type=UPLOAD_TYPES,
             key=UPLOAD_WIDGET,
             on_change=take_upload,
+            max_upload_size=LIMITS_MB["image"],
             help="A new image starts with no boxes: draw them on it below.",
         )
     if uploaded is None:

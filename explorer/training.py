@@ -22,6 +22,7 @@ from explorer.models import SessionModel
 from explorer.runner import image_run
 from explorer.samples import samples
 from explorer.text import shown
+from explorer.uploads import too_large
 from frcnn_core.backbone import Backbone, WeightsError, run_backbone
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
@@ -212,6 +213,13 @@ def take_upload(upload: UploadedFile | None) -> bool:
     if st.session_state.get(UPLOADED) == upload.file_id:
         return False
     st.session_state[UPLOADED] = upload.file_id
+    reason = too_large(upload, "heads")
+    if reason:
+        st.session_state[UPLOAD_MESSAGE] = (
+            "error",
+            f"{shown(upload.name)} was not loaded: {reason}",
+        )
+        return False
     try:
         message = load_upload(upload.getvalue(), shown(upload.name))
     except WeightsError as exc:
