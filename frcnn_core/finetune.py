@@ -63,6 +63,7 @@ from frcnn_core.datasets import DetectionDataset, has_split, load_dataset, parse
 from frcnn_core.detectors import (
     BACKGROUND,
     MODELS,
+    WEIGHTS_ENV,
     DetectorWeightsError,
     build_model,
     load_detector,
@@ -405,7 +406,10 @@ def initial_model(settings: FinetuneSettings, classes: Sequence[str]) -> Startin
                     _replace_predictor(model, num_classes)
                 return StartingPoint(model.train(), detector.weights, detector.note)
             note = (
-                detector.note.split(": using random weights")[0] + ": training from random weights"
+                f"COCO weights for {settings.model} were not found: training from random "
+                f"weights (mAP rises far more slowly). To start from COCO, run `python -m "
+                f"frcnn_core fetch-weights --model {settings.model}` where a network exists, or "
+                f"set {WEIGHTS_ENV}=/path/to/weights.pth"
             )
         else:
             note = "training from random weights (asked for)"

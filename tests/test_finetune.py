@@ -329,3 +329,19 @@ def _same(a: dict, b: dict) -> bool:
             else:
                 assert ap[key] == pytest.approx(b["per_class"][name][key], abs=1e-6)
     return True
+
+
+def test_auto_weights_without_coco_train_from_random_with_a_notice(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRCNN_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))  # no cached COCO weights
+    monkeypatch.delenv("FRCNN_DETECTOR_WEIGHTS", raising=False)
+    events = []
+    settings = _quick(tiny, tmp_path / "auto", weights="auto", max_iters=1, evaluate=False)
+    result = run_finetune(settings, progress=events.append)
+    start = events[0]
+    assert start["mode"] == "start" and start["weights"] == "random"
+    assert "COCO weights for fasterrcnn_mobilenet_v3_large_fpn were not found" in start["note"]
+    assert "fetch-weights --model fasterrcnn_mobilenet_v3_large_fpn" in start["note"]
+    assert result.iterations == 1 and result.evaluation is None
+    with pytest.raises(FinetuneError, match=r"COCO weights for .* are not available"):
+        run_finetune(replace(settings, weights="coco"))
