@@ -357,9 +357,30 @@ def _random_model(settings: FinetuneSettings, num_classes: int) -> nn.Module:
     from torchvision.models import detection
 
     builder = getattr(detection, settings.model)
-    return builder(
+    model = builder(
         weights=None, weights_backbone=None, num_classes=num_classes, **settings.model_kwargs()
     )
+    _fix_pooler_scales(model)
+    return model
+
+
+def _fix_pooler_scales(model: nn.Module, side: int = 128) -> None:
+    """Set the RoI pooler's level scales from a square input, as :func:`build_model` does for
+    its models: torchvision infers them from the first batch and keeps them, and a thin first
+    image would skew them. Eval mode, so that no BatchNorm statistic moves."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    pooler = model.roi_heads.box_roi_pool
+    if not isinstance(pooler, MultiScaleRoIAlign):
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        features = model.backbone(torch.zeros(1, 3, side, side))
+        box = torch.tensor([[0.0, 0.0, float(side), float(side)]])
+        pooler.scales, pooler.map_levels = None, None
+        pooler(features, [box], [(side, side)])
+    model.train(was_training)
 
 
 @dataclass(frozen=True)
