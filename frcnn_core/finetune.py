@@ -63,6 +63,7 @@ from frcnn_core.datasets import DetectionDataset, has_split, load_dataset, parse
 from frcnn_core.detectors import (
     BACKGROUND,
     MODELS,
+    WEIGHTS_ENV,
     DetectorWeightsError,
     build_model,
     load_detector,
@@ -155,6 +156,34 @@ class FinetuneSettings:
     max_iters: int | None = None
     workers: int | None = None
     device: str | None = None
+
+    @classmethod
+    def quick_cpu(cls, data: str, out: str, **changes) -> FinetuneSettings:
+        """The shipped dataset's quick recipe: the MobileNet model from random weights at the
+        images' 256 px, 4 images a step at 0.02 with a 50-iteration warm-up and clipping, few
+        RoIs and proposals (the images hold at most four objects), 6 epochs, decay after 5.
+        Measured on a busy 2-core CPU with ``--threads 1``: mAP@0.5 on the val split 0.0007
+        before, 0.65 after 4 epochs, 0.86 after 6 (7 min 17 s in all)."""
+        recipe = cls(
+            data=data,
+            out=out,
+            model="fasterrcnn_mobilenet_v3_large_fpn",
+            weights="random",
+            epochs=6,
+            batch_size=4,
+            lr=0.02,
+            warmup_iters=50,
+            clip_grad_norm=10.0,
+            lr_steps=(5,),
+            min_size=256,
+            max_size=256,
+            rois_per_image=32,
+            proposals=100,
+            eval_interval=2,
+            checkpoint_interval=6,
+            eval_at_start=True,
+        )
+        return replace(recipe, **changes)
 
     def check(self) -> None:
         """Raises FinetuneError (one line) for values that cannot work."""
@@ -328,9 +357,30 @@ def _random_model(settings: FinetuneSettings, num_classes: int) -> nn.Module:
     from torchvision.models import detection
 
     builder = getattr(detection, settings.model)
-    return builder(
+    model = builder(
         weights=None, weights_backbone=None, num_classes=num_classes, **settings.model_kwargs()
     )
+    _fix_pooler_scales(model)
+    return model
+
+
+def _fix_pooler_scales(model: nn.Module, side: int = 128) -> None:
+    """Set the RoI pooler's level scales from a square input, as :func:`build_model` does for
+    its models: torchvision infers them from the first batch and keeps them, and a thin first
+    image would skew them. Eval mode, so that no BatchNorm statistic moves."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    pooler = model.roi_heads.box_roi_pool
+    if not isinstance(pooler, MultiScaleRoIAlign):
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        features = model.backbone(torch.zeros(1, 3, side, side))
+        box = torch.tensor([[0.0, 0.0, float(side), float(side)]])
+        pooler.scales, pooler.map_levels = None, None
+        pooler(features, [box], [(side, side)])
+    model.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -377,7 +427,10 @@ def initial_model(settings: FinetuneSettings, classes: Sequence[str]) -> Startin
                     _replace_predictor(model, num_classes)
                 return StartingPoint(model.train(), detector.weights, detector.note)
             note = (
-                detector.note.split(": using random weights")[0] + ": training from random weights"
+                f"COCO weights for {settings.model} were not found: training from random "
+                f"weights (mAP rises far more slowly). To start from COCO, run `python -m "
+                f"frcnn_core fetch-weights --model {settings.model}` where a network exists, or "
+                f"set {WEIGHTS_ENV}=/path/to/weights.pth"
             )
         else:
             note = "training from random weights (asked for)"

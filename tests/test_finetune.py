@@ -255,7 +255,11 @@ def _free_env() -> dict:
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equals_single_process_evaluation(tiny, tmp_path):
+def test_torchrun_two_processes_equals_single_process_evaluation(learned, tmp_path):
+    """Two processes fine-tune the learned checkpoint for one epoch (--load-from), so that the
+    gathered evaluation has real detections to agree on."""
+    settings, _ = learned
+    data = Path(settings.data)  # 8 images, no split files: train and evaluate on all
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
@@ -266,23 +270,23 @@ def test_torchrun_two_processes_equals_single_process_evaluation(tiny, tmp_path)
         "frcnn_core",
         "finetune",
         "--data",
-        str(tiny),
+        str(data),
         "--out",
         str(out),
         "--model",
         MOBILENET,
-        "--weights",
-        "random",
+        "--load-from",
+        str(Path(settings.out) / "best.pt"),
         "--epochs",
         "1",
         "--lr",
-        "0.02",
+        "0.005",
         "--min-size",
         "128",
         "--max-size",
         "128",
         "--rois-per-image",
-        "32",
+        "16",
         "--proposals",
         "100",
         "--log-interval",
@@ -296,7 +300,7 @@ def test_torchrun_two_processes_equals_single_process_evaluation(tiny, tmp_path)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)  # printed once, by rank 0
-    # 6 training images, 2 processes x 2 images: 2 steps, each process seeing its half.
+    # 8 training images, 2 processes x 2 images: 2 steps, each process seeing its half.
     assert report["iterations"] == 2 and report["epochs"] == 1
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files[:2] == ["epoch_1.pt", "metrics.jsonl"] and len(files) == 3
@@ -304,10 +308,13 @@ def test_torchrun_two_processes_equals_single_process_evaluation(tiny, tmp_path)
     events = _events(out)
     assert [e["mode"] for e in events] == ["train", "train", "val"]
     info = checkpoint_info(out / "epoch_1.pt")
-    assert info["world_size"] == 2 and info["settings"]["lr"] == 0.02
-    val = load_dataset(tiny, "kitti")  # the val split, as evaluate's default
-    single = evaluate_checkpoint(out / "epoch_1.pt", val, "cpu").to_dict()
+    assert info["world_size"] == 2 and info["settings"]["lr"] == 0.005
+    val = load_dataset(data, "kitti")  # all 8 images: the default without a val split
+    assert len(val) == 8
+    evaluation = evaluate_checkpoint(out / "epoch_1.pt", val, "cpu")
+    single = evaluation.to_dict()
     gathered = {k: events[-1][k] for k in ("map50", "map", "per_class")}
+    assert gathered["map50"] > 0.1 and sum(c.detections for c in evaluation.per_class) > 8
     assert _same(gathered, single)
     assert {k: report[k] for k in ("map50", "map", "per_class")} == gathered
 
@@ -322,3 +329,19 @@ def _same(a: dict, b: dict) -> bool:
             else:
                 assert ap[key] == pytest.approx(b["per_class"][name][key], abs=1e-6)
     return True
+
+
+def test_auto_weights_without_coco_train_from_random_with_a_notice(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRCNN_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))  # no cached COCO weights
+    monkeypatch.delenv("FRCNN_DETECTOR_WEIGHTS", raising=False)
+    events = []
+    settings = _quick(tiny, tmp_path / "auto", weights="auto", max_iters=1, evaluate=False)
+    result = run_finetune(settings, progress=events.append)
+    start = events[0]
+    assert start["mode"] == "start" and start["weights"] == "random"
+    assert "COCO weights for fasterrcnn_mobilenet_v3_large_fpn were not found" in start["note"]
+    assert "fetch-weights --model fasterrcnn_mobilenet_v3_large_fpn" in start["note"]
+    assert result.iterations == 1 and result.evaluation is None
+    with pytest.raises(FinetuneError, match=r"COCO weights for .* are not available"):
+        run_finetune(replace(settings, weights="coco"))
