@@ -10,8 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import models, runtime, state, training
-from explorer.text import plain
+from explorer import finetune, models, project_panel, projects, runtime, state, training
+from explorer.text import plain, plain_message
 
 # A local icon: a ":material/...:" one is fetched from Google's font server by every browser.
 ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
@@ -19,6 +19,8 @@ st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=str(ICON), layo
 state.init()
 if training.collect():  # a training that ended while the student was elsewhere
     st.toast("Training finished: every page now uses the trained heads.")
+if finetune.collect():  # a fine-tuning run that ended: its model joins the production menu
+    st.toast("Fine-tuning finished: see Fine-tune: results.")
 
 # (file, url path, title, icon): the order of the sidebar, the order of the pipeline.
 PAGE_TABLE = [
@@ -44,8 +46,41 @@ PAGES = [
     )
     for i, (file, url, title, icon) in enumerate(PAGE_TABLE)
 ]
+# torchvision's COCO-trained Faster R-CNN: the tutorial's second half.
+PRODUCTION_TABLE = [
+    ("production_detections", "production", "Detections", "visibility"),
+    ("production_inside", "production-inside", "Inside the production detector", "account_tree"),
+    ("production_compare", "production-vs-tutorial", "Tutorial vs production", "compare"),
+]
+PRODUCTION_PAGES = [
+    st.Page(f"app_pages/{file}.py", url_path=url, title=title, icon=f":material/{icon}:")
+    for file, url, title, icon in PRODUCTION_TABLE
+]
+# Fine-tuning a production detector on a dataset: the tutorial's last part.
+FINETUNE_TABLE = [
+    ("finetune_dataset", "finetune-dataset", "Fine-tune: dataset", "dataset"),
+    ("finetune_train", "finetune-train", "Fine-tune: train", "model_training"),
+    ("finetune_results", "finetune-results", "Fine-tune: results", "leaderboard"),
+]
+FINETUNE_PAGES = [
+    st.Page(f"app_pages/{file}.py", url_path=url, title=title, icon=f":material/{icon}:")
+    for file, url, title, icon in FINETUNE_TABLE
+]
+PAGE_BY_URL = {p.url_path: p for p in PAGES}
 
-page = st.navigation(PAGES)
+page = st.navigation(
+    {"Tutorial": PAGES, "Production detector": PRODUCTION_PAGES, "Fine-tune": FINETUNE_PAGES}
+)
+# A new session: this browser's saved project comes back, and a shared link applies on top.
+restore_to = projects.start(page.url_path)
+if restore_to is not None and restore_to in PAGE_BY_URL and page.url_path == PAGES[0].url_path:
+    st.switch_page(PAGE_BY_URL[restore_to])
+said = projects.notes()
+if said is not None:
+    kind, lines = said
+    show = st.warning if kind == "error" or kind == "link" else st.info
+    opening = {"error": "", "link": "From the link: ", "restored": "Restored: "}[kind]
+    show(plain_message(opening + "; ".join(lines) + "."), icon=":material/info:")
 
 with st.sidebar:
     choice = state.image()
@@ -79,5 +114,9 @@ with st.sidebar:
         help="Every threshold and count back to the tutorial's values",
         on_click=state.reset_params,
     )
+    project_panel.sidebar(page.url_path)
 
-page.run()
+try:
+    page.run()
+finally:  # also after st.stop() or st.rerun() in the page: what it changed is saved
+    projects.autosave(page.url_path)

@@ -21,6 +21,7 @@ from explorer.image_page import (
     take_table_report,
     take_upload,
 )
+from explorer.project_panel import boxes_in_out
 from explorer.text import plain_message
 from explorer.views.image import (
     canvas_frame,
@@ -85,6 +86,7 @@ with page_guard():
         box_table(choice.digest)
         if not state.boxes():
             st.info("No boxes yet: drag on the image to draw one, or add a row to the table.")
+        boxes_in_out()
 
     notes = run.photo.notes + run.ground_truth.notes
     with notes_col:

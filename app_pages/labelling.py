@@ -17,6 +17,8 @@ from explorer.widgets import (
     timing_caption,
 )
 
+ANCHOR = "labelling:anchor"  # the picked anchor (a shared link can set it)
+
 intro(
     "Anchor labelling",
     "Each anchor inside the image gets a label from its **IoU** (intersection over union) with "
@@ -85,7 +87,11 @@ with page_guard():
                 i: f"anchor #{int(grid.inside_index[i])} · IoU {float(targets.max_iou[i]):.3f}"
                 for i in pos_index
             }
-            pick = st.selectbox("Positive anchor", pos_index, format_func=names.__getitem__)
+            if st.session_state.get(ANCHOR) not in pos_index:
+                st.session_state.pop(ANCHOR, None)  # a shared link's pick may not be positive here
+            pick = st.selectbox(
+                "Positive anchor", pos_index, format_func=names.__getitem__, key=ANCHOR
+            )
             highlight = pick
             box = grid.inside_anchors[pick].tolist()
             gt = int(targets.argmax_gt[pick])

@@ -248,7 +248,11 @@ def bench_new_image(app: StreamlitPage, reps: int, seed0: int) -> tuple[Row, Row
     upload_row = Row("new image: upload → Image page", server_label="prepare")
     backbone_row = Row("new image: → Backbone page", server_label="forward pass (metric)")
     total_row = Row("new image: upload → features shown", server_label="prepare + forward")
-    upload = app.page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    upload = (
+        app.page.locator('[data-testid="stFileUploader"]')
+        .filter(has_text="upload an image")
+        .locator('input[type="file"]')
+    )
     for rep in range(reps):
         app.go("", "Input frame (W x H)")
         app.wait_idle(quiet_ms=500)

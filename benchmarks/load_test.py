@@ -399,7 +399,11 @@ class Session:
         self.step = "upload"
         width, height = image_size
         photo = random_photo(1000 + i, width, height)
-        upload = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+        upload = (
+            page.locator('[data-testid="stFileUploader"]')
+            .filter(has_text="upload an image")
+            .locator('input[type="file"]')
+        )
         start = await self.now()
         for attempt in range(2):  # a file given while the uploader re-renders can be dropped
             sends = int(await page.evaluate("() => window.__st.sends"))

@@ -72,7 +72,11 @@ def noise_jpeg(seed: int, width: int, height: int) -> bytes:
 
 
 def upload(app: StreamlitPage, name: str, data: bytes) -> None:
-    field = app.page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    field = (
+        app.page.locator('[data-testid="stFileUploader"]')
+        .filter(has_text="upload an image")
+        .locator('input[type="file"]')
+    )
     start = app.now()
     field.set_input_files({"name": name, "mimeType": "image/jpeg", "buffer": data})
     app.page.wait_for_function(

@@ -11,12 +11,19 @@ Test modules take helpers from fixtures (``prepare``, ``run_stages``, ``make_pix
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+
+# Saved projects go to a store of this test run, never the developer's (and the servers the
+# browser tests start inherit it).
+os.environ.setdefault("FRCNN_STORE", f"sqlite:///{tempfile.mkdtemp()}/store.sqlite3")
+os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from frcnn_core.backbone import VGG16, Backbone, BackboneSpec, load_backbone
 from frcnn_core.graph import Run, Source

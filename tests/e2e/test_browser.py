@@ -243,7 +243,11 @@ def test_tour_of_every_page_on_the_zebras(app: StreamlitPage) -> None:
 def test_upload_draw_two_boxes_and_see_positives(app: StreamlitPage, tmp_path: Path) -> None:
     app.open("", "Input frame (W x H)")
     photo = write_photo(tmp_path / "street.png")
-    upload = app.page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    upload = (
+        app.page.locator('[data-testid="stFileUploader"]')
+        .filter(has_text="upload an image")
+        .locator('input[type="file"]')
+    )
     app.act(lambda: upload.set_input_files(photo), "Image: street.png · 0 boxes")
     expect(app.metric_locator("Original (W x H)")).to_have_text("640 x 480")
     expect(app.metric_locator("Boxes used")).to_have_text("0")
@@ -343,7 +347,11 @@ def test_upload_of_a_non_image_keeps_image_and_boxes(app: StreamlitPage, tmp_pat
     expect_column(app, 1, ["zebra"] * 4)
     fake = tmp_path / "notes.png"
     fake.write_text("these are my notes, not a picture\n" * 20, encoding="utf-8")
-    upload = app.page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    upload = (
+        app.page.locator('[data-testid="stFileUploader"]')
+        .filter(has_text="upload an image")
+        .locator('input[type="file"]')
+    )
     app.act(lambda: upload.set_input_files(fake), "cannot be used")
     message = app.page.locator('[data-testid="stAlertContentWarning"]').filter(
         has_text="cannot be used"
