@@ -412,6 +412,7 @@ async def run_class(n: int, args: argparse.Namespace, app: LocalApp) -> dict[str
     uploaders = set(rng.sample(range(1, n + 1), round(n * args.upload_share)))
     # Made before the class starts: encoding a photo would stall every session's messages.
     photos = {i: student_photo(1000 + i, *args.photo_size) for i in uploaders}
+    load_at_start = os.getloadavg()[0]
     started = time.monotonic()
     plan = Plan(
         url=app.url,
@@ -450,6 +451,7 @@ async def run_class(n: int, args: argparse.Namespace, app: LocalApp) -> dict[str
     return {
         "sessions": n,
         "uploaders": len(uploaders),
+        "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
         "wall_s": wall,
         "actions": sum(len(s.actions) for s in students),
@@ -529,7 +531,7 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
     head = (
         f"{'N':>4} {'actions':>7} | {'page open med/p90/p99':>22} | "
         f"{'slider med/p90/p99':>20} | {'err':>3} {'t/o':>3} {'iso':>3} | "
-        f"{'peak RSS':>8} {'end RSS':>7} | {'srv CPU s':>9} {'/action':>7} | "
+        f"{'peak RSS':>8} {'end RSS':>7} | {'srv CPU s':>9} {'/action':>7} {'cores':>5} | "
         f"{'1st features med/max':>20} | {'gen CPU':>7}"
     )
     print(head)
@@ -539,13 +541,14 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         ff = r["first_features_s"]
         first = f"{_s(statistics.median(ff))}/{_s(max(ff))}" if ff else "-"
         per_action = r["server_cpu_s"] / r["actions"] if r["actions"] else math.nan
+        cores = r["server_cpu_s"] / r["wall_s"]  # well under the CPU count: the server was starved
         print(
             f"{r['sessions']:>4} {r['actions']:>7} | "
             f"{_s(page['median']):>6} {_s(page['p90']):>7} {_s(page['p99']):>7} | "
             f"{_s(slider['median']):>6} {_s(slider['p90']):>6} {_s(slider['p99']):>6} | "
             f"{r['errors']:>3} {r['timeouts']:>3} {r['isolation_violations']:>3} | "
             f"{r['peak_rss_mib']:>6.0f}Mi {r['end_rss_mib']:>5.0f}Mi | "
-            f"{r['server_cpu_s']:>9.0f} {_s(per_action):>7} | {first:>20} | "
+            f"{r['server_cpu_s']:>9.0f} {_s(per_action):>7} {cores:>5.2f} | {first:>20} | "
             f"{r['generator_cpu_s']:>6.0f}s"
         )
     print("\nOther actions (median / p90 s, count):")
@@ -557,7 +560,8 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         ]
         print(
             f"  N={r['sessions']}: " + ", ".join(parts) + f"; wall {r['wall_s']:.0f} s, "
-            f"machine load average {r['load_average_1min_at_end']:.1f} at the end"
+            f"machine load average {r['load_average_1min_at_start']:.1f} at the start, "
+            f"{r['load_average_1min_at_end']:.1f} at the end"
         )
         pages = [
             f"{page} {_s(v['median'])}/{_s(v['max'])} ({v['count']})"
