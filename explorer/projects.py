@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from explorer import caches, models, state, training
 from explorer.samples import samples
@@ -54,6 +53,7 @@ STARTED = "project:started"  # session key: the session's start (restore or link
 NOTES = "project:notes"  # session key: what the start said, shown once
 FILE_DOWNLOAD = "project:download"  # session key: (fingerprint, bytes) of the last file built
 HEADS_DIGEST = "project:heads_digest"  # session key: (model token, sha256 of its heads file)
+SNAPSHOT = "project:snapshot"  # session key: (content fingerprint, view id) of the last snapshot
 MAX_FILE_BYTES = 100 * 2**20
 MAX_JSON_BYTES = 2 * 2**20
 IMAGE_MEMBER = "image"
@@ -342,11 +342,12 @@ def owner() -> str:
 
 
 def _keep_cookie(value: str) -> None:
-    """Ask the browser to keep ``value`` (the page's own origin, a year, not sent elsewhere)."""
-    components.html(
+    """Ask the browser to keep ``value`` (the page's own origin, a year, not sent elsewhere).
+    ``value`` is ours (URL-safe base64), never user text."""
+    st.html(
         "<script>document.cookie = "
         f"'{COOKIE}={value}; path=/; max-age=31536000; SameSite=Strict';</script>",
-        height=0,
+        unsafe_allow_javascript=True,
     )
 
 
@@ -442,10 +443,11 @@ def notes() -> tuple[str, list[str]] | None:
 # -- links ----------------------------------------------------------------------------------
 
 
-def share_link(base_url: str, page: str, picks: dict[str, str]) -> str:
-    """A link that reproduces this view: the page, the settings that differ from the
+def view_query(page: str, picks: dict[str, str]) -> dict[str, str]:
+    """The query of a link that reproduces this view: the settings that differ from the
     tutorial's, ``picks`` (e.g. ``{"roi": "3"}``), and the image, boxes and heads (a sample
-    with its own boxes by name, anything else as a snapshot the server keeps)."""
+    with its own boxes by name, anything else as a snapshot the server keeps, made once per
+    image, boxes and heads)."""
     query: dict[str, str] = {}
     choice = state.image()
     own = models.session_model()
@@ -453,26 +455,46 @@ def share_link(base_url: str, page: str, picks: dict[str, str]) -> str:
     if sample is not None and own is None and state.boxes() == sample.box_dicts():
         query["sample"] = sample.name
     else:
-        store = _store()
-        if store is None:
-            raise ProjectError("this server keeps no snapshots (its store cannot be opened)")
-        meta = current_meta(page)
-        _put(store, meta)
-        view = secrets.token_urlsafe(12)
-        store.put("share", view, json.dumps(meta).encode())
-        query["view"] = view
+        query["view"] = _snapshot(page)
     for path, value in state.params().changed().items():
         query[path] = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
     query.update(picks)
+    return query
+
+
+def _snapshot(page: str) -> str:
+    """A view id for this session's image, boxes and heads, the same while they are."""
+    store = _store()
+    if store is None:
+        raise ProjectError("this server keeps no snapshots (its store cannot be opened)")
+    meta = current_meta(page)
+    content = fingerprint({k: meta[k] for k in ("image", "boxes", "heads")})
+    known = st.session_state.get(SNAPSHOT)
+    if known is not None and known[0] == content and store.exists("share", known[1]):
+        return known[1]
+    _put(store, meta)
+    view = secrets.token_urlsafe(12)
+    store.put("share", view, json.dumps(meta).encode())
+    st.session_state[SNAPSHOT] = (content, view)
+    return view
+
+
+def share_link(base_url: str, page: str, picks: dict[str, str]) -> str:
+    """A link to ``page`` that reproduces this view (see :func:`view_query`)."""
     url = f"{base_url.rstrip('/')}/{page}"
+    query = view_query(page, picks)
     return f"{url}?{urlencode(query)}" if query else url
 
 
-def open_link(query: dict[str, str]) -> list[str]:
-    """Apply a link's query to this session; returns notes (what was ignored and why)."""
+def open_link(query: dict[str, str], known_view: str | None = None) -> list[str]:
+    """Apply a link's query to this session; returns notes (what was ignored and why).
+    ``known_view``: a view id this session already shows (its image, boxes and heads are not
+    loaded again)."""
     notes: list[str] = []
     contents = None
-    if "view" in query:
+    if "view" in query and query["view"] == known_view:
+        pass
+    elif "view" in query:
         store = _store()
         saved = store.get("share", query["view"]) if store is not None else None
         if saved is None:

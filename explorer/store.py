@@ -52,6 +52,10 @@ class Store(Protocol):
 
     def exists(self, namespace: str, key: str) -> bool: ...
 
+    def mark(self, namespace: str, key: str, member: str, ttl_s: float) -> None: ...
+
+    def count_marked(self, namespace: str, key: str) -> int: ...
+
 
 class SqliteStore:
     """The store in one SQLite file (see the module docstring)."""
@@ -69,6 +73,10 @@ class SqliteStore:
                 "size INTEGER, updated REAL, expires REAL, PRIMARY KEY (namespace, key))"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS kv_updated ON kv (updated)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS marks (namespace TEXT, key TEXT, member TEXT, "
+                "expires REAL, PRIMARY KEY (namespace, key, member))"
+            )
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -103,6 +111,25 @@ class SqliteStore:
     def delete(self, namespace: str, key: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+
+    def mark(self, namespace: str, key: str, member: str, ttl_s: float) -> None:
+        """Note ``member`` as present under ``key`` for ``ttl_s`` seconds (a heartbeat)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?)",
+                (namespace, key, member, now + ttl_s),
+            )
+            db.execute("DELETE FROM marks WHERE expires <= ?", (now,))
+
+    def count_marked(self, namespace: str, key: str) -> int:
+        """How many members are marked present under ``key`` now."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM marks WHERE namespace = ? AND key = ? AND expires > ?",
+                (namespace, key, time.time()),
+            ).fetchone()
+        return int(row[0])
 
     def _bound(self, db: sqlite3.Connection, now: float) -> None:
         db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
@@ -144,6 +171,18 @@ class RedisStore:
 
     def delete(self, namespace: str, key: str) -> None:
         self._redis.delete(self._key(namespace, key))
+
+    def mark(self, namespace: str, key: str, member: str, ttl_s: float) -> None:
+        """A sorted set of members scored by when their mark expires."""
+        name, now = self._key(namespace, key), time.time()
+        pipe = self._redis.pipeline()
+        pipe.zadd(name, {member: now + ttl_s})
+        pipe.zremrangebyscore(name, "-inf", now)
+        pipe.expire(name, int(ttl_s) + 60)
+        pipe.execute()
+
+    def count_marked(self, namespace: str, key: str) -> int:
+        return int(self._redis.zcount(self._key(namespace, key), time.time(), "+inf"))
 
 
 def open_store(url: str | None = None) -> Store:
