@@ -254,3 +254,53 @@ def anchor_targets(
         targets_all=targets_all,
         positive_from_threshold=int(n_thr),
     )
+
+
+@dataclass(frozen=True)
+class LabelReason:
+    """Why one inside anchor has its label (see :func:`label_anchors`, :func:`sample_anchors`).
+
+    Attributes:
+        label: its label before sampling: 1, 0 or -1.
+        sampled_label: its label after sampling (-1 when sampling left it out of the loss).
+        max_iou: its best IoU over the GT boxes.
+        reaches_positive: ``max_iou >= pos_iou``.
+        under_negative: ``max_iou < neg_iou``.
+        best_for: GT boxes whose best IoU over all anchors this anchor reaches exactly (ties
+            included): each makes it positive, whatever its IoU.
+    """
+
+    label: int
+    sampled_label: int
+    max_iou: float
+    reaches_positive: bool
+    under_negative: bool
+    best_for: tuple[int, ...]
+
+    @property
+    def sampled(self) -> bool:
+        """Labelled and kept by sampling: it counts in the loss."""
+        return self.label != -1 and self.sampled_label == self.label
+
+
+def label_reason(
+    targets: AnchorTargetResult, params: AnchorTargetParams, index: int
+) -> LabelReason:
+    """The rules that gave inside anchor ``index`` (a row of ``targets.ious``) its label.
+
+    Uses the same float32 IoUs and the same exact-equality tie rule as :func:`anchor_overlaps`.
+    """
+    k = targets.labels.shape[0]
+    if not 0 <= index < k:
+        raise ValueError(f"inside anchor {index} is not in 0..{k - 1}")
+    max_iou = float(targets.max_iou[index])
+    ious, best = targets.ious[index], targets.gt_best_iou
+    tie = (ious == best) & (best > 0) if ious.numel() else ious.bool()
+    return LabelReason(
+        label=int(targets.labels_unsampled[index]),
+        sampled_label=int(targets.labels[index]),
+        max_iou=max_iou,
+        reaches_positive=bool(targets.max_iou[index] >= params.pos_iou),
+        under_negative=bool(targets.max_iou[index] < params.neg_iou),
+        best_for=tuple(torch.nonzero(tie).flatten().tolist()),
+    )

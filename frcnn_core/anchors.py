@@ -138,3 +138,22 @@ def generate_anchors(
         image_size=image_size,
         stride=stride,
     )
+
+
+def anchor_position(
+    index: int, feature_size: tuple[int, int], params: AnchorParams
+) -> tuple[int, int, int]:
+    """The cell and shape of anchor ``index``: ``(iy, ix, a)``, the inverse of
+    ``index = (iy * Wf + ix) * A + a`` (or of the tutorial's x-outer
+    ``(ix * Hf + iy) * A + a`` with ``bug_b1_x_outer``); ``a = ratio_index * n_scales +
+    scale_index``.
+    """
+    hf, wf = feature_size
+    cell, a = divmod(index, params.per_cell)
+    if not 0 <= cell < hf * wf:
+        raise ValueError(f"anchor {index} is not in 0..{hf * wf * params.per_cell - 1}")
+    if params.bug_b1_x_outer:
+        ix, iy = divmod(cell, hf)
+    else:
+        iy, ix = divmod(cell, wf)
+    return iy, ix, a

@@ -179,3 +179,58 @@ def nms_in_order(
     if not keep:
         return order[:0]
     return order[torch.cat(keep)]
+
+
+def nms_suppressors(
+    boxes: torch.Tensor,
+    priority: torch.Tensor,
+    keep: torch.Tensor,
+    iou_threshold: float,
+    query: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which kept box removed each queried box in greedy NMS, and their IoU.
+
+    Greedy NMS visits boxes by descending ``priority`` and drops a box as soon as one box kept
+    before it overlaps it by IoU > ``iou_threshold``; the first such kept box (in visiting
+    order) is its suppressor. A kept box that comes *later* in the visiting order may overlap
+    it too, but it cannot have removed it, so only earlier ones count.
+
+    Args:
+        boxes (Tensor[N, 4]): the boxes NMS ran on, (x1, y1, x2, y2).
+        priority (Tensor[N]): the visiting order NMS used, highest first (ties in input order,
+            as in :func:`nms_in_order`).
+        keep (Tensor[K]): int64 indices into ``boxes`` that NMS kept.
+        iou_threshold: the NMS threshold.
+        query (Tensor[Q]): int64 indices into ``boxes`` to explain.
+
+    Returns:
+        suppressor (Tensor[Q]): int64 index into ``boxes`` of the kept box that removed each
+        queried box; -1 for a box NMS kept.
+        iou (Tensor[Q]): float32 IoU of each queried box with its suppressor (0 where -1).
+    """
+    n, q = boxes.shape[0], query.numel()
+    device = boxes.device
+    query = query.to(device)
+    keep = keep.to(device)
+    if q == 0 or keep.numel() == 0:
+        return (
+            torch.full((q,), -1, dtype=torch.int64, device=device),
+            torch.zeros(q, dtype=torch.float32, device=device),
+        )
+    order = torch.argsort(priority.to(device), descending=True, stable=True)
+    visit = torch.empty(n, dtype=torch.int64, device=device)
+    visit[order] = torch.arange(n, device=device)  # visiting position of every box
+    kept = torch.zeros(n, dtype=torch.bool, device=device)
+    kept[keep] = True
+    iou = box_iou(boxes[query], boxes[keep]).float()  # [Q, K]
+    earlier = visit[keep][None, :] < visit[query][:, None]
+    hit = (iou > iou_threshold) & earlier & ~kept[query][:, None]
+    # The earliest-visited hit: a visiting position, or n where there is none.
+    position = torch.where(hit, visit[keep][None, :], torch.full_like(iou, n, dtype=torch.int64))
+    first = position.argmin(dim=1)  # [Q]
+    found = hit.any(dim=1)
+    suppressor = torch.where(found, keep[first], torch.full_like(first, -1))
+    overlap = torch.where(
+        found, iou.gather(1, first[:, None]).squeeze(1), torch.zeros_like(iou[:, 0])
+    )
+    return suppressor, overlap

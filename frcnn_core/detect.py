@@ -39,12 +39,15 @@ class Detections:
     boxes (Tensor[D, 4]), scores (Tensor[D]), labels (Tensor[D]) int64 class ids in 1..C,
         best score first.
     candidates: (class, RoI) pairs before the score threshold; above it; after NMS.
+    roi_index (Tensor[D]): int64 index of the RoI (test proposal) each detection was decoded
+        from, or None where the detections did not come from :func:`detect`.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
     candidates: tuple[int, int, int]
+    roi_index: torch.Tensor | None = None
 
 
 def detect(
@@ -67,11 +70,14 @@ def detect(
     keep = torch.nonzero(scores >= params.score_threshold).squeeze(1)
     keep = keep[remove_small_boxes(boxes[keep], 1e-2)]
     n_scored = int(keep.numel())
+    source = keep // max(k - 1, 1)  # candidate r * C + (c - 1) came from RoI r
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     keep = batched_nms(boxes, scores, labels, params.class_nms_iou)
     n_nms = int(keep.numel())
     keep = keep[: params.max_detections]
-    return Detections(boxes[keep], scores[keep], labels[keep], (n_all, n_scored, n_nms))
+    return Detections(
+        boxes[keep], scores[keep], labels[keep], (n_all, n_scored, n_nms), source[keep]
+    )
 
 
 def top_detections_iou(detections: Detections, gt_boxes: torch.Tensor) -> torch.Tensor:
@@ -101,12 +107,15 @@ class Match:
         true_positive (Tensor[D]): bool; greedy by score, each GT box matched once, same class,
             IoU >= match_iou.
         gt_found (Tensor[G]): bool, GT boxes matched by some detection.
+        matched_gt (Tensor[D]): int64 index of the GT box each true positive took, -1 for a
+            false positive.
     """
 
     best_iou: torch.Tensor
     best_gt: torch.Tensor
     true_positive: torch.Tensor
     gt_found: torch.Tensor
+    matched_gt: torch.Tensor
 
 
 def match_detections(
@@ -121,6 +130,7 @@ def match_detections(
             torch.full((d,), -1, dtype=torch.int64, device=device),
             torch.zeros(d, dtype=torch.bool, device=device),
             torch.zeros(g, dtype=torch.bool, device=device),
+            torch.full((d,), -1, dtype=torch.int64, device=device),
         )
     ious = box_iou(detections.boxes, gt_boxes.to(device, torch.float32))  # [D, G]
     best_iou, best_gt = ious.max(dim=1)
@@ -128,6 +138,7 @@ def match_detections(
     candidate = (ious >= match_iou) & same_class
     gt_found = torch.zeros(g, dtype=torch.bool, device=device)
     true_positive = torch.zeros(d, dtype=torch.bool, device=device)
+    matched_gt = torch.full((d,), -1, dtype=torch.int64, device=device)
     # D <= max_detections (100): a loop over detections in score order is the definition.
     for i in range(d):
         free = candidate[i] & ~gt_found
@@ -135,4 +146,67 @@ def match_detections(
             j = int(torch.where(free, ious[i], torch.full_like(ious[i], -1.0)).argmax())
             gt_found[j] = True
             true_positive[i] = True
-    return Match(best_iou, best_gt, true_positive, gt_found)
+            matched_gt[i] = j
+    return Match(best_iou, best_gt, true_positive, gt_found, matched_gt)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why one detection is a true or a false positive.
+
+    Attributes:
+        kind: "true positive"; or why it is false: "no ground truth", "no box of its class",
+            "IoU too low" (no box of its class overlaps it by ``match_iou``), "duplicate" (each
+            box of its class that it overlaps enough was taken by a better-scored detection).
+        gt: the GT box it took (true positive) or the box of its class it overlaps most
+            (false positive); -1 when there is none.
+        iou: its IoU with ``gt`` (0 when -1).
+        taken_by: for a duplicate, the better-scored detection that took ``gt``; else -1.
+    """
+
+    kind: str
+    gt: int
+    iou: float
+    taken_by: int
+
+
+def explain_match(
+    detections: Detections,
+    match: Match,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    match_iou: float,
+    index: int,
+) -> Verdict:
+    """The verdict of :func:`match_detections` on detection ``index``, with its reason.
+
+    Args:
+        detections, match: the detections and their match.
+        gt_boxes (Tensor[G, 4]), gt_labels (Tensor[G]): the ground truth the match used.
+        match_iou: the IoU it used.
+    """
+    d = detections.boxes.shape[0]
+    if not 0 <= index < d:
+        raise ValueError(f"detection {index} is not in 0..{d - 1}")
+    j = int(match.matched_gt[index])
+    box = detections.boxes[index : index + 1].float()
+    gt_boxes = gt_boxes.to(box.device, torch.float32)
+    if j >= 0:
+        return Verdict("true positive", j, float(box_iou(box, gt_boxes[j : j + 1])[0, 0]), -1)
+    if gt_boxes.shape[0] == 0:
+        return Verdict("no ground truth", -1, 0.0, -1)
+    same = gt_labels.to(box.device) == detections.labels[index]
+    if not bool(same.any()):
+        return Verdict("no box of its class", -1, 0.0, -1)
+    ious = torch.where(
+        same, box_iou(box, gt_boxes)[0], torch.full_like(same, -1.0, dtype=torch.float32)
+    )
+    best = int(ious.argmax())
+    if float(ious[best]) < match_iou:
+        return Verdict("IoU too low", best, float(ious[best]), -1)
+    # Every box of its class that it overlaps enough was taken earlier (else it would be a
+    # true positive): name the best-overlapping one and the detection that took it.
+    taken_by = torch.nonzero(match.matched_gt[:index] == best).flatten()
+    return Verdict(
+        "duplicate", best, float(ious[best]), int(taken_by[0]) if taken_by.numel() else -1
+    )

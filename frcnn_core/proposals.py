@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
-from frcnn_core.boxes import SCALE_CLAMP, decode, nms_in_order
+from frcnn_core.boxes import SCALE_CLAMP, decode, nms_in_order, nms_suppressors
 
 
 @dataclass(frozen=True)
@@ -135,3 +135,77 @@ def propose(
         pre_nms_n=pre_n,
         post_nms_n=post_n,
     )
+
+
+# The steps that can remove a box, in the order the layer applies them.
+REMOVING_STEPS = ("min size", "pre-NMS top-N", "NMS", "post-NMS top-N")
+
+
+@dataclass(frozen=True)
+class BoxFate:
+    """What the proposal layer did with the box of one anchor.
+
+    Attributes:
+        anchor: the anchor's index n (also the box's row in ``decoded`` and ``clipped``).
+        score: the score the box was ranked by.
+        removed_at: the step of :data:`REMOVING_STEPS` that removed it, or "" for a proposal.
+        pre_nms_rank: its place in the pre-NMS list (0 = best score), -1 when not in it.
+        suppressor: anchor index of the kept box that removed it in NMS, -1 unless
+            ``removed_at == "NMS"`` (and -1 in the rare case that no box overlaps it by more
+            than the threshold in float32 arithmetic, i.e. an IoU at the threshold).
+        suppressor_iou: the IoU of the two clipped boxes (0 when there is no suppressor).
+        proposal: its index among the proposals (``rois``), -1 when removed.
+    """
+
+    anchor: int
+    score: float
+    removed_at: str
+    pre_nms_rank: int
+    suppressor: int
+    suppressor_iou: float
+    proposal: int
+
+
+def _position(index: torch.Tensor, value: int) -> int:
+    """Where ``value`` sits in the 1-D ``index``, or -1."""
+    hit = torch.nonzero(index == value).flatten()
+    return int(hit[0]) if hit.numel() else -1
+
+
+def box_fate(result: ProposalResult, params: ProposalParams, anchor: int) -> BoxFate:
+    """Follow one anchor's box through the proposal layer (see :func:`propose`).
+
+    Args:
+        result: the layer's output.
+        params: the rules it ran with (the NMS threshold and visiting order).
+        anchor: an anchor index in ``[0, N)``.
+    """
+    n = result.rank_scores.shape[0]
+    if not 0 <= anchor < n:
+        raise ValueError(f"anchor {anchor} is not in 0..{n - 1}")
+    score = float(result.rank_scores[anchor])
+    pre = result.pre_nms_index
+    rank = _position(pre, anchor)
+
+    def fate(step: str, suppressor: int = -1, iou: float = 0.0, proposal: int = -1) -> BoxFate:
+        return BoxFate(anchor, score, step, rank, suppressor, iou, proposal)
+
+    if _position(result.size_keep, anchor) < 0:
+        return fate("min size")
+    if rank < 0:
+        return fate("pre-NMS top-N")
+    survivor = _position(result.nms_keep, rank)
+    if survivor >= 0:
+        return (
+            fate("post-NMS top-N") if survivor >= result.post_nms_n else fate("", proposal=survivor)
+        )
+    priority = pre.float() if params.bug_b8_index_order else result.rank_scores[pre]
+    by, iou = nms_suppressors(
+        result.clipped[pre],
+        priority,
+        result.nms_keep,
+        params.nms_iou,
+        torch.tensor([rank], device=pre.device),
+    )
+    by_rank = int(by[0])
+    return fate("NMS", int(pre[by_rank]) if by_rank >= 0 else -1, float(iou[0]))
