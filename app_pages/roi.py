@@ -152,6 +152,15 @@ with page_guard():
             f"RoI Pool rounds to cells x {q.x_start}–{q.x_end}, y {q.y_start}–{q.y_end} "
             f"({q.x_end - q.x_start + 1} × {q.y_end - q.y_start + 1} cells)"
         )
+        if q.clamped:
+            rx1, ry1, rx2, ry2 = q.rounded
+            hf, wf = run.anchors.feature_size
+            st.caption(
+                f"Rounded, the RoI spans cells x {rx1}–{rx2}, y {ry1}–{ry2}: past the edge "
+                f"of the {hf} × {wf} map, whose cells run 0–{wf - 1} across and 0–{hf - 1} "
+                "down. RoI Pool splits the rounded span into bins and stops each bin at the "
+                "map's edge, so only the cells above are pooled."
+            )
         if pick < n_pos:
             dx, dy, dw, dh = targets.targets[pick].tolist()
             st.markdown(

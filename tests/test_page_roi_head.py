@@ -406,3 +406,21 @@ def test_clicked_rois_reads_the_selection_event() -> None:
         }
     }
     assert clicked_rois(event) == [7, 9]
+
+
+def test_quantised_roi_is_clamped_to_the_map() -> None:
+    """A RoI to the image's bottom edge rounds to row 50 of a 50-row map; RoI Pool's bins stop
+    at row 49, so the RoI covers rows 3..49 (47 rows), not 3..50 (48)."""
+    params = RoIPoolParams()
+    roi = [0.0, 48.0, 800.0, 800.0]  # 48 / 16 = 3, 800 / 16 = 50
+    q = quantise_roi(roi, params, (50, 50), 16)
+    assert (q.x_start, q.x_end, q.y_start, q.y_end) == (0, 49, 3, 49)
+    assert q.rounded == (0, 3, 50, 50) and q.clamped
+    assert max(b for _, b in q.y_bins) == 50  # one past the last cell, 49
+    # The cells pooled are exactly those: the rows 3..49 give roi_pool's output.
+    features = torch.arange(50.0).reshape(1, 1, 50, 1).expand(1, 1, 50, 50).contiguous()
+    pooled = roi_pool(features, [torch.tensor([roi])], (7, 7), 1 / 16)[0, 0]
+    assert float(pooled.max()) == 49.0 and float(pooled.min()) > 3.0
+    torch.testing.assert_close(_manual_roi_pool(features, roi, params), pooled[None])
+    inside = quantise_roi([160.0, 160.0, 320.0, 320.0], params, (50, 50), 16)
+    assert not inside.clamped

@@ -26,6 +26,7 @@ from explorer.figures import (
     image_figure,
 )
 from explorer.text import MAX_MESSAGE_CHARS, html_text
+from explorer.views.inspect import clicked_indices
 from frcnn_core.proposal_targets import ProposalTargetParams, ProposalTargetResult
 from frcnn_core.roi_pool import POOL_METHODS, RoIPoolParams, pool_rois
 
@@ -139,15 +140,7 @@ def rois_figure(
 def clicked_rois(event: Mapping[str, Any] | None) -> list[int]:
     """RoI indices of the centre markers selected in ``rois_figure`` (a plotly_chart selection
     event); clicks on other traces carry no ``customdata`` and are ignored."""
-    points = ((event or {}).get("selection") or {}).get("points") or []
-    out = []
-    for point in points:
-        value = point.get("customdata")
-        if isinstance(value, list | tuple):
-            value = value[0] if value else None
-        if value is not None:
-            out.append(int(value))
-    return out
+    return clicked_indices(event)
 
 
 def iou_histogram(
@@ -224,9 +217,13 @@ class QuantisedRoI:
     """How ``torchvision.ops.roi_pool`` sees a RoI, in whole feature cells.
 
     Attributes:
-        x_start, y_start, x_end, y_end: first and last cells, both included
-            (``round(x1 / 16)`` .. ``round(x2 / 16)``, rounding halves away from zero).
+        x_start, y_start, x_end, y_end: first and last cells pooled, both included: the
+            rounded RoI (``round(x1 / 16)`` .. ``round(x2 / 16)``, halves away from zero)
+            clamped to the map's cells ``0 .. Wf - 1`` and ``0 .. Hf - 1``, as ``roi_pool``
+            clamps its bins.
         x_bins, y_bins: per bin, its first cell and one past its last cell (clipped to the map).
+        rounded: the rounded RoI before clamping, ``(x_start, y_start, x_end, y_end)``: the
+            bins are cut from it, so a RoI that reaches past the map has a last bin cut short.
     """
 
     x_start: int
@@ -235,6 +232,12 @@ class QuantisedRoI:
     y_end: int
     x_bins: tuple[tuple[int, int], ...]
     y_bins: tuple[tuple[int, int], ...]
+    rounded: tuple[int, int, int, int]
+
+    @property
+    def clamped(self) -> bool:
+        """The rounded RoI reaches past the feature map."""
+        return self.rounded != (self.x_start, self.y_start, self.x_end, self.y_end)
 
 
 def _round_half_away(v: float) -> int:
@@ -267,13 +270,18 @@ def quantise_roi(
     xs, ys = _round_half_away(x1 * s), _round_half_away(y1 * s)
     xe, ye = _round_half_away(x2 * s), _round_half_away(y2 * s)
     hf, wf = feature_size
+
+    def clamp(v: int, size: int) -> int:
+        return min(max(v, 0), size - 1)
+
     return QuantisedRoI(
-        xs,
-        ys,
-        xe,
-        ye,
+        clamp(xs, wf),
+        clamp(ys, hf),
+        clamp(xe, wf),
+        clamp(ye, hf),
         _bins(xs, xe, params.output_size, wf),
         _bins(ys, ye, params.output_size, hf),
+        (xs, ys, xe, ye),
     )
 
 
