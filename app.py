@@ -10,7 +10,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import finetune, models, project_panel, projects, runtime, state, training
+from explorer import (
+    classroom,
+    finetune,
+    models,
+    project_panel,
+    projects,
+    runtime,
+    state,
+    training,
+)
 from explorer.text import plain, plain_message
 
 # A local icon: a ":material/...:" one is fetched from Google's font server by every browser.
@@ -66,15 +75,23 @@ FINETUNE_PAGES = [
     st.Page(f"app_pages/{file}.py", url_path=url, title=title, icon=f":material/{icon}:")
     for file, url, title, icon in FINETUNE_TABLE
 ]
-PAGE_BY_URL = {p.url_path: p for p in PAGES}
+PAGE_BY_URL = {p.url_path: p for p in PAGES + PRODUCTION_PAGES + FINETUNE_PAGES}
 
 page = st.navigation(
-    {"Tutorial": PAGES, "Production detector": PRODUCTION_PAGES, "Fine-tune": FINETUNE_PAGES}
+    {"Tutorial": PAGES, "Production detector": PRODUCTION_PAGES, "Fine-tune": FINETUNE_PAGES},
+    expanded=True,  # every section in view: collapsed, the later sections hide under "View more"
 )
 # A new session: this browser's saved project comes back, and a shared link applies on top.
+first_run = not st.session_state.get(projects.STARTED)
 restore_to = projects.start(page.url_path)
-if restore_to is not None and restore_to in PAGE_BY_URL and page.url_path == PAGES[0].url_path:
-    st.switch_page(PAGE_BY_URL[restore_to])
+if first_run:  # a ?class= link joins; a reload keeps this browser's part in a class
+    classroom.resume(st.query_params.get("class"))
+if restore_to is not None and page.url_path != PAGES[0].url_path:
+    restore_to = None  # a deep link names its page
+# Following the instructor: their page, image and settings, applied before this page runs.
+go_to = classroom.follow(page.url_path) or restore_to
+if go_to is not None and go_to in PAGE_BY_URL and go_to != page.url_path:
+    st.switch_page(PAGE_BY_URL[go_to])
 said = projects.notes()
 if said is not None:
     kind, lines = said
@@ -83,6 +100,9 @@ if said is not None:
     show(plain_message(opening + "; ".join(lines) + "."), icon=":material/info:")
 
 with st.sidebar:
+    in_class = classroom.member()
+    if in_class:  # following or teaching: the class comes first
+        classroom.panel(project_panel.base_url())
     choice = state.image()
     if choice is not None:
         n = len(state.boxes())
@@ -115,8 +135,12 @@ with st.sidebar:
         on_click=state.reset_params,
     )
     project_panel.sidebar(page.url_path)
+    if not in_class:
+        classroom.panel(project_panel.base_url())
 
 try:
     page.run()
 finally:  # also after st.stop() or st.rerun() in the page: what it changed is saved
-    projects.autosave(page.url_path)
+    classroom.finish(page.url_path)  # the instructor's view goes to the class
+    if classroom.saves_own_project():
+        projects.autosave(page.url_path)

@@ -43,7 +43,7 @@ def base_url() -> str:
     return f"{url.scheme}://{url.netloc}" + (f"/{prefix}" if prefix else "")
 
 
-def _picks(page: str) -> dict[str, str]:
+def picks(page: str) -> dict[str, str]:
     out = {}
     for name in PAGE_PICKS.get(page, ()):
         key = projects.PICKS[name]
@@ -58,7 +58,7 @@ def _picks(page: str) -> dict[str, str]:
 
 def _share(page: str) -> None:
     try:
-        st.session_state[LINK] = projects.share_link(base_url(), page, _picks(page))
+        st.session_state[LINK] = projects.share_link(base_url(), page, picks(page))
     except projects.ProjectError as exc:
         _say("error", str(exc))
 

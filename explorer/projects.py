@@ -66,7 +66,7 @@ PICKS = {
     "bug": "bug",
     "cell": ("anchors_iy", "anchors_ix"),
 }
-LINK_KEYS = ("view", "sample", *PICKS)
+LINK_KEYS = ("view", "sample", "class", *PICKS)  # "class": see explorer.classroom
 
 
 class ProjectError(ValueError):
@@ -413,18 +413,12 @@ def start(current_page: str) -> str | None:
     said: list[str] = []
     kind = "restored"
     go_to = None
-    store = _store()
-    saved = store.get("project", owner()) if store is not None else None
-    if saved is not None:
-        try:
-            contents = _load(store, saved, "your saved project")  # type: ignore[arg-type]
-            said += apply(contents)
-            st.session_state[SAVED] = fingerprint(current_meta(contents.meta.get("page", "")))
-            page = contents.meta.get("page") or ""
-            go_to = page if page != current_page else None
-        except ProjectError as exc:
-            kind = "error"
-            said.append(f"your saved project could not be restored: {exc}")
+    try:
+        page, said = restore()
+        go_to = page if page is not None and page != current_page else None
+    except ProjectError as exc:
+        kind = "error"
+        said = [f"your saved project could not be restored: {exc}"]
     query = {k: st.query_params.get_all(k)[-1] for k in st.query_params}
     if query:
         said += open_link(query)
@@ -433,6 +427,23 @@ def start(current_page: str) -> str | None:
     if said:
         st.session_state[NOTES] = (kind, said)
     return go_to
+
+
+def restore() -> tuple[str | None, list[str]]:
+    """Bring back this browser's saved project, if there is one: returns its page and notes
+    (``(None, [])`` when nothing is saved).
+
+    Raises:
+        ProjectError: the saved project cannot be used; the session is unchanged.
+    """
+    store = _store()
+    saved = store.get("project", owner()) if store is not None else None
+    if saved is None:
+        return None, []
+    contents = _load(store, saved, "your saved project")  # type: ignore[arg-type]
+    said = apply(contents)
+    st.session_state[SAVED] = fingerprint(current_meta(contents.meta.get("page", "")))
+    return contents.meta.get("page") or "", said
 
 
 def notes() -> tuple[str, list[str]] | None:
@@ -486,13 +497,20 @@ def share_link(base_url: str, page: str, picks: dict[str, str]) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
+def view_token(query: dict[str, str]) -> str | None:
+    """What a link's query names as its image, boxes and heads: a view id or a sample."""
+    if "view" in query:
+        return query["view"]
+    return f"sample:{query['sample']}" if "sample" in query else None
+
+
 def open_link(query: dict[str, str], known_view: str | None = None) -> list[str]:
     """Apply a link's query to this session; returns notes (what was ignored and why).
-    ``known_view``: a view id this session already shows (its image, boxes and heads are not
-    loaded again)."""
+    ``known_view``: the :func:`view_token` of what this session already shows (its image,
+    boxes and heads are not loaded again)."""
     notes: list[str] = []
     contents = None
-    if "view" in query and query["view"] == known_view:
+    if known_view is not None and view_token(query) == known_view:
         pass
     elif "view" in query:
         store = _store()
