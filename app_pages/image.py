@@ -18,6 +18,7 @@ from explorer.image_page import (
     on_clear,
     table_state,
     take_canvas_report,
+    take_sample,
     take_table_report,
     take_upload,
 )
@@ -43,7 +44,10 @@ intro(
 )
 
 with page_guard():
-    take_upload()
+    if take_upload() or take_sample():
+        # Its callback was stopped by a newer rerun (see take_upload): this run drew the
+        # sidebar from the previous image, so draw everything again from the new one.
+        st.rerun()
     image_pickers()  # before anything decodes, so another image can always be chosen
     if (choice := state.image()) is not None:
         frame = canvas_frame(caches.decode(choice.digest, choice.data).size)

@@ -58,6 +58,7 @@ TABLE_VERSION = P + "table_version"
 LABEL = P + "label"  # label for the next drawn box (survives page switches)
 LABEL_WIDGET = P + "label_widget"
 SAMPLE_WIDGET = P + "sample"
+SAMPLE_SHOWN = P + "sample_shown"  # what image_pickers last put in the sample selector
 UPLOAD_WIDGET = P + "upload"
 UPLOAD_SEEN = P + "upload_seen"  # file id of the last upload handled
 UPLOAD_ERROR = P + "upload_error"  # (file id, message) of a rejected upload
@@ -88,6 +89,7 @@ def on_sample() -> None:
     if name is not None and name in samples():
         state.choose_sample(name)
         forget_table()
+        st.session_state[SAMPLE_SHOWN] = name  # done (see take_sample): last
 
 
 def on_clear() -> None:
@@ -130,27 +132,62 @@ def take_table_report(digest: str) -> None:
         table["synced"] = state.boxes()
 
 
-def take_upload() -> None:
+def take_upload() -> bool:
     """A new upload becomes the image (with no boxes) if it decodes; else a message is kept
-    and the image and boxes stay as they were."""
+    and the image and boxes stay as they were. True when it handled a file on this call.
+
+    The uploader's callback and the top of the page both call this, and the page's call is
+    the one that counts: Streamlit (``runner.fastReruns``, its default) answers a rerun request
+    that arrives while a run is going, e.g. the drawing canvas reporting its background once
+    loaded on the page's first run in a session, by stopping that run at its next
+    ``st.session_state`` access and starting a new one at once. The new run sees the uploader's
+    value unchanged and calls no callback, so a callback stopped half-way is never called
+    again. So the file is marked as handled (``UPLOAD_SEEN``) last, after the image or the
+    message: marked first (as it was), a stopped callback left the file in the uploader,
+    marked as handled, while the app kept the previous image.
+    """
     uploaded = st.session_state.get(UPLOAD_WIDGET)
     if uploaded is None or uploaded.file_id == st.session_state.get(UPLOAD_SEEN):
-        return
-    st.session_state[UPLOAD_SEEN] = uploaded.file_id
+        return False
     name = shown(uploaded.name)  # another person's file name: one bounded, visible line
     reason = too_large(uploaded, "image")
     if reason:
-        st.session_state[UPLOAD_ERROR] = (uploaded.file_id, f"{name} was not used: {reason}.")
-        return
+        refuse(uploaded.file_id, f"{name} was not used: {reason}.")
+        return True
     data = uploaded.getvalue()
     digest = state.digest_of(data)
     result = check_upload(name, data, functools.partial(caches.decode, digest))
     if result.error:
-        st.session_state[UPLOAD_ERROR] = (uploaded.file_id, result.error)
-        return
-    st.session_state.pop(UPLOAD_ERROR, None)
+        refuse(uploaded.file_id, result.error)
+        return True
     state.set_image(state.ImageChoice(name, data, digest, False), [])
     forget_table()
+    st.session_state.pop(UPLOAD_ERROR, None)
+    st.session_state[UPLOAD_SEEN] = uploaded.file_id
+    return True
+
+
+def refuse(file_id: str, message: str) -> None:
+    """Keep ``message`` for the upload ``file_id`` (shown under the uploader), then mark it."""
+    st.session_state[UPLOAD_ERROR] = (file_id, message)
+    st.session_state[UPLOAD_SEEN] = file_id
+
+
+def take_sample() -> bool:
+    """The sample the student picked, if its callback was stopped before it had applied it
+    (see :func:`take_upload`): applied now. True when it was.
+
+    The selector shows the session's image: :func:`image_pickers` sets it on each run, and it
+    and :func:`on_sample` (last, once the sample is applied) keep what it shows in
+    ``SAMPLE_SHOWN``. A value that differs from that is a pick not yet applied.
+    """
+    if SAMPLE_SHOWN not in st.session_state:
+        return False
+    picked = st.session_state.get(SAMPLE_WIDGET)
+    if picked is None or picked == st.session_state[SAMPLE_SHOWN] or picked not in samples():
+        return False
+    on_sample()
+    return True
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -164,6 +201,7 @@ def image_pickers() -> None:
     titles = {name: sample.title for name, sample in catalogue.items()}
     choice = state.image()
     st.session_state[SAMPLE_WIDGET] = choice.name if choice and choice.sample else None
+    st.session_state[SAMPLE_SHOWN] = st.session_state[SAMPLE_WIDGET]
     left, right = st.columns(2)
     with left:
         st.selectbox(
