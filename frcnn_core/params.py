@@ -29,6 +29,7 @@ from frcnn_core.backbone import VGG16, BackboneParams, BackboneSpec
 from frcnn_core.detect import DetectParams, MatchParams
 from frcnn_core.head import HeadLossParams, HeadParams
 from frcnn_core.image import ResizeParams
+from frcnn_core.production_params import ProductionInputParams, ProductionParams
 from frcnn_core.proposal_targets import ProposalTargetParams
 from frcnn_core.proposals import TEST_COUNTS, ProposalCounts, ProposalParams
 from frcnn_core.roi_pool import POOL_METHODS, RoIPoolParams
@@ -74,6 +75,9 @@ class PipelineParams:
     head_loss: HeadLossParams = field(default_factory=HeadLossParams)
     detect: DetectParams = field(default_factory=DetectParams)
     match: MatchParams = field(default_factory=MatchParams)
+    # The production detector (torchvision's), read by frcnn_core.production_graph.PRODUCTION.
+    production_input: ProductionInputParams = field(default_factory=ProductionInputParams)
+    production: ProductionParams = field(default_factory=ProductionParams)
 
     def get(self, path: str) -> Any:
         """The value at ``"group.field"``."""
@@ -639,6 +643,38 @@ PARAMETERS: tuple[Parameter, ...] = (
         0.1,
         0.95,
         0.05,
+    ),
+    Parameter(
+        "production_input.shorter_side",
+        "Shorter side (px)",
+        "The production detector scales the image, aspect kept, so its shorter side is this "
+        "many pixels unless the longer side would pass its limit. Smaller is faster on a CPU, "
+        "larger finds smaller objects (torchvision and the tutorial's MMDetection config: 800).",
+        "int",
+        128,
+        1344,
+        32,
+    ),
+    Parameter(
+        "production_input.longer_side",
+        "Longer side at most (px)",
+        "The production detector's resize never makes the longer side larger than this "
+        "(torchvision and the tutorial's MMDetection config: 1333).",
+        "int",
+        133,
+        2133,
+        100,
+    ),
+    Parameter(
+        "production.box_score_thresh",
+        "Score threshold",
+        "The production detector's detections whose class probability is not above this are "
+        "hidden; moving it re-runs no network. Its lowest value is the model's own: torchvision "
+        "drops every score under 0.05 (tutorial, MMDetection demo: 0.3).",
+        "float",
+        0.05,
+        0.99,
+        0.01,
     ),
 )
 

@@ -4,6 +4,7 @@ line's ``--set`` built on the same registry (one line and exit 2 for anything it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -24,6 +25,7 @@ from frcnn_core.params import (
     validate,
 )
 from frcnn_core.pipeline import PIPELINE
+from frcnn_core.production_graph import PRODUCTION
 
 ROOT = Path(__file__).resolve().parents[1]
 ZEBRAS = ROOT / "sample_images" / "zebras.jpg"
@@ -37,8 +39,10 @@ def test_every_field_has_exactly_one_registry_entry() -> None:
 
 
 def test_every_group_is_read_by_a_stage() -> None:
-    read = {g for stage in PIPELINE for g in stage.params}
+    """Of the tutorial's graph or the production detector's; every group is read."""
+    read = {g for graph in (PIPELINE, PRODUCTION) for stage in graph for g in stage.params}
     assert read == {p.group for p in PARAMETERS}
+    assert {f.name for f in dataclasses.fields(PipelineParams)} == read
 
 
 def test_defaults_are_the_dataclasses_and_valid() -> None:
