@@ -1,0 +1,751 @@
+"""Figures and tables of the production detector's pages: its detections, each of its stages,
+and the tutorial's pipeline beside it. Each function takes results and returns a figure, an
+RGB picture or table rows; the pages place them.
+
+Pictures of many cells (FPN channels, objectness maps) are RGB arrays (``st.image``), a few KB
+of PNG each; a plotly heatmap of a 200 x 304 map would send 60 000 numbers per tile.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from explorer.figures import (
+    NEGATIVE_COLOUR,
+    POSITIVE_COLOUR,
+    PROPOSAL_COLOUR,
+    add_boxes,
+    add_gt,
+    image_figure,
+)
+from explorer.text import html_text, shown
+from frcnn_core.detect import Match
+from frcnn_core.production import DISPLAY_SCORE_THRESHOLD, Detections, top_rois
+from frcnn_core.production_graph import (
+    CachedRun,
+    LabelledBoxes,
+    LevelTiles,
+    ProductionHeadLoss,
+    ProductionTargets,
+    ThresholdedDetections,
+)
+from frcnn_core.render_production import LEVEL_COLOURS
+
+MISS_COLOUR = "#F97316"
+# Detections of one class share a colour (the classes present, in order of first appearance).
+CLASS_COLOURS = (
+    "#22D3EE",
+    "#F472B6",
+    "#A3E635",
+    "#FBBF24",
+    "#818CF8",
+    "#FB7185",
+    "#34D399",
+    "#C084FC",
+    "#F97316",
+    "#60A5FA",
+)
+MAX_CENTRES = 4000  # anchor centres drawn on a level (every k-th row and column beyond that)
+TILE_HEIGHT = 150
+
+
+def level_colour(i: int) -> str:
+    r, g, b = LEVEL_COLOURS[i % len(LEVEL_COLOURS)]
+    return f"#{r:02X}{g:02X}{b:02X}"
+
+
+def class_name(class_names: tuple[str, ...], label: int) -> str:
+    return class_names[label] if 0 <= label < len(class_names) else f"class {label}"
+
+
+def fmt_hw(size: tuple[int, ...]) -> str:
+    return " × ".join(f"{int(v):,}" for v in size)
+
+
+def fmt_stride(stride: tuple[int, int]) -> str:
+    """``(sy, sx)`` as one number when equal. torchvision's anchor generator divides the padded
+    size by the map's size, so a level whose map was rounded (``pool``) can get two."""
+    sy, sx = stride
+    return f"{sy}" if sy == sx else f"{sy} × {sx}"
+
+
+# -- detections ------------------------------------------------------------------------------------
+
+
+def present_classes(found: Detections, class_names: tuple[str, ...]) -> list[str]:
+    """The class names among the detections, most detections first."""
+    names = [class_name(class_names, int(c)) for c in found.labels.tolist()]
+    return sorted(set(names), key=lambda n: (-names.count(n), n))
+
+
+def shown_index(found: Detections, class_names: tuple[str, ...], classes: list[str]) -> list[int]:
+    """Indices of the detections whose class is in ``classes``."""
+    wanted = set(classes)
+    return [i for i, c in enumerate(found.labels.tolist()) if class_name(class_names, c) in wanted]
+
+
+def detection_rows(
+    found: Detections,
+    class_names: tuple[str, ...],
+    index: list[int],
+    match: Match | None,
+) -> list[dict[str, Any]]:
+    """One row per shown detection, best first; boxes in original-image pixels."""
+    rows = []
+    for i in index:
+        x1, y1, x2, y2 = (round(float(v), 1) for v in found.boxes_original[i].tolist())
+        row: dict[str, Any] = {
+            "#": i + 1,
+            "class": shown(class_name(class_names, int(found.labels[i]))),
+            "score": round(float(found.scores[i]), 4),
+            "x1": x1,
+            "y1": y1,
+            "x2": x2,
+            "y2": y2,
+        }
+        if match is not None:
+            row["best IoU"] = round(float(match.best_iou[i]), 3)
+            row["result"] = "TP" if bool(match.true_positive[i]) else "FP"
+        rows.append(row)
+    return rows
+
+
+def _label_trace(boxes: torch.Tensor, text: list[str], colour: str) -> go.Scatter:
+    b = boxes.detach().cpu().numpy().reshape(-1, 4)
+    return go.Scatter(
+        x=b[:, 0],
+        y=b[:, 1],
+        mode="text",
+        text=text,
+        textposition="top right",
+        textfont=dict(color=colour, size=12),
+        hoverinfo="skip",
+        showlegend=False,
+    )
+
+
+def detections_figure(
+    pixels: np.ndarray,
+    found: Detections,
+    class_names: tuple[str, ...],
+    index: list[int],
+    truth: LabelledBoxes,
+    match: Match | None,
+    height: int = 620,
+) -> go.Figure:
+    """The shown detections on the original image with "class score" labels, and the user's
+    boxes. Graded (``match`` given): true positives green, false positives red, missed boxes
+    orange and dashed; otherwise one colour per class."""
+    fig = image_figure(pixels, height=height, dim=0.8)
+    add_gt(fig, truth.all_boxes, truth.all_labels)
+    names = [class_name(class_names, int(c)) for c in found.labels.tolist()]
+    text = [f"{html_text(names[i])} {float(found.scores[i]):.2f}" for i in range(len(found))]
+    if match is not None:
+        tp = match.true_positive.tolist()
+        groups = [
+            ([i for i in index if not tp[i]], NEGATIVE_COLOUR, "false positive"),
+            ([i for i in index if tp[i]], POSITIVE_COLOUR, "true positive"),
+        ]
+    else:
+        order = list(dict.fromkeys(names[i] for i in index))
+        groups = [
+            (
+                [i for i in index if names[i] == name],
+                CLASS_COLOURS[k % len(CLASS_COLOURS)],
+                html_text(name),
+            )
+            for k, name in enumerate(order)
+        ]
+    for idx, colour, name in groups:
+        if not idx:
+            continue
+        boxes = found.boxes_original[idx]
+        add_boxes(fig, boxes, colour, f"{name}: {len(idx)}", 2.5, hover=[text[i] for i in idx])
+        fig.add_trace(_label_trace(boxes, [text[i] for i in idx], colour))
+    if match is not None and truth.graded:
+        missed = torch.nonzero(~match.gt_found).squeeze(1).tolist()
+        if missed:
+            add_boxes(
+                fig,
+                truth.boxes[missed],
+                MISS_COLOUR,
+                f"missed: {len(missed)}",
+                3,
+                hover=[html_text(truth.labels[j]) for j in missed],
+                dash="dash",
+            )
+    return fig
+
+
+def grading_counts(match: Match, truth: LabelledBoxes, index: list[int]) -> dict[str, int]:
+    """True and false positives among the shown detections, and the boxes none found."""
+    tp = match.true_positive.tolist()
+    return {
+        "true_positive": sum(1 for i in index if tp[i]),
+        "false_positive": sum(1 for i in index if not tp[i]),
+        "missed": int((~match.gt_found).sum()),
+        "boxes": len(truth.labels),
+    }
+
+
+# -- the stages ------------------------------------------------------------------------------------
+
+
+def padded_frame(cached: CachedRun) -> np.ndarray:
+    """The resized image inside its zero-padded tensor (padding drawn grey)."""
+    hp, wp = cached.run.input.padded_size
+    hi, wi = cached.run.input.input_size
+    canvas = np.full((hp, wp, 3), 90, dtype=np.uint8)
+    canvas[:hi, :wi] = cached.frame
+    return canvas
+
+
+def _heat(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A map min-max scaled to viridis RGB at ``size`` (w, h)."""
+    v = values.detach().float().cpu()
+    v = ((v - v.min()) / (v.max() - v.min() + 1e-12) * 255).to(torch.uint8).numpy()
+    tile = cv2.applyColorMap(cv2.resize(v, size, interpolation=cv2.INTER_NEAREST), 16)
+    return cv2.cvtColor(tile, cv2.COLOR_BGR2RGB)
+
+
+def channel_tiles(level: LevelTiles, count: int, columns: int = 4) -> np.ndarray:
+    """The level's ``count`` most active channels as viridis tiles in a grid (each scaled to
+    its own range), row by row in the order of ``level.channels``."""
+    _, h, w = level.shape
+    tile_w = max(1, round(TILE_HEIGHT * w / max(h, 1)))
+    tiles = [
+        cv2.copyMakeBorder(
+            _heat(level.tiles[k], (tile_w, TILE_HEIGHT)), 3, 3, 3, 3, cv2.BORDER_CONSTANT
+        )
+        for k in range(min(count, level.tiles.shape[0]))
+    ]
+    rows = []
+    for start in range(0, len(tiles), columns):
+        row = tiles[start : start + columns]
+        row += [np.zeros_like(tiles[0])] * (columns - len(row))
+        rows.append(np.hstack(row))
+    return np.vstack(rows)
+
+
+def mean_tile(level: LevelTiles, width: int = 480) -> np.ndarray:
+    _, h, w = level.shape
+    return _heat(level.mean, (width, max(1, round(width * h / max(w, 1)))))
+
+
+def level_rows(cached: CachedRun) -> list[dict[str, Any]]:
+    """Per FPN level: its map, stride, anchors, and how many RoIs it contributes and pools."""
+    run = cached.run
+    anchors = run.anchors.counts()
+    pooled = run.roi.counts()
+    rows = []
+    for name, level in cached.levels.items():
+        rows.append(
+            {
+                "level": name,
+                "map (C × H × W)": fmt_hw(level.shape),
+                "stride (px)": fmt_stride(level.stride),
+                "anchor size (px)": ", ".join(str(s) for s in run.anchors.sizes[name]),
+                "ratios (h / w)": ", ".join(f"{r:g}" for r in run.anchors.aspect_ratios[name]),
+                "anchors": anchors[name],
+                "proposals from it": run.proposals.funnel[name]["final"],
+                "RoIs pooled from it": pooled.get(name, 0),
+            }
+        )
+    return rows
+
+
+def _per_cell(cached: CachedRun, name: str) -> int:
+    return len(cached.run.anchors.sizes[name]) * len(cached.run.anchors.aspect_ratios[name])
+
+
+def anchors_figure(cached: CachedRun, level: str, height: int = 520) -> go.Figure:
+    """The chosen level's anchor centres (every k-th row and column beyond
+    :data:`MAX_CENTRES`) and, for every level, the anchors of the middle cell."""
+    run = cached.run
+    fig = image_figure(cached.frame, height=height, dim=0.6)
+    names = list(run.anchors.anchors)
+    for i, name in enumerate(names):
+        boxes = run.anchors.anchors[name]
+        per_cell = _per_cell(cached, name)
+        _, hl, wl = run.rpn.objectness[name].shape
+        middle = ((hl // 2) * wl + wl // 2) * per_cell
+        sizes = ", ".join(str(s) for s in run.anchors.sizes[name])
+        add_boxes(
+            fig,
+            boxes[middle : middle + per_cell],
+            level_colour(i),
+            f"level {name}: size {sizes}",
+            2.5 if name == level else 1.5,
+            dash=None if name == level else "dot",
+        )
+    i = names.index(level)
+    per_cell = _per_cell(cached, level)
+    _, hl, wl = run.rpn.objectness[level].shape
+    step = max(1, math.ceil(math.sqrt(hl * wl / MAX_CENTRES)))
+    boxes = run.anchors.anchors[level].reshape(hl, wl, per_cell, 4)[::step, ::step, 0]
+    centres = ((boxes[..., :2] + boxes[..., 2:]) / 2).reshape(-1, 2).numpy()
+    label = f"centres of level {level}" + (f" (every {step}th row and column)" if step > 1 else "")
+    fig.add_trace(
+        go.Scattergl(
+            x=centres[:, 0],
+            y=centres[:, 1],
+            mode="markers",
+            name=label,
+            marker=dict(color=level_colour(i), size=3),
+            hoverinfo="skip",
+        )
+    )
+    return fig
+
+
+def objectness_pictures(cached: CachedRun) -> list[tuple[str, np.ndarray, float]]:
+    """Per level: the highest anchor objectness (sigmoid) of each cell over the input frame,
+    and that map's maximum."""
+    hi, wi = cached.run.input.input_size
+    hp, wp = cached.run.input.padded_size
+    out = []
+    for name, logits in cached.run.rpn.objectness.items():
+        prob = torch.sigmoid(logits.float()).amax(dim=0)  # [H_l, W_l]
+        heat = _heat(prob, (wp, hp))[:hi, :wi]
+        out.append((name, cv2.addWeighted(cached.frame, 0.35, heat, 0.65, 0), float(prob.max())))
+    return out
+
+
+FUNNEL_STEPS = (
+    ("anchors", "anchors"),
+    ("top_n", "pre-NMS top-n"),
+    ("after_small", "clipped, small removed"),
+    ("after_score", "above score threshold"),
+    ("after_nms", "after NMS"),
+    ("final", "post-NMS top-n"),
+)
+
+
+def funnel_rows(cached: CachedRun) -> list[dict[str, Any]]:
+    funnel = cached.run.proposals.funnel
+    rows = [
+        {"level": name, **{label: c[step] for step, label in FUNNEL_STEPS}}
+        for name, c in funnel.items()
+    ]
+    rows.append(
+        {
+            "level": "all",
+            **{label: sum(c[step] for c in funnel.values()) for step, label in FUNNEL_STEPS},
+        }
+    )
+    return rows
+
+
+def funnel_figure(cached: CachedRun, height: int = 360) -> go.Figure:
+    """Boxes left after each step, one bar group per step, one bar per level (log scale)."""
+    fig = go.Figure()
+    for i, (name, counts) in enumerate(cached.run.proposals.funnel.items()):
+        fig.add_trace(
+            go.Bar(
+                x=[label for _, label in FUNNEL_STEPS],
+                y=[max(counts[step], 0) for step, _ in FUNNEL_STEPS],
+                name=f"level {name}",
+                marker_color=level_colour(i),
+            )
+        )
+    fig.update_yaxes(type="log", title="boxes")
+    fig.update_layout(
+        barmode="group",
+        height=height,
+        margin=dict(l=0, r=0, t=10, b=0),
+        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
+    )
+    return fig
+
+
+def proposals_figure(cached: CachedRun, show: int, height: int = 520) -> go.Figure:
+    """The best ``show`` final proposals, coloured by the level whose anchor they came from."""
+    p = cached.run.proposals
+    fig = image_figure(cached.frame, height=height, dim=0.6)
+    boxes, levels = p.boxes[:show], p.box_levels[:show]
+    for i, name in enumerate(p.levels):
+        keep = levels == i
+        if bool(keep.any()):
+            add_boxes(fig, boxes[keep], level_colour(i), f"from level {name}: {int(keep.sum())}")
+    return fig
+
+
+def roi_level_rows(cached: CachedRun) -> list[dict[str, Any]]:
+    """Per pooled level: its scale, the RoI sizes the level rule sends to it, the count."""
+    roi = cached.run.roi
+    counts = roi.counts()
+    rows = []
+    for i, name in enumerate(roi.level_names):
+        k = roi.k_min + i
+        low = roi.canonical_scale * 2.0 ** (k - roi.canonical_level)
+        high = low * 2
+        if k > roi.k_max:
+            sizes = "none: beyond the rule's levels"
+        elif roi.k_min == roi.k_max:
+            sizes = "every size"
+        elif k == roi.k_min:
+            sizes = f"< {high:g}"
+        elif k == roi.k_max:
+            sizes = f"≥ {low:g}"
+        else:
+            sizes = f"{low:g} … {high:g}"
+        rows.append(
+            {
+                "level": name,
+                "k": k,
+                "scale": f"1/{round(1 / roi.scales[i])}",
+                "√(w·h) in px": sizes,
+                "RoIs": counts[name],
+            }
+        )
+    return rows
+
+
+def roi_levels_figure(cached: CachedRun, show: int, height: int = 520) -> go.Figure:
+    """The best ``show`` RoIs coloured by the FPN level MultiScaleRoIAlign pools them from."""
+    run = cached.run
+    roi = run.roi
+    fig = image_figure(cached.frame, height=height, dim=0.6)
+    boxes, levels = run.proposals.boxes[:show], roi.levels[:show]
+    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt()
+    for i, name in enumerate(roi.level_names):
+        keep = torch.nonzero(levels == i).squeeze(1)
+        if keep.numel():
+            hover = [f"√(wh) = {float(side[j]):.0f} px → level {name}" for j in keep.tolist()]
+            add_boxes(
+                fig,
+                boxes[keep],
+                level_colour(i),
+                f"pooled from {name}: {keep.numel()}",
+                hover=hover,
+            )
+    return fig
+
+
+def pooled_tiles(cached: CachedRun, count: int = 8) -> np.ndarray:
+    """The channel mean of the first RoIs' 7 x 7 pooled features, side by side."""
+    pooled = cached.run.roi.pooled[:count].float().mean(dim=1)  # [n, 7, 7]
+    tiles = [
+        cv2.copyMakeBorder(_heat(t, (84, 84)), 3, 3, 3, 3, cv2.BORDER_CONSTANT) for t in pooled
+    ]
+    return np.hstack(tiles) if tiles else np.zeros((90, 90, 3), dtype=np.uint8)
+
+
+def top_roi_rows(
+    cached: CachedRun, class_names: tuple[str, ...], k: int
+) -> tuple[list[int], torch.Tensor, list[dict[str, Any]]]:
+    """The ``k`` RoIs with the most confident foreground class: their indices, class
+    probabilities [k, K], and a row each (best three classes and the background)."""
+    index, probs = top_rois(cached.run, k)
+    rows = []
+    for rank, (i, p) in enumerate(zip(index.tolist(), probs, strict=True), start=1):
+        fg = p[1:]
+        best = fg.argsort(descending=True)[:3].tolist()
+        row: dict[str, Any] = {
+            "rank": rank,
+            "RoI": i + 1,
+            "objectness": round(float(cached.run.proposals.scores[i]), 3),
+        }
+        for n, c in enumerate(best, start=1):
+            row[f"class {n}"] = shown(class_name(class_names, c + 1))
+            row[f"p{n}"] = round(float(fg[c]), 3)
+        row["background"] = round(float(p[0]), 3)
+        rows.append(row)
+    return index.tolist(), probs, rows
+
+
+def top_rois_figure(cached: CachedRun, index: list[int], height: int = 460) -> go.Figure:
+    fig = image_figure(cached.frame, height=height, dim=0.6)
+    boxes = cached.run.proposals.boxes[index]
+    add_boxes(fig, boxes, PROPOSAL_COLOUR, f"top {len(index)} RoIs", 2)
+    fig.add_trace(_label_trace(boxes, [f"#{r}" for r in range(1, len(index) + 1)], "#FFFFFF"))
+    return fig
+
+
+def probabilities_figure(
+    probs: torch.Tensor, class_names: tuple[str, ...], top: int = 10, height: int = 300
+) -> go.Figure:
+    """One RoI's highest class probabilities (background included), as bars."""
+    order = probs.argsort(descending=True)[:top].tolist()
+    fig = go.Figure(
+        go.Bar(
+            x=[float(probs[c]) for c in order],
+            y=[html_text(class_name(class_names, c)) for c in order],
+            orientation="h",
+            marker_color=[
+                "#94A3B8" if c == 0 else PROPOSAL_COLOUR for c in order
+            ],  # background grey
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(range=[0, 1], title="softmax probability")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0))
+    return fig
+
+
+# -- tutorial vs production ------------------------------------------------------------------------
+
+
+def side_by_side_frames(
+    tutorial_pixels: np.ndarray,
+    tutorial_boxes: torch.Tensor,
+    tutorial_labels: tuple[str, ...],
+    cached: CachedRun,
+    truth: LabelledBoxes,
+    height: int = 380,
+) -> tuple[go.Figure, go.Figure]:
+    """The two input frames with the user's boxes as each pipeline sees them."""
+    left = image_figure(tutorial_pixels, height=height)
+    add_gt(left, tutorial_boxes, tutorial_labels)
+    right = image_figure(padded_frame(cached), height=height)
+    scale = cached.run.input.scale
+    add_gt(right, truth.all_boxes * scale, truth.all_labels)
+    return left, right
+
+
+def _losses_text(losses: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.3f}" for name, value in losses.items())
+
+
+def comparison_rows(
+    tutorial: Any,
+    cached: CachedRun,
+    found: ThresholdedDetections,
+    targets: ProductionTargets,
+    head_loss: ProductionHeadLoss | None,
+    model: torch.nn.Module,
+    backbone_label: str,
+) -> list[dict[str, str]]:
+    """Both pipelines, stage by stage, with every number taken from the two runs on this image.
+
+    Args:
+        tutorial: the tutorial pipeline's run (:class:`explorer.runner.PageRun` or an eager
+            :class:`frcnn_core.graph.Run`) on the same image and boxes, with its heads.
+        cached, found, targets, head_loss: the production run's stages (``head_loss`` None
+            when not computed).
+        model: the production detector's torchvision model (its settings).
+        backbone_label: what its backbone is called ("ResNet-50").
+
+    Returns:
+        Rows ``{"step", "tutorial", "production", "why"}`` of plain text.
+    """
+    params = tutorial.params
+    run = cached.run
+    rpn, heads = model.rpn, model.roi_heads
+    rows: list[dict[str, str]] = []
+
+    def row(step: str, tut: str, prod: str, why: str) -> None:
+        rows.append({"step": step, "tutorial": tut, "production": prod, "why": why})
+
+    image = tutorial.image
+    th, tw = image.size
+    oh, ow = image.original_size
+    inp = run.input
+    (ih, iw), (ph, pw) = inp.input_size, inp.padded_size
+    row(
+        "Input frame (height × width)",
+        f"{th} × {tw}: the {oh:,} × {ow:,} photo stretched (× {image.scale[1]:.3f} down, "
+        f"× {image.scale[0]:.3f} across)",
+        f"{ih} × {iw}: scaled × {inp.scale:.3f} both ways (shorter side {inp.min_size}, longer "
+        f"at most {inp.max_size}), zero-padded to {ph} × {pw}, a multiple of "
+        f"{inp.size_divisible}",
+        "Keeping the aspect ratio keeps every object's shape; padding to a multiple of 32 lets "
+        "images of any size share one batch and keeps every FPN level's cells aligned.",
+    )
+    mean = ", ".join(f"{v:.3f}" for v in inp.image_mean)
+    std = ", ".join(f"{v:.3f}" for v in inp.image_std)
+    row(
+        "Normalisation",
+        "ImageNet mean and std per channel"
+        if params.backbone.normalize
+        else "none (the tutorial's bug B13 is on)",
+        f"mean ({mean}), std ({std}), inside the model",
+        "The transform is part of the model, so no caller can forget it (the tutorial did).",
+    )
+    features = tutorial.backbone.features
+    stride = tutorial.anchors.stride
+    levels = "; ".join(
+        f"{name}: {fmt_hw(level.shape[1:])} (stride {fmt_stride(level.stride)})"
+        for name, level in cached.levels.items()
+    )
+    channels = next(iter(cached.levels.values())).shape[0]
+    row(
+        "Backbone and feature maps",
+        f"VGG16 to conv5_3: one map of {fmt_hw(tuple(features.shape[1:]))}, stride {stride}",
+        f"{backbone_label} + FPN: {len(cached.levels)} maps of {channels} channels: {levels}",
+        "Fine maps find small objects and coarse maps large ones; FPN's top-down path gives "
+        "the fine maps the coarse maps' meaning.",
+    )
+    grid = tutorial.anchors
+    hf, wf = grid.feature_size
+    counts = run.anchors.counts()
+    per_level = " + ".join(f"{n:,}" for n in counts.values())
+    detail = "; ".join(
+        f"{name}: {fmt_hw(tuple(run.rpn.objectness[name].shape[1:]))} × "
+        f"{_per_cell(cached, name)} of size {', '.join(map(str, run.anchors.sizes[name]))}"
+        for name in counts
+    )
+    row(
+        "Anchors",
+        f"{grid.total:,} = {hf} × {wf} × {params.anchors.per_cell}; {grid.inside:,} lie inside "
+        "the image and only those are trained on",
+        f"{run.anchors.total:,} = {per_level} ({detail}); none left out, boxes are clipped",
+        (
+            "One size per level: each level's anchors fit what its stride can resolve"
+            if all(len(sizes) == 1 for sizes in run.anchors.sizes.values())
+            else "Every size on every level (this backbone's maps share one stride)"
+        )
+        + "; anchors crossing the border still learn the objects at the border.",
+    )
+    tut_targets = tutorial.anchor_targets.counts()
+    at = params.anchor_targets
+    prod_counts = targets.anchor_counts()
+    hi, lo = targets.rpn_thresholds
+    row(
+        "Anchor matching",
+        f"IoU ≥ {at.pos_iou:g} object, < {at.neg_iou:g} background, plus each box's best "
+        f"anchors: {tut_targets['positive']:,} object, {tut_targets['negative']:,} background, "
+        f"{tut_targets['ignored']:,} ignored (of the inside anchors); sampled "
+        f"{tut_targets['sampled_positive']} + {tut_targets['sampled_negative']} of "
+        f"{at.batch_size}",
+        f"Matcher({hi:g}, {lo:g}, best anchors "
+        f"{'kept' if targets.rpn_low_quality else 'not kept'}): {prod_counts['positive']:,} "
+        f"object, {prod_counts['negative']:,} background, {prod_counts['ignored']:,} ignored "
+        f"(of every anchor); sampled {targets.rpn_sampled_positive} + "
+        f"{targets.rpn_sampled_negative} of {targets.rpn_batch}",
+        "The same rule as the paper; torchvision matches every anchor, border ones too. The "
+        "production side counts only your boxes whose label is one of its classes.",
+    )
+    scores = tuple(tutorial.rpn.scores.shape)
+    objectness = sum(int(o.numel()) for o in run.rpn.objectness.values())
+    deltas = sum(int(d.numel()) for d in run.rpn.box_deltas.values())
+    row(
+        "RPN outputs",
+        f"2 logits (softmax) and 4 deltas per anchor: scores {fmt_hw(scores)}, deltas "
+        f"{fmt_hw(tuple(tutorial.rpn.locs.shape))}",
+        f"1 logit (sigmoid) and 4 deltas per anchor, per level: {objectness:,} logits, "
+        f"{deltas:,} deltas; one head shared by every level",
+        "One sigmoid logit says what a two-way softmax says with half the outputs.",
+    )
+    tp = tutorial.test_proposals.counts()
+    p = run.proposals
+    funnel = p.funnel.values()
+    after_nms = sum(c["after_nms"] for c in funnel)
+    row(
+        "Proposals before and after NMS (test time)",
+        f"{tp['after_min_size']:,} boxes of at least {params.proposals.min_size:g} px → the best "
+        f"{tp['pre_nms']:,} → NMS at IoU {params.proposals.nms_iou:g} → {tp['after_nms']:,} → "
+        f"top {tp['kept']:,}",
+        f"the best {p.pre_nms_top_n:,} per level ({sum(c['top_n'] for c in funnel):,}) → "
+        f"clipped, boxes under {p.min_size:g} px and scores under {p.score_thresh:g} removed "
+        f"({p.pre_nms:,}) → NMS at IoU {p.nms_thresh:g} per level → {after_nms:,} → top "
+        f"{p.post_nms_top_n:,}: {p.post_nms:,}",
+        "A top-n per level keeps every level represented, and NMS per level never lets a large "
+        "box on a coarse level remove a small one on a fine level.",
+    )
+    pt = tutorial.proposal_targets.counts()
+    ptp = params.proposal_targets
+    roi = targets.roi_counts()
+    fg, _ = targets.roi_thresholds
+    row(
+        "RoI sampling (training)",
+        f"{ptp.roi_batch_size} RoIs, at most {ptp.roi_pos_fraction:.0%} objects (IoU ≥ "
+        f"{ptp.roi_pos_iou:g}): {pt['positive']} object + {pt['negative']} background",
+        f"{targets.roi_batch} RoIs, at most {targets.roi_positive_fraction:.0%} objects (IoU ≥ "
+        f"{fg:g}), drawn from {targets.roi_candidates:,} proposals and your boxes: "
+        f"{roi['positive']} object + {roi['negative']} background",
+        "More RoIs per image, and the ground-truth boxes join the proposals, so the head sees "
+        "perfect positives from the first iteration.",
+    )
+    pooled = tuple(tutorial.roi_pool.pooled.shape)
+    r = run.roi
+    per_level = ", ".join(f"{name}: {n}" for name, n in r.counts().items())
+    method = "RoI Align" if params.roi_pool.method == "align" else "RoI Pool (max)"
+    row(
+        "RoI pooling",
+        f"{method} to {pooled[-2]} × {pooled[-1]} at 1/{stride} on the one map: {fmt_hw(pooled)}",
+        f"MultiScaleRoIAlign to {r.output_size[0]} × {r.output_size[1]} (sampling ratio "
+        f"{r.sampling_ratio}) from level k = ⌊{r.canonical_level} + log2(√(wh) / "
+        f"{r.canonical_scale})⌋, clamped to {r.k_min}…{r.k_max}: {per_level}",
+        "RoI Align samples the exact box (no rounding to cells); large RoIs pool from coarse "
+        "levels, small ones from fine levels.",
+    )
+    head = tutorial.test_head
+    fc = tutorial["heads"].head
+    tutorial_params = sum(p.numel() for p in (*fc.fc6.parameters(), *fc.fc7.parameters()))
+    production_params = sum(p.numel() for p in heads.box_head.parameters())
+    logits = tuple(run.head.class_logits.shape)
+    width = heads.box_predictor.cls_score.in_features
+    row(
+        "Head",
+        f"fc6 and fc7 of {fc.fc6.out_features:,} ({tutorial_params:,} weights) → "
+        f"{head.scores.shape[1]} class scores and {head.scores.shape[1] * 4} deltas per RoI: "
+        f"scores {fmt_hw(tuple(head.scores.shape))}",
+        f"{type(heads.box_head).__name__} of {width:,} ({production_params:,} weights) → "
+        f"{logits[1]} class scores and {run.head.box_regression.shape[1]} deltas per RoI: "
+        f"scores {fmt_hw(logits)}",
+        "A narrower head is far smaller than VGG's 4096-wide fc layers, so it trains faster "
+        "and overfits less; COCO has 80 classes (91 ids with gaps, plus the background).",
+    )
+    weights = ", ".join(f"{w:g}" for w in heads.box_coder.weights)
+    rpn_weights = ", ".join(f"{w:g}" for w in rpn.box_coder.weights)
+    row(
+        "Box coder",
+        f"(dx, dy, dw, dh) unweighted for the RPN and the head; dw, dh clamped at "
+        f"{params.proposals.scale_clamp:.3f}",
+        f"RPN weights ({rpn_weights}), head weights ({weights}); dw, dh clamped at "
+        f"{heads.box_coder.bbox_xform_clip:.3f}",
+        f"Weights ({weights}) scale the head's small refinements up to about unit size, so its "
+        "box loss and its class loss are of similar size.",
+    )
+    dets = tutorial.detections
+    n_all, n_scored, n_nms = dets.candidates
+    c = found.counts
+    row(
+        "Detections (post-process)",
+        f"{n_all:,} (RoI, class) pairs → score ≥ {params.detect.score_threshold:g}: "
+        f"{n_scored:,} → per-class NMS {params.detect.class_nms_iou:g}: {n_nms:,} → top "
+        f"{params.detect.max_detections}: {int(dets.boxes.shape[0])}",
+        f"{c['candidates']:,} (RoI, class) pairs → score > {found.detections.threshold:g}: "
+        f"{c['above']:,} → per-class NMS {heads.nms_thresh:g}: {c['after_nms']:,} → top "
+        f"{heads.detections_per_img}: {c['kept']}",
+        f"The same steps. torchvision's model keeps every score above {heads.score_thresh:g}; "
+        "the page shows those above your threshold (the tutorial's MMDetection demo: "
+        f"{DISPLAY_SCORE_THRESHOLD:g}).",
+    )
+    tutorial_losses = tutorial.losses.floats()
+    tut = _losses_text(
+        {
+            "RPN class": tutorial_losses["rpn_cls"],
+            "RPN box": tutorial_losses["rpn_loc"],
+            "head class": tutorial_losses["roi_cls"],
+            "head box": tutorial_losses["roi_loc"],
+            "total": tutorial_losses["total"],
+        }
+    )
+    prod = {"RPN objectness": targets.rpn_objectness_loss, "RPN box": targets.rpn_box_loss}
+    if head_loss is not None:
+        prod |= {"head class": head_loss.classifier, "head box": head_loss.box_reg}
+        prod["total"] = math.fsum(prod.values())
+        prod_text = _losses_text(prod)
+    else:
+        prod_text = (
+            _losses_text(prod) + "; the head's terms need one more forward pass: turn on "
+            "“Compute the production head's loss” in the sidebar"
+        )
+    row(
+        "Losses",
+        f"{tut} (cross-entropy, and λ = {params.rpn_loss.loss_lambda:g} × smooth L1 with β = "
+        f"{params.rpn_loss.smooth_l1_beta:g} divided by the positives)",
+        f"{prod_text} (binary cross-entropy for the RPN, cross-entropy for the head, smooth L1 "
+        "with β = 1/9 divided by every sampled anchor or RoI)",
+        "A small β makes the box loss linear sooner (robust to outliers); dividing by all "
+        "sampled boxes keeps its weight steady whatever the number of positives.",
+    )
+    return rows
