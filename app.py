@@ -107,7 +107,10 @@ with st.sidebar:
     if choice is not None:
         n = len(state.boxes())
         st.caption(f"Image: **{plain(choice.name)}** · {n} box{'es' if n != 1 else ''}")
-    st.caption(f"Device: {runtime.device_label()}")
+    replica = runtime.replica_name()  # which server of several (an operator's label)
+    st.caption(
+        f"Device: {runtime.device_label()}" + (f" · server {plain(replica)}" if replica else "")
+    )
     backbone = models.backbone()
     if backbone.weights == "random":
         st.warning(

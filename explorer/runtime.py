@@ -39,6 +39,11 @@ def device_label() -> str:
     return device_name(device())
 
 
+def replica_name() -> str | None:
+    """This server's name among several replicas (``FRCNN_REPLICA``), shown in the sidebar."""
+    return os.environ.get("FRCNN_REPLICA") or None
+
+
 def release_accelerator_memory() -> None:
     """Return the allocator's cached blocks to the GPU (nothing to do where CUDA is unused)."""
     torch.cuda.empty_cache()
