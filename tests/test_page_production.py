@@ -24,6 +24,7 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest
 
+import explorer.production
 import frcnn_core.production_graph as production_graph
 from explorer import caches
 from explorer.production import CHECKPOINTS, CHOICE
@@ -274,7 +275,11 @@ def test_boxes_with_no_coco_name_are_not_graded(no_env_weights) -> None:
     assert any("nothing is graded" in i.value for i in at.info)
 
 
-def test_a_registered_checkpoint_is_selectable(checkpoint, no_env_weights) -> None:
+def test_a_registered_checkpoint_is_selectable(
+    checkpoint, no_env_weights, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(explorer.production, "UPLOAD_DIR", tmp_path)  # bytes are written here
+
     def script(path: str) -> None:
         import streamlit as st
 
@@ -297,7 +302,7 @@ def test_a_registered_checkpoint_is_selectable(checkpoint, no_env_weights) -> No
     texts = markdown(own)
     digest = texts[0].removeprefix("checkpoint:")
     assert texts[1] == texts[0] and len(digest) == 64
-    assert texts[2].endswith(f"{digest}.pt")
+    assert texts[2] == str(tmp_path / f"{digest}.pt")
     assert texts[3].startswith("refused:") and "\n" not in texts[3]
     # The same entry in the app's session: the Detections page runs that checkpoint.
     at = start(detector=None)
