@@ -159,7 +159,7 @@ class Verdict:
             "IoU too low" (no box of its class overlaps it by ``match_iou``), "duplicate" (each
             box of its class that it overlaps enough was taken by a better-scored detection).
         gt: the GT box it took (true positive) or the box of its class it overlaps most
-            (false positive); -1 when there is none.
+            (false positive); -1 when it overlaps none.
         iou: its IoU with ``gt`` (0 when -1).
         taken_by: for a duplicate, the better-scored detection that took ``gt``; else -1.
     """
@@ -202,6 +202,8 @@ def explain_match(
         same, box_iou(box, gt_boxes)[0], torch.full_like(same, -1.0, dtype=torch.float32)
     )
     best = int(ious.argmax())
+    if float(ious[best]) <= 0.0:
+        return Verdict("IoU too low", -1, 0.0, -1)  # it touches no box of its class
     if float(ious[best]) < match_iou:
         return Verdict("IoU too low", best, float(ious[best]), -1)
     # Every box of its class that it overlaps enough was taken earlier (else it would be a

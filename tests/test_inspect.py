@@ -5,7 +5,6 @@ each against a plain loop or a hand-worked case, and the clickable figures' mark
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import reference as ref
@@ -226,7 +225,13 @@ def test_detections_know_their_roi_and_why_they_are_false() -> None:
     assert [v.kind for v in verdicts] == ["true positive", "true positive", "IoU too low"]
     assert verdicts[1].gt == 1 and verdicts[1].iou == pytest.approx(0.9)
     # Detection 2 (class 2 on RoI 1) overlaps A well, but A is class 1; B of its class not at all.
-    assert verdicts[2].gt == 1 and verdicts[2].iou == pytest.approx(0.0)
+    # Half on B (class 2): [245, 200, 335, 300] overlaps B [200, 200, 290, 300] by 45 / 135.
+    half = dataclasses.replace(det, boxes=det.boxes.clone())
+    half.boxes[2] = torch.tensor([245.0, 200, 335, 300])
+    m_half = match_detections(half, gt, labels, 0.5)
+    v = explain_match(half, m_half, gt, labels, 0.5, 2)
+    assert (v.kind, v.gt) == ("IoU too low", 1) and v.iou == pytest.approx(45 / 135)
+    assert verdicts[2].gt == -1 and verdicts[2].iou == 0.0
     # Give the third detection class 1: now it duplicates detection 1 on A.
     dup = dataclasses.replace(det, labels=torch.tensor([1, 2, 1]))
     m = match_detections(dup, gt, labels, 0.5)
@@ -241,4 +246,3 @@ def test_detections_know_their_roi_and_why_they_are_false() -> None:
     assert m.matched_gt.tolist() == [-1, -1, -1]
     assert explain_match(det, m, empty, labels[:0], 0.5, 0).kind == "no ground truth"
     assert Detections(det.boxes, det.scores, det.labels, (0, 0, 0)).roi_index is None
-    assert not math.isnan(verdicts[1].iou)
