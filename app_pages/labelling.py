@@ -6,7 +6,16 @@ import streamlit as st
 
 from explorer import figure_cache
 from explorer.text import plain
-from explorer.views.labelling import iou_heatmaps, iou_maps, labels_figure
+from explorer.views.inspect import take_click
+from explorer.views.labelling import (
+    anchor_names,
+    drawn_anchors,
+    iou_heatmaps,
+    iou_maps,
+    iou_rows,
+    label_explanation,
+    labels_figure,
+)
 from explorer.widgets import (
     intro,
     no_boxes_notice,
@@ -16,8 +25,11 @@ from explorer.widgets import (
     run_or_stop,
     timing_caption,
 )
+from frcnn_core.anchor_targets import label_reason
+from frcnn_core.anchors import anchor_position
 
-ANCHOR = "labelling:anchor"  # the picked anchor (a shared link can set it)
+ANCHOR = "labelling:anchor"  # the picked inside anchor (a shared link can set it)
+FIGURE = "labels_fig"
 
 intro(
     "Anchor labelling",
@@ -48,6 +60,7 @@ with page_guard():
         )
 
     grid = run.anchors
+    grid_params = run.params.anchors
     targets = run.anchor_targets
     counts = targets.counts()
     cols = st.columns(6)
@@ -74,42 +87,69 @@ with page_guard():
             "same rule and the same fragility."
         )
     sampled = st.toggle("Show only the sampled anchors", value=True)
-    positives = targets.labels.eq(1) if sampled else targets.labels_unsampled.eq(1)
-    pos_index = positives.nonzero().squeeze(1).tolist()
+    positives, negatives = drawn_anchors(targets, sampled)
+    options = positives.tolist() + negatives.tolist()
+    # A click on a centre marker picks that anchor once; the selectbox may change it afterwards.
+    take_click(st.session_state, (FIGURE,), ANCHOR)
+    pick = st.session_state.get(ANCHOR)
+    if isinstance(pick, int) and 0 <= pick < grid.inside and pick not in options:
+        options.append(pick)  # picked before (or by a shared link) but not drawn now
+    elif pick not in options:
+        st.session_state.pop(ANCHOR, None)  # a link's pick may not exist here
     left, right = st.columns([3, 2])
     with right:
-        st.subheader("Target deltas of an anchor")
+        st.subheader("Inspect an anchor")
         highlight = None
-        if pos_index:
+        if options:
             # A dict lookup, not a lambda: Streamlit keeps a widget's format_func for the whole
             # session, and a lambda would keep this run (and its feature map) alive with it.
-            names = {
-                i: f"anchor #{int(grid.inside_index[i])} · IoU {float(targets.max_iou[i]):.3f}"
-                for i in pos_index
-            }
-            if st.session_state.get(ANCHOR) not in pos_index:
-                st.session_state.pop(ANCHOR, None)  # a shared link's pick may not be positive here
+            names = anchor_names(grid, targets, options)
             pick = st.selectbox(
-                "Positive anchor", pos_index, format_func=names.__getitem__, key=ANCHOR
+                "Anchor (or click its centre dot on the image)",
+                options,
+                format_func=names.__getitem__,
+                key=ANCHOR,
+                help="Positives first, then negatives. The anchors of one cell share a centre "
+                "dot: pick among them here.",
             )
             highlight = pick
+            params = run.params.anchor_targets
+            why = label_reason(targets, params, pick)
+            for line in label_explanation(targets, why, params, run.ground_truth.labels):
+                st.markdown(line)
             box = grid.inside_anchors[pick].tolist()
-            gt = int(targets.argmax_gt[pick])
-            dx, dy, dw, dh = targets.targets[pick].tolist()
-            st.markdown(
-                f"Anchor `({box[0]:.1f}, {box[1]:.1f}, {box[2]:.1f}, {box[3]:.1f})` → GT box "
-                f"{gt + 1} ({plain(run.ground_truth.labels[gt])})"
+            iy, ix, a = anchor_position(
+                int(grid.inside_index[pick]), grid.feature_size, grid_params
             )
-            st.latex(
-                r"\begin{aligned}"
-                rf"d_x &= \tfrac{{g_x - a_x}}{{a_w}} = {dx:.3f} & "
-                rf"d_y &= \tfrac{{g_y - a_y}}{{a_h}} = {dy:.3f} \\"
-                rf"d_w &= \log\tfrac{{g_w}}{{a_w}} = {dw:.3f} & "
-                rf"d_h &= \log\tfrac{{g_h}}{{a_h}} = {dh:.3f}"
-                r"\end{aligned}"
+            st.caption(
+                f"Box ({box[0]:.1f}, {box[1]:.1f}, {box[2]:.1f}, {box[3]:.1f}), cell (iy {iy}, "
+                f"ix {ix}), shape a = {a}."
             )
+            if run.ground_truth.boxes.shape[0]:
+                st.dataframe(
+                    iou_rows(targets, run.ground_truth.labels, pick),
+                    hide_index=True,
+                    width="stretch",
+                )
+            if why.label == 1:
+                gt = int(targets.argmax_gt[pick])
+                dx, dy, dw, dh = targets.targets[pick].tolist()
+                st.markdown(
+                    f"**Target deltas** to GT box {gt + 1} ({plain(run.ground_truth.labels[gt])}"
+                    "), the one it overlaps most:"
+                )
+                st.latex(
+                    r"\begin{aligned}"
+                    rf"d_x &= \tfrac{{g_x - a_x}}{{a_w}} = {dx:.3f} & "
+                    rf"d_y &= \tfrac{{g_y - a_y}}{{a_h}} = {dy:.3f} \\"
+                    rf"d_w &= \log\tfrac{{g_w}}{{a_w}} = {dw:.3f} & "
+                    rf"d_h &= \log\tfrac{{g_h}}{{a_h}} = {dh:.3f}"
+                    r"\end{aligned}"
+                )
+            else:
+                st.caption("Only positive anchors have target deltas (a box to move onto).")
         else:
-            st.caption("No positive anchor to inspect.")
+            st.caption("No labelled anchor to inspect.")
     with left:
         st.plotly_chart(
             labels_figure(
@@ -122,7 +162,9 @@ with page_guard():
                 highlight=highlight,
             ),
             width="stretch",
-            key="labels_fig",
+            key=FIGURE,
+            on_select="rerun",
+            selection_mode="points",
         )
     st.subheader("IoU per anchor shape")
     options = ["best over all boxes"] + [

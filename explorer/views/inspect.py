@@ -53,6 +53,7 @@ def centre_markers(
         customdata=np.asarray(index, dtype=np.int64),
         text=[html_text(t, MAX_MESSAGE_CHARS) for t in text],
         hoverinfo="text",
+        showlegend=False,  # the page's caption says what the dots are for
         # A selected marker must not fade the others out: they stay clickable and readable.
         unselected=dict(marker=dict(opacity=0.85)),
     )

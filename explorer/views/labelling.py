@@ -14,9 +14,50 @@ from explorer.figures import (
     add_gt,
     image_figure,
 )
+from explorer.text import plain, shown
 from explorer.views.anchors import shape_names
-from frcnn_core.anchor_targets import AnchorOverlaps, AnchorTargetResult
+from explorer.views.inspect import PICKED_COLOUR, centre_markers, clickable
+from frcnn_core.anchor_targets import (
+    AnchorOverlaps,
+    AnchorTargetParams,
+    AnchorTargetResult,
+    LabelReason,
+)
 from frcnn_core.anchors import AnchorParams, AnchorResult
+
+LABEL_NAMES = {1: "positive", 0: "negative", -1: "ignored"}
+
+
+def drawn_anchors(
+    targets: AnchorTargetResult, sampled: bool = True, max_negatives: int = 400
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inside-anchor indices :func:`labels_figure` draws: (positives, negatives).
+
+    Every positive; the negatives too, unless there are more than ``max_negatives`` (thousands
+    of red outlines hide the picture): then a seeded subset of that many."""
+    labels = (targets.labels if sampled else targets.labels_unsampled).cpu()
+    neg = torch.nonzero(labels == 0).squeeze(1)
+    if neg.numel() > max_negatives:
+        pick = torch.randperm(neg.numel(), generator=torch.Generator().manual_seed(0))
+        neg = neg[pick[:max_negatives]]
+    return torch.nonzero(labels == 1).squeeze(1), neg
+
+
+def anchor_names(
+    grid: AnchorResult, targets: AnchorTargetResult, index: list[int]
+) -> dict[int, str]:
+    """A line per inside anchor, for a picker and for hover: ``anchor #9513 · positive ·
+    IoU 0.712`` (the label before sampling; the number is the anchor's index in the grid)."""
+    if not index:
+        return {}
+    rows = torch.tensor(index)
+    numbers = grid.inside_index.cpu()[rows].tolist()
+    labels = targets.labels_unsampled.cpu()[rows].tolist()
+    ious = targets.max_iou.cpu()[rows].tolist()
+    return {
+        i: f"anchor #{n} · {LABEL_NAMES[lab]} · IoU {v:.3f}"
+        for i, n, lab, v in zip(index, numbers, labels, ious, strict=True)
+    }
 
 
 def labels_figure(
@@ -29,37 +70,128 @@ def labels_figure(
     max_negatives: int = 400,
     highlight: int | None = None,
 ) -> go.Figure:
-    """Positive and negative anchors (sampled, or all labelled) over the dimmed image."""
+    """Positive and negative anchors (sampled, or all labelled) over the dimmed image.
+
+    A marker at each drawn anchor's centre carries its inside-anchor index (``customdata``),
+    so a click can pick it (:mod:`explorer.views.inspect`)."""
     labels = targets.labels if sampled else targets.labels_unsampled
-    inside = grid.inside_anchors
+    inside = grid.inside_anchors.cpu()
     fig = image_figure(pixels, dim=0.6)
-    neg = torch.nonzero(labels == 0).squeeze(1)
-    if neg.numel() > max_negatives:
-        # Thousands of red outlines hide the picture; a seeded subset shows the idea.
-        pick = torch.randperm(neg.numel(), generator=torch.Generator().manual_seed(0))
-        neg = neg[pick[:max_negatives]]
+    pos, neg = drawn_anchors(targets, sampled, max_negatives)
     n_neg = int((labels == 0).sum())
-    shown = f" ({neg.numel()} drawn)" if neg.numel() < n_neg else ""
-    add_boxes(fig, inside[neg], NEGATIVE_COLOUR, f"negative: {n_neg}{shown}", 1, 0.5)
-    pos = torch.nonzero(labels == 1).squeeze(1)
-    iou = targets.max_iou[pos].tolist()
-    hover = [
-        f"anchor {int(grid.inside_index[i])}: IoU {v:.3f}"
-        for i, v in zip(pos.tolist(), iou, strict=True)
-    ]
+    drawn = f" ({neg.numel()} drawn)" if neg.numel() < n_neg else ""
+    add_boxes(fig, inside[neg], NEGATIVE_COLOUR, f"negative: {n_neg}{drawn}", 1, 0.5)
+    names = anchor_names(grid, targets, pos.tolist() + neg.tolist())
+    hover = [names[i] for i in pos.tolist()]
     add_boxes(fig, inside[pos], POSITIVE_COLOUR, f"positive: {pos.numel()}", 2, 1.0, hover)
     add_gt(fig, gt_boxes, gt_labels)
     if highlight is not None:
         add_boxes(
             fig,
             inside[highlight : highlight + 1],
-            "#FFFFFF",
+            PICKED_COLOUR,
             "selected anchor",
             3,
             1.0,
             dash="dash",
         )
-    return fig
+    order = torch.cat((neg, pos))  # positives on top: drawn last
+    if order.numel():
+        fig.add_trace(
+            centre_markers(
+                inside[order],
+                order,
+                [names[i] for i in order.tolist()],
+                [NEGATIVE_COLOUR] * neg.numel() + [POSITIVE_COLOUR] * pos.numel(),
+                "anchor centres (click one to inspect it)",
+                size=6,
+            )
+        )
+    return clickable(fig)
+
+
+def iou_rows(
+    targets: AnchorTargetResult, gt_labels: tuple[str, ...], index: int
+) -> list[dict[str, object]]:
+    """One row per GT box: inside anchor ``index``'s IoU with it, the box's best IoU over all
+    anchors, and how many anchors reach that best (its ties, all positive)."""
+    ious = targets.ious[index].cpu().tolist()
+    best = targets.gt_best_iou.cpu().tolist()
+    rows = []
+    for j, (v, b) in enumerate(zip(ious, best, strict=True)):
+        ties = _tie_count(targets, j) if b > 0 else 0
+        rows.append(
+            {
+                "GT box": f"{j + 1}: {shown(gt_labels[j])}",
+                "IoU": round(v, 4),
+                "box's best IoU": round(b, 4),
+                "anchors at it": ties,
+            }
+        )
+    return rows
+
+
+def _tie_count(targets: AnchorTargetResult, j: int) -> int:
+    """How many inside anchors reach GT box ``j``'s best IoU exactly."""
+    return int((targets.ious[:, j] == targets.gt_best_iou[j]).sum())
+
+
+def label_explanation(
+    targets: AnchorTargetResult,
+    why: LabelReason,
+    params: AnchorTargetParams,
+    gt_labels: tuple[str, ...],
+) -> list[str]:
+    """Markdown lines: the anchor's label, the rule that gave it, and whether it was sampled.
+
+    Args:
+        targets: the labelling the anchor belongs to.
+        why: :func:`frcnn_core.anchor_targets.label_reason` of the anchor.
+    """
+    pos, neg = params.pos_iou, params.neg_iou
+    counts = targets.counts()
+    claims = []
+    if why.reaches_positive:
+        claims.append(f"its best IoU {why.max_iou:.3f} ≥ {pos:.2f} (the positive threshold)")
+    for j in why.best_for:
+        n = _tie_count(targets, j)
+        best = float(targets.gt_best_iou[j])
+        who = "the anchor that overlaps" if n == 1 else f"one of the {n} anchors that overlap"
+        tie = "" if n == 1 else " (a tie)"
+        claims.append(
+            f"it is {who} box {j + 1} ({plain(gt_labels[j])}) best, at IoU {best:.3f}{tie}: "
+            "every box claims its best anchors, even under the threshold"
+        )
+    if why.label == 1:
+        lines = ["**Positive** (label 1): " + "; and ".join(claims) + "."]
+    elif why.label == 0:
+        lines = [f"**Negative** (label 0): its best IoU {why.max_iou:.3f} < {neg:.2f}."]
+        if claims:
+            lines.append(
+                "It would be positive (" + "; ".join(claims) + "), but with bug B2 the "
+                "negative rule runs last and overrides it."
+            )
+    else:
+        lines = [
+            f"**Ignored** (label −1): its best IoU {why.max_iou:.3f} is in [{neg:.2f}, "
+            f"{pos:.2f}) and it is no box's best anchor, so it is left out of the loss."
+        ]
+    if why.label != -1:
+        kind = "positive" if why.label == 1 else "negative"
+        n = counts[f"sampled_{kind}"]
+        cap = int(params.batch_size * params.pos_fraction)
+        if why.sampled:
+            lines.append(
+                f"**Sampled**: one of the {n} {kind}s of the {params.batch_size}-anchor batch "
+                "in the loss."
+            )
+        else:
+            lines.append(
+                f"**Not sampled**: the batch takes at most {cap} positives and fills the rest "
+                f"of {params.batch_size} with negatives, chosen at random; this {kind} was left "
+                "out, so it is not in the loss."
+            )
+    return lines
 
 
 def iou_maps(
