@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.views.proposals import STEPS, funnel_figure, funnel_stages, step_figures, step_view
+from explorer.views.inspect import take_click
+from explorer.views.proposals import (
+    STEPS,
+    anchor_line,
+    fate_lines,
+    funnel_figure,
+    funnel_stages,
+    step_caption,
+    step_figures,
+    step_view,
+)
 from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
+from frcnn_core.proposals import box_fate
 
 MODES = {True: "training", False: "test time"}
+PICK = "proposals:pick"  # the inspected box's anchor index (a shared link can set it)
+BEFORE, AFTER = "proposals_before", "proposals_after"
 
 intro(
     "Proposals & NMS",
@@ -156,14 +169,54 @@ with page_guard():
         st.caption("With the current settings this step removes no box.")
     if view.n_after == 0:
         st.warning("No box is left after this step.")
+    # A click on a box's centre dot (either side) picks its anchor once; the number input may
+    # change it afterwards.
+    take_click(st.session_state, (BEFORE, AFTER), PICK)
+    if not (
+        isinstance(st.session_state.get(PICK), int) and 0 <= st.session_state[PICK] < grid.total
+    ):
+        st.session_state.pop(PICK, None)  # a shared link's pick may not exist here
+    picked = st.session_state.get(PICK)
+    fate = box_fate(result, params, picked) if picked is not None else None
+    partner = box_fate(result, params, fate.suppressor) if fate and fate.suppressor >= 0 else None
     before_fig, after_fig = step_figures(
-        run.image.pixels, view, run.ground_truth.boxes, run.ground_truth.labels
+        run.image.pixels,
+        view,
+        run.ground_truth.boxes,
+        run.ground_truth.labels,
+        picked=fate,
+        suppressor=partner,
     )
     left, right = st.columns(2)
-    left.plotly_chart(before_fig, width="stretch", key="proposals_before")
-    right.plotly_chart(after_fig, width="stretch", key="proposals_after")
-    st.caption(
-        "Purple: the 10 best-scored boxes of each view. Red: boxes this step removed. Yellow: "
-        "ground truth."
-    )
+    for column, fig, key in ((left, before_fig, BEFORE), (right, after_fig, AFTER)):
+        column.plotly_chart(
+            fig, width="stretch", key=key, on_select="rerun", selection_mode="points"
+        )
+    st.caption(step_caption(view))
+
+    st.subheader("Inspect a box")
+    left, right = st.columns([1, 2])
+    with left:
+        st.number_input(
+            "Anchor index (or click a box's centre dot)",
+            min_value=0,
+            max_value=grid.total - 1,
+            value=None,
+            step=1,
+            key=PICK,
+            help="Every box of the proposal layer is one anchor moved by its deltas, so the "
+            "anchor's index names the box through every step.",
+        )
+    with right:
+        if fate is None:
+            st.caption(
+                "Click a box's centre dot on either image to see its anchor, its score, what "
+                "each step did with it and, if NMS removed it, the box that suppressed it."
+            )
+        else:
+            st.markdown(
+                anchor_line(fate.anchor, grid.feature_size, run.params.anchors, grid.stride)
+            )
+            for line in fate_lines(fate, result, params, grid.anchors):
+                st.markdown(line)
     timing_caption(run, ["rpn", "proposals", "test_proposals", "proposal_targets"])

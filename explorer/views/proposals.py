@@ -6,6 +6,7 @@ Shape letters: N anchors, M boxes after the size filter, P pre-NMS, Q after NMS,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,9 @@ from explorer.figures import (
     add_gt,
     image_figure,
 )
-from frcnn_core.proposals import ProposalParams, ProposalResult
+from explorer.views.inspect import PARTNER_COLOUR, PICKED_COLOUR, centre_markers, clickable
+from frcnn_core.anchors import AnchorParams, anchor_position
+from frcnn_core.proposals import BoxFate, ProposalParams, ProposalResult
 
 STEPS = ("decode", "clip", "min size", "pre-NMS top-N", "NMS", "post-NMS top-N")
 FUNNEL_MAIN = "#0891B2"
@@ -108,18 +111,27 @@ class StepView:
     """One step of the proposal layer as a before / after pair.
 
     Attributes:
-        before, after (Tensor[*, 4]): boxes to draw, best score first (already cut to the
-            number to draw).
-        removed (Tensor[*, 4]): boxes this step removed, drawn in red on the "before" side.
+        step: which of :data:`STEPS`.
+        before_index, after_index (Tensor[*]): anchor indices of the boxes to draw, best score
+            first (already cut to the number to draw).
+        removed_index (Tensor[*]): anchor indices of boxes this step removed, drawn in red on
+            the "before" side.
+        before_source, after_source (Tensor[N, 4]): every anchor's box as each side draws it
+            (anchors, decoded or clipped boxes).
+        scores (Tensor[N]): every box's ranking score.
         n_before, n_after, n_removed: the full counts (before cutting to the number to draw).
         before_title, after_title, removed_name: labels.
         explanation: what the step does, one sentence.
         frame: extend the axes to show boxes outside the image (the decoded boxes).
     """
 
-    before: torch.Tensor
-    after: torch.Tensor
-    removed: torch.Tensor
+    step: str
+    before_index: torch.Tensor
+    after_index: torch.Tensor
+    removed_index: torch.Tensor
+    before_source: torch.Tensor
+    after_source: torch.Tensor
+    scores: torch.Tensor
     n_before: int
     n_after: int
     n_removed: int
@@ -128,6 +140,28 @@ class StepView:
     removed_name: str
     explanation: str
     frame: bool = False
+
+    @property
+    def before(self) -> torch.Tensor:
+        """Tensor[*, 4]: the "before" boxes to draw."""
+        return self.before_source[self.before_index]
+
+    @property
+    def after(self) -> torch.Tensor:
+        """Tensor[*, 4]: the "after" boxes to draw."""
+        return self.after_source[self.after_index]
+
+    @property
+    def removed(self) -> torch.Tensor:
+        """Tensor[*, 4]: the removed boxes to draw (as the "before" side shows them)."""
+        return self.before_source[self.removed_index]
+
+    def shows(self, fate: BoxFate, side: str) -> bool:
+        """Whether the box of ``fate`` is among this step's "before" or "after" boxes (drawn
+        or not): it reached the step, and for "after" also survived it."""
+        gone = STEPS.index(fate.removed_at) if fate.removed_at else len(STEPS)
+        here = STEPS.index(self.step)
+        return gone >= here if side == "before" else gone > here
 
 
 def _by_score(index: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -155,15 +189,19 @@ def step_view(
     pre = result.pre_nms_index.cpu()
     after_nms = pre[result.nms_keep.cpu()]
     kept = result.keep_index.cpu()
-    empty = anchors.new_zeros((0, 4))
+    none = torch.zeros(0, dtype=torch.int64)
+    common = dict(step=step, scores=scores)
     if step in ("decode", "clip", "min size"):
         everyone = torch.argsort(scores, descending=True, stable=True)
     if step == "decode":
         top = everyone[:n_draw]
         return StepView(
-            before=anchors[top],
-            after=decoded[top],
-            removed=empty,
+            **common,
+            before_index=top,
+            after_index=top,
+            removed_index=none,
+            before_source=anchors,
+            after_source=decoded,
             n_before=n_all,
             n_after=n_all,
             n_removed=0,
@@ -177,9 +215,12 @@ def step_view(
     if step == "clip":
         top = everyone[:n_draw]
         return StepView(
-            before=decoded[top],
-            after=clipped[top],
-            removed=empty,
+            **common,
+            before_index=top,
+            after_index=top,
+            removed_index=none,
+            before_source=decoded,
+            after_source=clipped,
             n_before=n_all,
             n_after=n_all,
             n_removed=0,
@@ -195,9 +236,12 @@ def step_view(
         dropped[size_keep] = False
         removed = _by_score(torch.nonzero(dropped).squeeze(1), scores)
         return StepView(
-            before=clipped[everyone[:n_draw]],
-            after=clipped[_by_score(size_keep, scores)[:n_draw]],
-            removed=clipped[removed[:n_draw]],
+            **common,
+            before_index=everyone[:n_draw],
+            after_index=_by_score(size_keep, scores)[:n_draw],
+            removed_index=removed[:n_draw],
+            before_source=clipped,
+            after_source=clipped,
             n_before=n_all,
             n_after=size_keep.numel(),
             n_removed=removed.numel(),
@@ -211,9 +255,12 @@ def step_view(
         ranked = _by_score(size_keep, scores)
         removed = ranked[pre.numel() :]
         return StepView(
-            before=clipped[ranked[:n_draw]],
-            after=clipped[pre[:n_draw]],
-            removed=clipped[removed[:n_draw]],
+            **common,
+            before_index=ranked[:n_draw],
+            after_index=pre[:n_draw],
+            removed_index=removed[:n_draw],
+            before_source=clipped,
+            after_source=clipped,
             n_before=ranked.numel(),
             n_after=pre.numel(),
             n_removed=removed.numel(),
@@ -224,13 +271,19 @@ def step_view(
             "go on to NMS, the slow step.",
         )
     if step == "NMS":
+        survived = torch.zeros(pre.numel(), dtype=torch.bool)
+        survived[result.nms_keep.cpu()] = True
+        removed = pre[~survived]  # still best score first
         return StepView(
-            before=clipped[pre[:n_draw]],
-            after=clipped[after_nms[:n_draw]],
-            removed=empty,
+            **common,
+            before_index=pre[:n_draw],
+            after_index=after_nms[:n_draw],
+            removed_index=removed[:n_draw],
+            before_source=clipped,
+            after_source=clipped,
             n_before=pre.numel(),
             n_after=after_nms.numel(),
-            n_removed=pre.numel() - after_nms.numel(),
+            n_removed=removed.numel(),
             before_title="before NMS",
             after_title="after NMS",
             removed_name="suppressed",
@@ -241,9 +294,12 @@ def step_view(
     if step == "post-NMS top-N":
         removed = after_nms[kept.numel() :]
         return StepView(
-            before=clipped[after_nms[:n_draw]],
-            after=clipped[kept[:n_draw]],
-            removed=clipped[removed[:n_draw]],
+            **common,
+            before_index=after_nms[:n_draw],
+            after_index=kept[:n_draw],
+            removed_index=removed[:n_draw],
+            before_source=clipped,
+            after_source=clipped,
             n_before=after_nms.numel(),
             n_after=kept.numel(),
             n_removed=removed.numel(),
@@ -274,18 +330,31 @@ def _hover(n: int, start: int = 1) -> list[str]:
     return [f"#{i}" for i in range(start, start + n)]
 
 
+def _marker_text(view: StepView, index: torch.Tensor) -> list[str]:
+    scores = view.scores[index].tolist()
+    return [f"anchor #{i} · score {v:.4f}" for i, v in zip(index.tolist(), scores, strict=True)]
+
+
 def step_figures(
     pixels: np.ndarray,
     view: StepView,
     gt_boxes: torch.Tensor,
     gt_labels: tuple[str, ...],
     height: int = 460,
+    picked: BoxFate | None = None,
+    suppressor: BoxFate | None = None,
 ) -> tuple[go.Figure, go.Figure]:
-    """The "before" and "after" images of one step; each box set is one WebGL trace."""
+    """The "before" and "after" images of one step, each box set one SVG trace, with a
+    clickable marker at each drawn box's centre (``customdata``: its anchor index).
+
+    ``picked`` (dashed white) and the box that suppressed it in NMS (``suppressor``, orange)
+    are outlined on each side that holds them."""
     size = pixels.shape[:2]
     figs = []
     for side in ("before", "after"):
         boxes = view.before if side == "before" else view.after
+        index = view.before_index if side == "before" else view.after_index
+        source = view.before_source if side == "before" else view.after_source
         total = view.n_before if side == "before" else view.n_after
         title = view.before_title if side == "before" else view.after_title
         fig = image_figure(pixels, height=height, dim=0.55, title=f"{title}: {total:,} boxes")
@@ -295,18 +364,148 @@ def step_figures(
         if drawn:
             best = min(drawn, 10)
             add_boxes(fig, boxes[:best], ACCENT_COLOUR, f"best {best}", 2.5, 1.0, _hover(best))
-        if side == "before" and view.removed.shape[0]:
-            n = view.removed.shape[0]
+        colours = [PROPOSAL_COLOUR] * drawn
+        if side == "before" and view.removed_index.numel():
+            n = view.removed_index.numel()
             name = f"{view.removed_name}: {view.n_removed:,}"
             if n < view.n_removed:
                 name += f" ({n:,} drawn)"
             add_boxes(fig, view.removed, NEGATIVE_COLOUR, name, 1.0, 0.8)
+            # The removed boxes' markers too (red), each box once.
+            extra = view.removed_index[~torch.isin(view.removed_index, index)]
+            in_removed = torch.isin(index, view.removed_index).tolist()
+            colours = [NEGATIVE_COLOUR if r else PROPOSAL_COLOUR for r in in_removed]
+            colours += [NEGATIVE_COLOUR] * extra.numel()
+            index = torch.cat((index, extra))
         add_gt(fig, gt_boxes, gt_labels)
-        # Room for the title above the legend (image_figure puts both at the top).
-        fig.update_layout(margin=dict(t=64), title=dict(y=0.99, yanchor="top"))
+        for fate, colour, label in (
+            (suppressor, PARTNER_COLOUR, "suppressed it"),
+            (picked, PICKED_COLOUR, "picked box"),
+        ):
+            if fate is not None and view.shows(fate, side):
+                box = source[fate.anchor : fate.anchor + 1]
+                name = f"{label}: anchor #{fate.anchor}"
+                add_boxes(fig, box, colour, name, 3, 1.0, dash="dash" if fate is picked else None)
+        if index.numel():
+            fig.add_trace(
+                centre_markers(
+                    source[index],
+                    index,
+                    _marker_text(view, index),
+                    colours,
+                    "box centres (click one to inspect it)",
+                    size=6,
+                )
+            )
+        # The legend below the picture: above it, its rows (more with a picked box) would run
+        # into the title.
+        fig.update_layout(
+            margin=dict(t=36, b=8),
+            title=dict(y=0.99, yanchor="top"),
+            legend=dict(orientation="h", yanchor="top", y=-0.06, xanchor="left", x=0),
+        )
         if view.frame:
             _framed(fig, [view.before, view.after], size)
             h, w = size
             add_boxes(fig, torch.tensor([[0.0, 0.0, w, h]]), IGNORED_COLOUR, "image border", 1)
-        figs.append(fig)
+        figs.append(clickable(fig))
     return figs[0], figs[1]
+
+
+def step_caption(view: StepView) -> str:
+    """What the colours of :func:`step_figures` mean (red only where this step removed boxes)."""
+    parts = ["Cyan: the boxes drawn", "purple: the 10 best-scored of each view"]
+    if view.removed_index.numel():
+        parts.append(f"red (left): boxes this step removed ({view.removed_name})")
+    parts.append("yellow: ground truth")
+    return (
+        "; ".join(parts) + ". Click a box's centre dot to inspect it: dashed white is the "
+        "picked box, orange the box that suppressed it in NMS."
+    )
+
+
+def anchor_line(
+    index: int, feature_size: tuple[int, int], params: AnchorParams, stride: int
+) -> str:
+    """``Anchor #9513: cell (iy 21, ix 7), shape a = 4 (ratio 1, scale 16: 256 × 256 px)``."""
+    iy, ix, a = anchor_position(index, feature_size, params)
+    ri, si = divmod(a, len(params.scales))
+    ratio, scale = params.ratios[ri], params.scales[si]
+    # The base anchor of ratio h/w and scale s: w = stride * s / sqrt(r), h = stride * s * sqrt(r).
+    w, h = stride * scale / math.sqrt(ratio), stride * scale * math.sqrt(ratio)
+    return (
+        f"**Anchor #{index}**: cell (iy {iy}, ix {ix}), shape a = {a} (ratio {ratio:g}, "
+        f"scale {scale:g}: {w:.0f} × {h:.0f} px)"
+    )
+
+
+def _box_text(box: torch.Tensor) -> str:
+    x1, y1, x2, y2 = box.tolist()
+    return f"({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})"
+
+
+def fate_lines(
+    fate: BoxFate,
+    result: ProposalResult,
+    params: ProposalParams,
+    anchors: torch.Tensor,
+) -> list[str]:
+    """Markdown lines: the box's score, what each step did with it, and its boxes.
+
+    Args:
+        fate: :func:`frcnn_core.proposals.box_fate` of the box.
+        anchors (Tensor[N, 4]): every anchor.
+    """
+    n = fate.anchor
+    score = (
+        f"object logit {fate.score:.4f} (bug B7)"
+        if params.bug_b7_logit_rank
+        else f"p(object) = {fate.score:.4f}"
+    )
+    p = result.pre_nms_index.numel()
+    rank = (
+        f", rank {fate.pre_nms_rank + 1:,} of the {p:,} boxes entering NMS"
+        if fate.pre_nms_rank >= 0
+        else ""
+    )
+    lines = [f"Score: {score}{rank}."]
+    if fate.removed_at == "":
+        lines.append(
+            f"**Kept**: proposal {fate.proposal} of {result.keep_index.numel():,}; it survives "
+            "every step."
+        )
+    elif fate.removed_at == "min size":
+        x1, y1, x2, y2 = result.clipped[n].tolist()
+        lines.append(
+            f"**Removed at min size**: clipped, it is {x2 - x1:.1f} × {y2 - y1:.1f} px, under "
+            f"{params.min_size:g} px."
+        )
+    elif fate.removed_at == "pre-NMS top-N":
+        lines.append(
+            f"**Cut before NMS**: not among the {result.pre_nms_n:,} best-scored boxes that "
+            "go on to NMS."
+        )
+    elif fate.removed_at == "NMS":
+        order = "by anchor index (bug B8)" if params.bug_b8_index_order else "best score first"
+        if fate.suppressor >= 0:
+            other = float(result.rank_scores[fate.suppressor])
+            lines.append(
+                f"**Suppressed by NMS**: the box of anchor #{fate.suppressor} (score "
+                f"{other:.4f}), kept before it (NMS visits boxes {order}), overlaps it at IoU "
+                f"**{fate.suppressor_iou:.3f}** > {params.nms_iou:g}. It is outlined in orange."
+            )
+        else:
+            lines.append(
+                f"**Suppressed by NMS**: a kept box overlaps it at IoU {params.nms_iou:g}, "
+                "equal to the threshold within rounding."
+            )
+    else:
+        lines.append(
+            f"**Cut after NMS**: it survives NMS, but only the {result.post_nms_n:,} best "
+            "survivors are kept."
+        )
+    lines.append(
+        f"Anchor {_box_text(anchors[n].float().cpu())} → decoded "
+        f"{_box_text(result.decoded[n].cpu())} → clipped {_box_text(result.clipped[n].cpu())}."
+    )
+    return lines
