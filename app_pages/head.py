@@ -11,9 +11,13 @@ from explorer.views.head import (
     architecture_table,
     class_columns,
     class_names_with_background,
+    delta_rows,
     losses_figure,
     roi_table,
+    roi_verdict,
 )
+from explorer.views.inspect import class_probs_figure, take_click
+from explorer.views.roi import roi_descriptions, rois_figure
 from explorer.widgets import (
     intro,
     no_boxes_notice,
@@ -23,6 +27,9 @@ from explorer.widgets import (
     timing_caption,
 )
 from frcnn_core.head import UnreducedLossError
+
+PICK = "head:pick"  # the inspected sampled RoI (a shared link can set it)
+FIGURE = "head:rois"
 
 intro(
     "Head & losses",
@@ -180,6 +187,62 @@ with page_guard():
         if col not in config and col not in ("RoI", "true class", "predicted"):
             config[col] = st.column_config.NumberColumn(col, format="%.3f")
     st.dataframe(table, hide_index=True, width="stretch", height=360, column_config=config)
+
+    st.subheader("Inspect a sampled RoI")
+    descriptions = roi_descriptions(targets, run.classes.class_names)
+    # A click on a RoI's centre marker picks it once; the selectbox may change it afterwards.
+    take_click(st.session_state, (FIGURE,), PICK)
+    if st.session_state.get(PICK) not in range(n_rois):
+        st.session_state[PICK] = 0  # first visit, or a shared link's pick that is not here
+    left, right = st.columns([3, 2])
+    with right:
+        pick = st.selectbox(
+            "RoI (or click its centre dot on the image)",
+            list(range(n_rois)),
+            format_func=descriptions.__getitem__,
+            key=PICK,
+        )
+        for line in roi_verdict(targets, run.head, pick, run.classes.class_names):
+            st.markdown(line)
+        label = int(targets.labels[pick])
+        st.plotly_chart(
+            class_probs_figure(
+                run.head.probs[pick].float().cpu().tolist(),
+                names,
+                label,
+                title=f"RoI {pick}: softmax over the C + 1 classes (green: its true class)",
+            ),
+            width="stretch",
+            key="head:probs",
+        )
+    with left:
+        st.plotly_chart(
+            rois_figure(
+                run.image.pixels,
+                targets,
+                run.ground_truth.boxes,
+                run.ground_truth.labels,
+                run.classes.class_names,
+                selected=pick,
+            ),
+            width="stretch",
+            key=FIGURE,
+            on_select="rerun",
+            selection_mode="points",
+        )
+    st.markdown(
+        f"**RoI {pick}'s box deltas**: the head predicts (dx, dy, dw, dh) for every class; "
+        + (
+            "the loss compares only its true class's row with the target."
+            if label > 0
+            else "a background RoI has no box to move onto, so none of them is in the loss."
+        )
+    )
+    st.dataframe(
+        delta_rows(targets, run.head, pick, run.classes.class_names),
+        hide_index=True,
+        width="stretch",
+    )
 
     with st.expander("Tutorial bugs B11 and B12 (fixed here; toggle them in the sidebar)"):
         st.markdown(

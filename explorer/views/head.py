@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
 
 from explorer.figures import LOSS_COLOURS
+from explorer.text import plain, shown
 from frcnn_core.head import FastRCNNHead, HeadOutput
 from frcnn_core.proposal_targets import ProposalTargetResult
 
@@ -111,3 +114,52 @@ def losses_figure(losses: dict[str, float], height: int = 320) -> go.Figure:
         title=dict(text="total = rpn_cls + rpn_loc + roi_cls + roi_loc", x=0.01, font_size=13),
     )
     return fig
+
+
+def delta_rows(
+    targets: ProposalTargetResult,
+    output: HeadOutput,
+    index: int,
+    class_names: tuple[str, ...],
+) -> list[dict[str, object]]:
+    """Sampled RoI ``index``'s predicted deltas for every class (one row each), then its
+    target deltas when it is positive. Only the true class's row enters the box loss."""
+    label = int(targets.labels[index])
+    deltas = output.deltas.detach().float().cpu()[index].tolist()  # [C+1][4]
+    names = class_names_with_background(class_names, len(deltas))
+    rows: list[dict[str, object]] = []
+    for c, values in enumerate(deltas):
+        used = " (true class: in the loss)" if c == label and label > 0 else ""
+        rows.append(
+            {"": f"predicted for {c}: {shown(names[c])}{used}"}
+            | {d: round(v, 4) for d, v in zip(DELTAS, values, strict=True)}
+        )
+    if label > 0:
+        goal = targets.targets.detach().float().cpu()[index].tolist()
+        rows.append(
+            {"": f"target (to its GT box, class {label})"}
+            | {d: round(v, 4) for d, v in zip(DELTAS, goal, strict=True)}
+        )
+    return rows
+
+
+def roi_verdict(
+    targets: ProposalTargetResult, output: HeadOutput, index: int, class_names: tuple[str, ...]
+) -> list[str]:
+    """Markdown lines on sampled RoI ``index``: its true and predicted class, and its share of
+    the classification loss."""
+    probs = output.probs.detach().float().cpu()[index]
+    names = class_names_with_background(class_names, probs.numel())
+    label = int(targets.labels[index])
+    guess = int(probs.argmax())
+    p_true = float(probs[label])
+    kind = "positive" if label > 0 else "background (negative)"
+    right = "right" if guess == label else "wrong"
+    return [
+        f"**True class**: {label} ({plain(names[label])}), a {kind} RoI; best IoU with a GT "
+        f"box {float(targets.max_iou[targets.sample_index[index]]):.3f}.",
+        f"**Predicted**: {guess} ({plain(names[guess])}) at {float(probs[guess]):.3f}: "
+        f"{right}. p(true class) = {p_true:.3f}, so its cross-entropy is −log {p_true:.3f} = "
+        f"**{-math.log(max(p_true, 1e-12)):.3f}** (the class loss averages this over the "
+        f"{targets.labels.numel()} RoIs).",
+    ]
