@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.views.detect import detection_rows, detections_figure
+from explorer.views.detect import (
+    detection_names,
+    detection_rows,
+    detections_figure,
+    source_lines,
+    verdict_lines,
+)
+from explorer.views.head import class_names_with_background
+from explorer.views.inspect import class_probs_figure, take_click
 from explorer.widgets import (
     intro,
     no_boxes_notice,
@@ -13,6 +21,10 @@ from explorer.widgets import (
     run_or_stop,
     timing_caption,
 )
+from frcnn_core.detect import explain_match
+
+PICK = "detect:pick"  # the inspected detection (a shared link can set it)
+FIGURE = "detections"
 
 intro(
     "Detect",
@@ -71,11 +83,72 @@ with page_guard():
     if n_scored == 0:
         st.warning("No class score reaches the threshold: lower it to see detections.")
     names = run.classes.class_names
-    st.plotly_chart(
-        detections_figure(run.image.pixels, dets, match, names, gt.boxes, gt.labels),
-        width="stretch",
-        key="detections",
-    )
+    # A click on a detection's centre dot picks it once; the selectbox may change it afterwards.
+    take_click(st.session_state, (FIGURE,), PICK)
+    if st.session_state.get(PICK) not in range(n_det):
+        st.session_state.pop(PICK, None)  # none yet, or a shared link's pick that is not here
+    pick = st.session_state.get(PICK)
+    verdict = source = None
+    if pick is not None:
+        match_iou = run.params.match.match_iou
+        verdict = explain_match(dets, match, gt.boxes, run.classes.gt_labels, match_iou, pick)
+        if dets.roi_index is not None:
+            source = props.rois[int(dets.roi_index[pick])]
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(
+            detections_figure(
+                run.image.pixels,
+                dets,
+                match,
+                names,
+                gt.boxes,
+                gt.labels,
+                picked=pick,
+                source_roi=source,
+                partner_gt=verdict.gt if verdict else -1,
+            ),
+            width="stretch",
+            key=FIGURE,
+            on_select="rerun",
+            selection_mode="points",
+        )
+    with right:
+        st.subheader("Inspect a detection")
+        if n_det == 0:
+            st.caption("No detection to inspect.")
+        else:
+            labels = detection_names(dets, match, names)
+            st.selectbox(
+                "Detection (or click its centre dot on the image)",
+                list(labels),
+                index=None,
+                format_func=labels.__getitem__,
+                key=PICK,
+                placeholder="Click a detection, or choose one here",
+            )
+        if pick is not None and verdict is not None:
+            label = int(dets.labels[pick])
+            for line in source_lines(
+                dets, pick, props, run.params.anchors, run.anchors.feature_size
+            ):
+                st.markdown(line)
+            for line in verdict_lines(
+                verdict, pick, match, gt.labels, names, run.params.match.match_iou, label
+            ):
+                st.markdown(line)
+            if dets.roi_index is not None:
+                r = int(dets.roi_index[pick])
+                st.plotly_chart(
+                    class_probs_figure(
+                        run.test_head.probs[r].float().cpu().tolist(),
+                        class_names_with_background(names, run.test_head.probs.shape[1]),
+                        label,
+                        title=f"Its RoI's class probabilities (green: the detected class {label})",
+                    ),
+                    width="stretch",
+                    key="detect:probs",
+                )
     if n_det:
         st.dataframe(
             detection_rows(dets, match, names, gt.labels),

@@ -7,8 +7,11 @@ import plotly.graph_objects as go
 import torch
 
 from explorer.figures import NEGATIVE_COLOUR, POSITIVE_COLOUR, add_boxes, add_gt, image_figure
-from explorer.text import html_text
-from frcnn_core.detect import Detections, Match
+from explorer.text import html_text, plain, shown
+from explorer.views.inspect import PARTNER_COLOUR, PICKED_COLOUR, centre_markers, clickable
+from frcnn_core.anchors import AnchorParams, anchor_position
+from frcnn_core.detect import Detections, Match, Verdict
+from frcnn_core.proposals import ProposalResult
 
 
 def _name(class_names: tuple[str, ...], label: object) -> str:
@@ -42,6 +45,92 @@ def detection_rows(
     return rows
 
 
+def detection_names(dets: Detections, match: Match, class_names: tuple[str, ...]) -> dict[int, str]:
+    """A line per detection for a picker: ``#1 · zebra 0.83 · true positive``."""
+    out = {}
+    for i in range(dets.boxes.shape[0]):
+        kind = "true positive" if bool(match.true_positive[i]) else "false positive"
+        name = shown(_name(class_names, dets.labels[i]))
+        out[i] = f"#{i + 1} · {name} {float(dets.scores[i]):.3f} · {kind}"
+    return out
+
+
+def verdict_lines(
+    verdict: Verdict,
+    index: int,
+    match: Match,
+    gt_labels: tuple[str, ...],
+    class_names: tuple[str, ...],
+    match_iou: float,
+    label: int,
+) -> list[str]:
+    """Markdown: why detection ``index`` is a true or a false positive.
+
+    Args:
+        verdict: :func:`frcnn_core.detect.explain_match` of the detection.
+        label: its class id (1-based).
+    """
+    name = plain(_name(class_names, label))
+
+    def box(j: int) -> str:
+        return f"GT box {j + 1} ({plain(gt_labels[j])})"
+
+    if verdict.kind == "true positive":
+        return [
+            f"**True positive**: it takes {box(verdict.gt)} at IoU **{verdict.iou:.3f}** ≥ "
+            f"{match_iou:g}, a box of its class that no better-scored detection took."
+        ]
+    if verdict.kind == "no ground truth":
+        lines = ["**False positive**: there is no ground truth to match."]
+    elif verdict.kind == "no box of its class":
+        lines = [f"**False positive**: no ground-truth box is a {name}."]
+    elif verdict.kind == "IoU too low" and verdict.gt < 0:
+        lines = [f"**False positive**: it does not overlap any {name} box."]
+    elif verdict.kind == "IoU too low":
+        lines = [
+            f"**False positive**: its best overlap with a {name} box is {box(verdict.gt)} at "
+            f"IoU **{verdict.iou:.3f}** < {match_iou:g}."
+        ]
+    else:
+        taken = f"detection #{verdict.taken_by + 1}" if verdict.taken_by >= 0 else "another"
+        lines = [
+            f"**False positive (duplicate)**: it overlaps {box(verdict.gt)} at IoU "
+            f"**{verdict.iou:.3f}**, but {taken}, scored higher, already took that box: each "
+            "box counts once."
+        ]
+    best = int(match.best_gt[index])
+    if best >= 0 and best != verdict.gt:
+        lines.append(
+            f"Its largest overlap with any box is {box(best)}, IoU "
+            f"{float(match.best_iou[index]):.3f}, of another class."
+        )
+    return lines
+
+
+def source_lines(
+    dets: Detections,
+    index: int,
+    proposals: ProposalResult,
+    anchor_params: AnchorParams,
+    feature_size: tuple[int, int],
+) -> list[str]:
+    """Markdown: the test-time proposal detection ``index`` was decoded from, and its anchor."""
+    if dets.roi_index is None:
+        return []
+    r = int(dets.roi_index[index])
+    n = int(proposals.keep_index[r])
+    iy, ix, a = anchor_position(n, feature_size, anchor_params)
+    x1, y1, x2, y2 = proposals.rois[r].tolist()
+    d = dets.boxes[index].tolist()
+    return [
+        f"**Source RoI**: test proposal {r} of {proposals.rois.shape[0]} (dashed white), "
+        f"({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), from anchor #{n} (cell iy {iy}, ix {ix}, "
+        f"shape a = {a}), RPN score {float(proposals.scores[r]):.4f}.",
+        f"Moved by its class's deltas to ({d[0]:.1f}, {d[1]:.1f}, {d[2]:.1f}, {d[3]:.1f}); "
+        f"class score **{float(dets.scores[index]):.4f}**.",
+    ]
+
+
 def detections_figure(
     pixels: np.ndarray,
     dets: Detections,
@@ -49,8 +138,15 @@ def detections_figure(
     class_names: tuple[str, ...],
     gt_boxes: torch.Tensor,
     gt_labels: tuple[str, ...],
+    picked: int | None = None,
+    source_roi: torch.Tensor | None = None,
+    partner_gt: int = -1,
 ) -> go.Figure:
-    """True positives green, false positives red, each with "class score" text."""
+    """True positives green, false positives red, each with "class score" text, and a
+    clickable marker at each detection's centre (``customdata``: its index).
+
+    ``picked`` is outlined dashed white with its source RoI (``source_roi`` [4]) dotted, and
+    GT box ``partner_gt`` (its match, or the box it failed to match) in orange."""
     fig = image_figure(pixels, dim=0.75)
     add_gt(fig, gt_boxes, gt_labels)
     tp = match.true_positive
@@ -81,4 +177,24 @@ def detections_figure(
                 showlegend=False,
             )
         )
-    return fig
+    if 0 <= partner_gt < gt_boxes.shape[0]:
+        add_boxes(fig, gt_boxes[partner_gt : partner_gt + 1], PARTNER_COLOUR, "its GT box", 3)
+    if picked is not None and 0 <= picked < dets.boxes.shape[0]:
+        if source_roi is not None:
+            add_boxes(fig, source_roi.reshape(1, 4), PICKED_COLOUR, "its RoI", 2, dash="dot")
+        box = dets.boxes[picked : picked + 1]
+        add_boxes(fig, box, PICKED_COLOUR, "picked detection", 3, dash="dash")
+    if dets.boxes.shape[0]:
+        names = detection_names(dets, match, class_names)
+        colours = [POSITIVE_COLOUR if t else NEGATIVE_COLOUR for t in tp.tolist()]
+        fig.add_trace(
+            centre_markers(
+                dets.boxes,
+                list(range(len(names))),
+                list(names.values()),
+                colours,
+                "detection centres (click one to inspect it)",
+                size=8,
+            )
+        )
+    return clickable(fig)
