@@ -21,7 +21,15 @@ MESSAGE = "project:message:"  # + where: (kind, text) of the last open or import
 LINK = "project:link"  # the last share link made
 BOXES_SEEN = "boxes_io:seen"
 # What each page may pick, and where the page keeps it (see projects.PICKS).
-PAGE_PICKS = {"labelling": ("anchor",), "roi": ("roi",), "bugs": ("bug",), "anchors": ("cell",)}
+PAGE_PICKS = {
+    "labelling": ("anchor",),
+    "roi": ("roi",),
+    "bugs": ("bug",),
+    "anchors": ("cell",),
+    "proposals": ("box",),
+    "head": ("head_roi",),
+    "detect": ("detection",),
+}
 
 
 def _say(kind: str, text: str, where: str = "project") -> None:

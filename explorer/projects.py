@@ -65,6 +65,9 @@ PICKS = {
     "roi": "roi:pick",
     "bug": "bug",
     "cell": ("anchors_iy", "anchors_ix"),
+    "box": "proposals:pick",  # an anchor index: its box through the proposal layer
+    "head_roi": "head:pick",
+    "detection": "detect:pick",
 }
 LINK_KEYS = ("view", "sample", "class", *PICKS)  # "class": see explorer.classroom
 
