@@ -37,6 +37,7 @@ from explorer.widgets import page_guard
 from frcnn_core.detectors import (
     DEFAULT_MODEL,
     MODELS,
+    OFFLINE_ENV,
     WEIGHTS_ENV,
     Detector,
     DetectorWeightsError,
@@ -170,7 +171,14 @@ def load(option: DetectorOption, device: torch.device | None = None) -> Detector
     where = device or runtime.device()
     digest = file_digest(option.path) if option.path else None
     coco_here = option.path is None and coco_cache_path(str(option.model)).is_file()
-    with st.spinner(f"Loading the {plain(option.label)} detector…"):
+    message = f"Loading the {plain(option.label)} detector…"
+    if option.path is None and not coco_here and os.environ.get(OFFLINE_ENV, "") in ("", "0"):
+        message = (
+            f"Loading the {plain(option.label)} detector: its COCO weights are not on this "
+            "server yet, so they are downloaded where the network allows (a few minutes at "
+            "most, then random weights)…"
+        )
+    with st.spinner(message):
         return _shared_detector(option.model, option.path, digest, coco_here, str(where))
 
 

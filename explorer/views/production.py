@@ -741,10 +741,10 @@ def comparison_rows(
         )
     row(
         "Losses",
-        f"{tut} (cross-entropy, and λ = {params.rpn_loss.loss_lambda:g} × smooth L1 with β = "
-        f"{params.rpn_loss.smooth_l1_beta:g} divided by the positives)",
-        f"{prod_text} (binary cross-entropy for the RPN, cross-entropy for the head, smooth L1 "
-        "with β = 1/9 divided by every sampled anchor or RoI)",
+        f"cross-entropy, and λ = {params.rpn_loss.loss_lambda:g} × smooth L1 with β = "
+        f"{params.rpn_loss.smooth_l1_beta:g} divided by the positives: {tut}",
+        "binary cross-entropy for the RPN, cross-entropy for the head, smooth L1 with β = 1/9 "
+        f"divided by every sampled anchor or RoI: {prod_text}",
         "A small β makes the box loss linear sooner (robust to outliers); dividing by all "
         "sampled boxes keeps its weight steady whatever the number of positives.",
     )
