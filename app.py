@@ -29,7 +29,7 @@ state.init()
 if training.collect():  # a training that ended while the student was elsewhere
     st.toast("Training finished: every page now uses the trained heads.")
 if finetune.collect():  # a fine-tuning run that ended: its model joins the production menu
-    st.toast("Fine-tuning finished: see Fine-tune: results.")
+    st.toast("Fine-tuning ended: its model is on the Fine-tune: results page.")
 
 # (file, url path, title, icon): the order of the sidebar, the order of the pipeline.
 PAGE_TABLE = [
