@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from explorer import jobs, models, training
@@ -230,18 +232,17 @@ with page_guard():
                 "The current image has labels the trained model does not know, so the pages "
                 "use the initial weights for it. Train again, or relabel the boxes."
             )
-        data = training.download_bytes()
-        if data is not None:
-            st.download_button(
-                f"Download trained weights ({len(data) / 1e6:.1f} MB)",
-                data,
-                file_name="frcnn_explorer_heads.pt",
-                mime="application/octet-stream",
-            )
+        # Built when clicked: a class of sessions with models holds no copies of their files.
+        st.download_button(
+            f"Download trained weights ({training.download_size(own) / 1e6:.1f} MB)",
+            functools.partial(training.model_bytes, own),
+            file_name="frcnn_explorer_heads.pt",
+            mime="application/octet-stream",
+        )
     upload = st.file_uploader(
         "Load weights (.pt from this page or `python -m frcnn_core train`)",
         type=["pt", "pth"],
-        key="train:upload",
+        key=training.upload_key(),
         max_upload_size=LIMITS_MB["heads"],
     )
     if training.take_upload(upload):

@@ -6,6 +6,7 @@ Callbacks are module functions (a function defined in a page would keep that run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import streamlit as st
@@ -127,12 +128,13 @@ def sidebar(page: str) -> None:
         show_message()
 
 
-def _project_file(page: str) -> tuple[bytes, str]:
-    """The project file, built once per version of the project."""
+def _project_file(page: str) -> tuple[Callable[[], bytes], str]:
+    """What makes the project file when the button is clicked (one per version of the
+    project: the button keeps its identity while nothing changes)."""
     mark = projects.fingerprint(projects.current_meta(page))
     cached = st.session_state.get(projects.FILE_DOWNLOAD)
     if cached is None or cached[0] != mark:
-        cached = (mark, *projects.to_file(page))
+        cached = (mark, *projects.file_maker(page))
         st.session_state[projects.FILE_DOWNLOAD] = cached
     return cached[1], cached[2]
 

@@ -26,6 +26,7 @@ import json
 import logging
 import secrets
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -51,7 +52,7 @@ OWNER = "project:owner"  # session key: this browser's id
 SAVED = "project:saved"  # session key: the fingerprint of what was last saved
 STARTED = "project:started"  # session key: the session's start (restore or link) is done
 NOTES = "project:notes"  # session key: what the start said, shown once
-FILE_DOWNLOAD = "project:download"  # session key: (fingerprint, bytes) of the last file built
+FILE_DOWNLOAD = "project:download"  # session key: (fingerprint, maker, name) of the project file
 HEADS_DIGEST = "project:heads_digest"  # session key: (model token, sha256 of its heads file)
 SNAPSHOT = "project:snapshot"  # session key: (content fingerprint, view id) of the last snapshot
 MAX_FILE_BYTES = 100 * 2**20
@@ -222,20 +223,36 @@ def check_settings(raw: object, where: str) -> tuple[dict[str, Any], tuple[str, 
 # -- files ----------------------------------------------------------------------------------
 
 
+def file_maker(page: str) -> tuple[Callable[[], bytes], str]:
+    """This session's project as a function that makes the file (a zip), and a name for it.
+
+    The function holds references to what the session has now (its meta, image bytes and
+    model), not a copy, and needs no session: a download button calls it when clicked.
+    """
+    meta = current_meta(page)
+    choice = state.image()
+    image = choice.data if choice is not None and not choice.sample else None
+    own = models.session_model()
+
+    def make() -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(META_MEMBER, json.dumps(meta, indent=1))
+            if image is not None:
+                archive.writestr(IMAGE_MEMBER, image, compress_type=zipfile.ZIP_STORED)
+            if own is not None:
+                heads = training.model_bytes(own)
+                archive.writestr(HEADS_MEMBER, heads, compress_type=zipfile.ZIP_STORED)
+        return buf.getvalue()
+
+    stem = (choice.name.rsplit(".", 1)[0] if choice else "project") or "project"
+    return make, f"{stem}.frcnn-project.zip"
+
+
 def to_file(page: str) -> tuple[bytes, str]:
     """This session's project as one file (a zip) and a file name for it."""
-    meta = current_meta(page)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(META_MEMBER, json.dumps(meta, indent=1))
-        choice = state.image()
-        if choice is not None and not choice.sample:
-            archive.writestr(IMAGE_MEMBER, choice.data, compress_type=zipfile.ZIP_STORED)
-        heads = training.download_bytes()
-        if heads is not None:
-            archive.writestr(HEADS_MEMBER, heads, compress_type=zipfile.ZIP_STORED)
-    stem = (choice.name.rsplit(".", 1)[0] if choice else "project") or "project"
-    return buf.getvalue(), f"{stem}.frcnn-project.zip"
+    make, name = file_maker(page)
+    return make(), name
 
 
 def read_file(data: bytes, name: str) -> Contents:

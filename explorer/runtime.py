@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -33,6 +35,30 @@ def env_int(name: str, default: int) -> int:
 
 def device() -> torch.device:
     return default_device()
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def tune_allocator() -> bool:
+    """Give freed megabytes back to the system (Linux with glibc; elsewhere nothing).
+
+    Each session's script runs in its own thread, and glibc serves a thread from its own arena:
+    a buffer of a few MB freed there (a heads file read or written, an image decoded) stays in
+    the process, because glibc raises its threshold for mapping allocations of their own up to
+    32 MB after the first one is freed. Fixing the threshold at 1 MB maps every larger
+    allocation on its own and unmaps it when freed; measured with
+    ``python -m benchmarks.bench_heads_memory`` (README). Returns whether it was set.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # not glibc (musl, say): its own policy stands
+        return False
 
 
 def device_label() -> str:
@@ -91,3 +117,7 @@ class ForwardSlots:
 
 
 FORWARDS = ForwardSlots(env_int(FORWARD_SLOTS_ENV, default_forward_slots()))
+
+
+# Once per server process, before any session allocates.
+ALLOCATOR_TUNED = tune_allocator()

@@ -9,11 +9,13 @@ model becomes the session's (:func:`collect`, called by the router on every run)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from explorer import models, runtime, state
@@ -27,6 +29,7 @@ from frcnn_core.backbone import Backbone, WeightsError, run_backbone
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
 from frcnn_core.train import (
+    FC_PREFIXES,
     LoadedHeads,
     Trainer,
     TrainParams,
@@ -37,9 +40,9 @@ from frcnn_core.train import (
 )
 
 JOB = "train:job"
-DOWNLOAD = "train:download"  # (token, bytes) of the last weights file built
 UPLOADED = "train:uploaded"  # file_id of the last weights upload acted on
 UPLOAD_MESSAGE = "train:upload_message"
+UPLOAD_ROUND = "train:upload_round"  # how many weights files were taken (see upload_key)
 SCOPE_CURRENT = "current"
 SCOPE_SAMPLES = "samples"
 # What the scope radio shows (a dict lookup: a page-defined lambda would keep its run alive).
@@ -171,7 +174,6 @@ def collect() -> bool:
     job.taken = True
     if isinstance(job.job.result, SessionModel):
         models.set_session_model(job.job.result)
-        st.session_state.pop(DOWNLOAD, None)
         return True
     return False
 
@@ -180,58 +182,93 @@ def reset() -> None:
     """Back to the initial weights: stop any training and forget this session's model."""
     stop()
     models.set_session_model(None)
-    # UPLOADED stays: the file still in the uploader must not be loaded again at once.
-    for key in (JOB, DOWNLOAD, UPLOAD_MESSAGE):
+    for key in (JOB, UPLOAD_MESSAGE):
         st.session_state.pop(key, None)
 
 
 def download_bytes() -> bytes | None:
-    """The session's model as a weights file (built once per model)."""
+    """The session's model as a weights file (None without one). Built on each call (about
+    10 MB, tens of ms): a session keeps its model, not a serialised copy of it; callers ask
+    once per model (a digest, a store entry) or when the user clicks a download."""
     own = models.session_model()
-    if own is None:
-        return None
-    cached = st.session_state.get(DOWNLOAD)
-    if cached is None or cached[0] != own.token:
-        cached = (own.token, heads_to_bytes(own.heads, own.class_names, own.conv5))
-        st.session_state[DOWNLOAD] = cached
-    return cached[1]
+    return None if own is None else model_bytes(own)
+
+
+def model_bytes(own: models.SessionModel) -> bytes:
+    """``own`` as a weights file; needs no session (a deferred download calls it)."""
+    return heads_to_bytes(own.heads, own.class_names, own.conv5)
+
+
+def download_size(own: models.SessionModel) -> int:
+    """About how many bytes :func:`model_bytes` makes (the tensors it holds), without making it."""
+    trained_fc = bool(getattr(own.heads, "trained_fc", True))
+    tensors = [
+        v for k, v in own.heads.state_dict().items() if trained_fc or not k.startswith(FC_PREFIXES)
+    ]
+    if own.conv5 is not None:
+        tensors += list(own.conv5.state_dict().values())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def upload_key() -> str:
+    """The weights uploader's key: a new one after each file is taken, so the uploader is empty
+    and ready for the next file."""
+    round_ = st.session_state.get(UPLOAD_ROUND, 0)
+    return "train:upload" if round_ == 0 else f"train:upload#{round_}"
 
 
 def take_upload(upload: UploadedFile | None) -> bool:
-    """Install a weights upload once, and leave a message for :func:`upload_message`.
+    """Install a weights upload, and leave a message for :func:`upload_message`.
 
-    Streamlit gives every upload its own ``file_id``: a rerun with the same upload does nothing,
-    while the same file chosen again (after a reset, say) is loaded again.
+    Every file is taken once, loaded or refused, and then let go: its bytes leave the server
+    (a loaded model keeps its tensors, not the file it came from; thirty sessions with a heads
+    file each would otherwise hold thirty copies), and the uploader gets a new key so it
+    shows empty.
 
-    Removing the file from the uploader removes its message (the model it loaded stays).
-
-    Returns True when the session's model changed (the page then reruns so every widget sees it).
+    Returns True when a file was taken (the page then reruns: the new uploader, and every
+    widget sees the new model).
     """
-    if upload is None:
-        st.session_state.pop(UPLOAD_MESSAGE, None)
-        return False
-    if st.session_state.get(UPLOADED) == upload.file_id:
+    if upload is None or st.session_state.get(UPLOADED) == upload.file_id:
         return False
     st.session_state[UPLOADED] = upload.file_id
-    reason = too_large(upload, "heads")
-    if reason:
-        st.session_state[UPLOAD_MESSAGE] = (
-            "error",
-            f"{shown(upload.name)} was not loaded: {reason}",
-        )
-        return False
     try:
-        message = load_upload(upload.getvalue(), shown(upload.name))
-    except WeightsError as exc:
-        st.session_state[UPLOAD_MESSAGE] = ("error", f"{shown(upload.name)} was not loaded: {exc}")
-        return False
-    st.session_state[UPLOAD_MESSAGE] = ("success", message)
-    return True
+        reason = too_large(upload, "heads")
+        if reason:
+            st.session_state[UPLOAD_MESSAGE] = (
+                "error",
+                f"{shown(upload.name)} was not loaded: {reason}",
+            )
+            return True
+        try:
+            message = load_upload(upload.getvalue(), shown(upload.name))
+        except WeightsError as exc:
+            st.session_state[UPLOAD_MESSAGE] = (
+                "error",
+                f"{shown(upload.name)} was not loaded: {exc}",
+            )
+            return True
+        st.session_state[UPLOAD_MESSAGE] = ("success", message)
+        return True
+    finally:
+        _let_go(upload)
+
+
+def _let_go(upload: UploadedFile) -> None:
+    """Drop an upload's bytes from the server and give the uploader a new key."""
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        with contextlib.suppress(Exception):  # a test runner without a file manager
+            ctx.uploaded_file_mgr.remove_file(ctx.session_id, upload.file_id)
+    st.session_state[UPLOAD_ROUND] = st.session_state.get(UPLOAD_ROUND, 0) + 1
 
 
 def upload_message() -> tuple[str | None, str | None]:
-    """``(kind, text)`` of the last upload's outcome: ``"error"`` or ``"success"``."""
-    return st.session_state.get(UPLOAD_MESSAGE, (None, None))
+    """``(kind, text)`` of the last upload's outcome: ``"error"`` (said once) or
+    ``"success"`` (until the next file)."""
+    kind, text = st.session_state.get(UPLOAD_MESSAGE, (None, None))
+    if kind == "error":
+        st.session_state.pop(UPLOAD_MESSAGE, None)
+    return kind, text
 
 
 def load_upload(data: bytes, name: str = "uploaded") -> str:
@@ -266,6 +303,5 @@ def load_upload(data: bytes, name: str = "uploaded") -> str:
             raise WeightsError("the conv5 block in the file does not fit VGG16") from exc
         conv5.to(runtime.device()).eval()
     models.set_session_model(SessionModel(heads, loaded.class_names, conv5, source=name))
-    st.session_state.pop(DOWNLOAD, None)
     n = len(loaded.class_names)
     return f"Loaded heads for {n} class{'es' if n != 1 else ''}: " + ", ".join(loaded.class_names)

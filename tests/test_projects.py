@@ -100,7 +100,8 @@ def test_a_new_session_of_the_same_browser_gets_the_work_back() -> None:
 def test_the_project_file_round_trips_into_a_fresh_session() -> None:
     first = new_session("owner-file-0123456789abcdef")
     model = make_work(first)
-    data, name = first.session_state[projects.FILE_DOWNLOAD][1:]
+    make, name = first.session_state[projects.FILE_DOWNLOAD][1:]
+    data = make()  # what the download button sends when clicked
     assert name == "field.frcnn-project.zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert set(archive.namelist()) == {"project.json", "image", "heads.pt"}
