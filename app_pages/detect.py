@@ -127,6 +127,11 @@ with page_guard():
                 key=PICK,
                 placeholder="Click a detection, or choose one here",
             )
+        if pick is None and n_det:
+            st.caption(
+                "Click a detection's centre dot to see the proposal it came from, its class "
+                "probabilities, and the ground-truth box it matched or why it is a false positive."
+            )
         if pick is not None and verdict is not None:
             label = int(dets.labels[pick])
             for line in source_lines(

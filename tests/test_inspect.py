@@ -10,6 +10,7 @@ import pytest
 import reference as ref
 import torch
 
+from explorer.views.inspect import centre_markers, clicked_indices, take_click
 from frcnn_core.anchor_targets import AnchorTargetParams, anchor_targets, label_reason
 from frcnn_core.anchors import AnchorParams, anchor_position, generate_anchors
 from frcnn_core.boxes import nms_in_order, nms_suppressors
@@ -246,3 +247,31 @@ def test_detections_know_their_roi_and_why_they_are_false() -> None:
     assert m.matched_gt.tolist() == [-1, -1, -1]
     assert explain_match(det, m, empty, labels[:0], 0.5, 0).kind == "no ground truth"
     assert Detections(det.boxes, det.scores, det.labels, (0, 0, 0)).roi_index is None
+
+
+# --- the clickable markers and the click -> pick rule --------------------------------------
+
+
+def test_centre_markers_and_a_click_taken_once() -> None:
+    boxes = torch.tensor([[0.0, 0, 10, 20], [100, 100, 140, 120], [50, 0, 60, 10]])
+    trace = centre_markers(boxes, [7, 3, 9], ["a", "<b>", "c"], ["#F00", "#0F0", "#F00"], "dots")
+    assert list(trace.x) == [5, 120, 55] and list(trace.y) == [10, 110, 5]
+    assert list(trace.customdata) == [7, 3, 9]
+    assert "<b>" not in trace.text[1]  # user text is made inert
+    # Colours travel as codes into a scale of the colours used: each code lands on its colour.
+    scale = dict(
+        (round(v * (len(trace.marker.colorscale) - 1)), c) for v, c in trace.marker.colorscale
+    )
+    assert [scale[int(c)] for c in trace.marker.color] == ["#F00", "#0F0", "#F00"]
+    assert centre_markers(boxes, [1, 2, 3], ["", "", ""], "#F00", "dots").marker.color == "#F00"
+
+    def event(*indices: int) -> dict:
+        return {"selection": {"points": [{"customdata": i} for i in indices] + [{"x": 1}]}}
+
+    assert clicked_indices(event(4, 5)) == [4, 5] and clicked_indices(None) == []
+    state: dict = {"fig_a": event(4)}
+    assert take_click(state, ("fig_a", "fig_b"), "pick") and state["pick"] == 4
+    state["pick"] = 8  # the picker changed it: the same click is not taken again
+    assert not take_click(state, ("fig_a", "fig_b"), "pick") and state["pick"] == 8
+    state["fig_b"] = event(6)  # a new click on the other figure
+    assert take_click(state, ("fig_a", "fig_b"), "pick") and state["pick"] == 6

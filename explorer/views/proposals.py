@@ -330,9 +330,13 @@ def _hover(n: int, start: int = 1) -> list[str]:
     return [f"#{i}" for i in range(start, start + n)]
 
 
-def _marker_text(view: StepView, index: torch.Tensor) -> list[str]:
+def _marker_text(view: StepView, index: torch.Tensor, removed: list[bool]) -> list[str]:
     scores = view.scores[index].tolist()
-    return [f"anchor #{i} · score {v:.4f}" for i, v in zip(index.tolist(), scores, strict=True)]
+    gone = f" · removed: {view.removed_name}"
+    return [
+        f"anchor #{i} · score {v:.4f}{gone if r else ''}"
+        for i, v, r in zip(index.tolist(), scores, removed, strict=True)
+    ]
 
 
 def step_figures(
@@ -391,10 +395,11 @@ def step_figures(
                 centre_markers(
                     source[index],
                     index,
-                    _marker_text(view, index),
+                    _marker_text(view, index, [c == NEGATIVE_COLOUR for c in colours]),
                     colours,
                     "box centres (click one to inspect it)",
                     size=6,
+                    escape=False,  # numbers only
                 )
             )
         # The legend below the picture: above it, its rows (more with a picked box) would run

@@ -29,7 +29,7 @@ pytest.importorskip("playwright.sync_api", reason="playwright (requirements-dev.
 
 from playwright.sync_api import expect  # noqa: E402
 
-# Every clickable marker of a chart: its index (customdata), colour, hover text, and where it
+# Every clickable marker of a chart: its index (customdata), hover text, and where it
 # is on the screen (plotly's own data-to-pixel maps: each axis's l2p plus its offset, which
 # is not the plot margin when an image's equal aspect shrinks the axis's domain).
 MARKERS_JS = """(root) => {
@@ -39,11 +39,9 @@ MARKERS_JS = """(root) => {
   const out = [];
   for (const trace of gd._fullData) {
     if (!trace.customdata || trace.mode !== 'markers') continue;
-    const colour = trace.marker.color;
     for (let k = 0; k < trace.customdata.length; k++) {
       out.push({
         index: Number(trace.customdata[k]),
-        colour: Array.isArray(colour) ? colour[k] : colour,
         text: trace.text ? trace.text[k] : '',
         px: rect.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[k]),
         py: rect.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[k]),
@@ -60,10 +58,18 @@ def chart(app: StreamlitPage, key: str) -> Any:
 
 
 def chart_markers(app: StreamlitPage, key: str) -> list[dict[str, Any]]:
+    """The chart's markers once it has stopped moving (charts mount and resize after a run)."""
     element = chart(app, key)
     element.locator(".js-plotly-plot").wait_for(state="visible")
-    element.scroll_into_view_if_needed()
-    return list(element.evaluate(MARKERS_JS))
+    previous = None
+    for _ in range(20):
+        element.scroll_into_view_if_needed()
+        markers = list(element.evaluate(MARKERS_JS))
+        if markers and markers == previous:
+            return markers
+        previous = markers
+        app.page.wait_for_timeout(250)
+    raise AssertionError(f"the chart {key!r} kept moving (or has no markers)")
 
 
 def alone(markers: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> dict[str, Any]:
@@ -100,12 +106,12 @@ def test_labelling_click_an_anchor(app: StreamlitPage) -> None:
 def test_proposals_click_a_suppressed_box(app: StreamlitPage) -> None:
     app.open("proposals", "Inspect a box")
     markers = chart_markers(app, "proposals_before")
-    red = alone(markers, [m for m in markers if m["colour"].upper() == "#EF4444"])
+    red = alone(markers, [m for m in markers if "removed: suppressed" in m["text"]])
     number = re.search(r"anchor #(\d+)", red["text"]).group(1)
-    click(app, red, re.compile(r"Suppressed by NMS: the box of anchor #[\d,]+ .* > 0\.7"))
-    app.wait_texts((f"Anchor #{number}:",))
+    click(app, red, f"Anchor #{number}:")
     value = app.main().locator('[data-testid="stNumberInput"] input')
     expect(value).to_have_value(str(red["index"]))
+    app.wait_texts((re.compile(r"Suppressed by NMS: the box of anchor #\d+ .* > 0\.7"),))
     app.screenshot("inspect-proposals")
 
 
