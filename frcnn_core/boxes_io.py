@@ -265,6 +265,20 @@ def _read_yolo(
     return ImportedBoxes(_limit(boxes, name), tuple(notes))
 
 
+def _writable(box: object) -> bool:
+    """A box with four finite numbers, x2 > x1 and y2 > y1 (what the pipeline uses); a row
+    being typed (text, a blank) is left out of an export, not an error."""
+    if not isinstance(box, dict) or not isinstance(box.get("box"), (list, tuple)):
+        return False
+    values = box["box"]
+    if len(values) != 4 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        return False
+    x1, y1, x2, y2 = values
+    return x2 > x1 and y2 > y1
+
+
 def write_boxes(
     kind: str, boxes: list[dict], image_name: str, image_size: tuple[int, int]
 ) -> tuple[bytes, str]:
@@ -272,7 +286,10 @@ def write_boxes(
     file name. YOLO is a zip of the labels and ``classes.txt``."""
     height, width = image_size
     stem = _stem(image_name) or "image"
-    labels = [str(b["label"]) for b in boxes]
+    boxes = [
+        {"box": list(b["box"]), "label": clean_label(b.get("label"))} for b in boxes if _writable(b)
+    ]
+    labels = [b["label"] for b in boxes]
     classes = list(dict.fromkeys(labels))
     if kind == "boxes":
         rows = [{"box": [float(v) for v in b["box"]], "label": b["label"]} for b in boxes]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from frcnn_core.boxes_io import FORMATS, detect_format, read_boxes, write_boxes
-from frcnn_core.ground_truth import BoxesError
+from frcnn_core.ground_truth import BoxesError, clean_label
 
 SIZE = (400, 600)  # (H, W)
 BOXES = [
@@ -103,3 +103,16 @@ def test_malformed_files_say_where(name: str, data: bytes, message: str) -> None
 def test_yolo_class_ids_must_be_named() -> None:
     with pytest.raises(BoxesError, match="class 2 is not in the 2 class names"):
         read_boxes(b"2 0.5 0.5 0.1 0.1\n", "y.txt", SIZE, classes=b"cat\ndog\n")
+
+
+def test_an_export_leaves_out_rows_being_typed() -> None:
+    boxes = [
+        {"box": ["abc", 782, 623, 1074], "label": "text"},
+        {"box": [597, float("nan"), 1038, 1050], "label": "nan"},
+        {"box": [10, 20, 5, 40], "label": "inverted"},
+        {"box": [1544, 771, 1914, 1063], "label": None},
+    ]
+    data, _ = write_boxes("boxes", boxes, "zebras.jpg", (1200, 2000))
+    rows = json.loads(data)
+    assert [r["box"] for r in rows] == [[1544.0, 771.0, 1914.0, 1063.0]]
+    assert rows[0]["label"] == clean_label(None)
