@@ -12,6 +12,7 @@ import streamlit as st
 
 from explorer import (
     classroom,
+    display,
     finetune,
     models,
     project_panel,
@@ -25,6 +26,7 @@ from explorer.text import plain, plain_message
 # A local icon: a ":material/...:" one is fetched from Google's font server by every browser.
 ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
 st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=str(ICON), layout="wide")
+display.install()  # every chart drawn for this session's theme and presentation setting
 state.init()
 if training.collect():  # a training that ended while the student was elsewhere
     st.toast("Training finished: every page now uses the trained heads.")
@@ -137,6 +139,7 @@ with st.sidebar:
         help="Every threshold and count back to the tutorial's values",
         on_click=state.reset_params,
     )
+    display.sidebar()  # presentation toggle, the page's CSS
     project_panel.sidebar(page.url_path)
     if not in_class:
         classroom.panel(project_panel.base_url())

@@ -18,7 +18,7 @@ from explorer.widgets import intro, page_guard
 from frcnn_core.datasets import DatasetError, read_pixels
 
 PER_PAGE = 12
-COLUMNS = 4
+THUMB_PX = 246  # four to a row on a laptop, fewer on a narrow screen
 SPLIT_NAMES = {"all": "all images", "train": "training images", "val": "validation images"}
 
 intro(
@@ -210,19 +210,20 @@ with page_guard():
         )
     )
     indices = finetune.page_slice(len(shown_set), int(page), PER_PAGE)
-    grid = st.columns(COLUMNS)
-    for n, i in enumerate(indices):
+    pictures, captions = [], []
+    for i in indices:
         record = shown_set.images[i]
-        with grid[n % COLUMNS]:
-            try:
-                pixels = read_pixels(record)
-            except DatasetError as exc:
-                st.warning(plain_message(str(exc)))
-                continue
-            st.image(dataset_thumbnail(pixels, record, data.class_names), width="stretch")
-            ignored = len(record.ignored_boxes)
-            extra = f", {ignored} ignored" if ignored else ""
-            st.caption(
-                f"{plain(record.image_id)} · {record.width} × {record.height} · "
-                f"{len(record.boxes)} box{'es' if len(record.boxes) != 1 else ''}{extra}"
-            )
+        try:
+            pixels = read_pixels(record)
+        except DatasetError as exc:
+            st.warning(plain_message(str(exc)))
+            continue
+        pictures.append(dataset_thumbnail(pixels, record, data.class_names))
+        ignored = len(record.ignored_boxes)
+        extra = f", {ignored} ignored" if ignored else ""
+        captions.append(
+            f"{plain(record.image_id)} · {record.width} × {record.height} · "
+            f"{len(record.boxes)} box{'es' if len(record.boxes) != 1 else ''}{extra}"
+        )
+    if pictures:  # one element: the browser lays the pictures out in rows that fit
+        st.image(pictures, caption=captions, width=THUMB_PX)

@@ -15,6 +15,7 @@ from frcnn_core.datasets import DatasetError, read_pixels
 from frcnn_core.evaluate import EvaluationError
 
 SHOWN_IMAGES = 4
+THUMB_PX = 246
 NO_GROUND_TRUTH = "no ground truth"
 
 intro(
@@ -82,7 +83,7 @@ with page_guard():
         }
         for c in result.per_class
     ]
-    cols = st.columns([2, 3])
+    cols = st.columns([1, 1])
     cols[0].dataframe(table, hide_index=True, key="ft:ap_table")
     cols[0].caption(
         "A class with no box among the validation images has no AP: it is left out of the "
@@ -147,23 +148,24 @@ with page_guard():
 
     def thumbnails(title: str, outcomes: list) -> None:
         st.markdown(f"**{title}**")
-        grid = st.columns(SHOWN_IMAGES)
-        for n, o in enumerate(outcomes):
+        pictures, captions = [], []
+        for o in outcomes:
             k = val.index(o.image_id)
             rec = val.images[k]
-            with grid[n]:
-                image = outcome_thumbnail(
-                    read_pixels(rec), rec, result.predictions[k], o, val.classes
-                )
-                st.image(image, width="stretch")
-                st.caption(
-                    f"{plain(o.image_id)} · F1 {o.f1:.2f} · {len(o.true_positives)} TP, "
-                    f"{len(o.false_positives)} FP, {len(o.missed)} missed"
-                )
+            pixels = read_pixels(rec)
+            pictures.append(outcome_thumbnail(pixels, rec, result.predictions[k], o, val.classes))
+            captions.append(
+                f"{plain(o.image_id)} · F1 {o.f1:.2f} · {len(o.true_positives)} TP, "
+                f"{len(o.false_positives)} FP, {len(o.missed)} missed"
+            )
+        st.image(pictures, caption=captions, width=THUMB_PX)
 
-    count = min(SHOWN_IMAGES, len(ranked))
+    # The worst and the best, never the same image twice (a small validation set).
+    count = min(SHOWN_IMAGES, len(ranked) // 2) or len(ranked)
     thumbnails("Worst images (lowest F1: the most false positives and misses)", ranked[:count])
-    thumbnails("Best images", list(reversed(ranked[-count:])))
+    rest = ranked[count:]
+    if rest:
+        thumbnails("Best images", list(reversed(rest))[:count])
     st.caption(
         "Green: true positives, red: false positives, yellow dashed: misses, grey dotted: "
         "ignored boxes. F1 = 2 TP / (2 TP + FP + misses): 1 when every box is found and "

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import caches, state
+from explorer import state
 from explorer.image_page import (
     box_table,
-    canvas_key,
+    canvas_room,
     drawing_canvas,
     image_pickers,
     label_input,
     on_clear,
     table_state,
-    take_canvas_report,
     take_sample,
+    take_shown_canvas_report,
     take_table_report,
     take_upload,
 )
@@ -50,8 +50,7 @@ with page_guard():
         st.rerun()
     image_pickers()  # before anything decodes, so another image can always be chosen
     if (choice := state.image()) is not None:
-        frame = canvas_frame(caches.decode(choice.digest, choice.data).size)
-        take_canvas_report(canvas_key(choice.digest), frame)
+        take_shown_canvas_report(choice.digest)
         take_table_report(choice.digest)
 
     with st.sidebar:
@@ -62,7 +61,6 @@ with page_guard():
 
     run = run_or_stop()  # after every change above: it reads the boxes and parameters
     choice = run.choice
-    frame = canvas_frame(run.photo.size)
 
     h, w = run.photo.size
     st.subheader("Draw boxes")
@@ -76,13 +74,16 @@ with page_guard():
             disabled=not state.boxes() and not table_state(choice.digest)["pending"],
             help="Remove every box of this image (the table's incomplete rows too)",
         )
+    frame = canvas_frame(run.photo.size, canvas_room())  # fits the column it is drawn in
     drawing_canvas(choice, frame, label)
     st.caption(
         "**Draw**: drag on the image. **Edit**: turn on *Edit* in the canvas toolbar (top "
         "right of the canvas), then drag a box to move it, drag its handles to resize it, click "
-        "a selected box to rename it, or remove it with *Delete selected*. "
-        f"The canvas is {frame.width} x {frame.height} px for the {w} x {h} original (one "
-        f"canvas pixel = {frame.fx:.3g} original pixels); the table is in original pixels."
+        "a selected box to rename it, or remove it with *Delete selected*. To reach the "
+        "image's edge, drag into the grey margin: a box is cut at the edge. "
+        f"The picture is {frame.width} x {frame.height} px on the canvas for the {w} x {h} "
+        f"original (one canvas pixel = {frame.fx:.3g} original pixels); the table is in "
+        "original pixels."
     )
     table_col, notes_col = st.columns([3, 2], gap="medium")
     with table_col:

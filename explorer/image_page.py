@@ -28,7 +28,7 @@ import functools
 import streamlit as st
 from streamlit_drawable_canvas import CanvasResult, boxes_to_drawing, st_canvas
 
-from explorer import caches, state
+from explorer import caches, display, state
 from explorer.figures import GT_COLOUR
 from explorer.samples import samples
 from explorer.text import plain, plain_message, shown
@@ -52,7 +52,7 @@ from frcnn_core.ground_truth import DEFAULT_LABEL, MAX_LABEL_CHARS, clean_label
 
 P = "image_page:"
 VERSION = P + "canvas_version"  # bumped when the boxes change other than by the canvas
-SHOWN = P + "shown"  # {"key", "sig", "drawing"}: what the mounted canvas displays
+SHOWN = P + "shown"  # {"key", "sig", "drawing", "frame"}: what the mounted canvas displays
 TABLE = P + "table"  # {"digest", "key", "base", "synced", "pending"}: the mounted table
 TABLE_VERSION = P + "table_version"
 LABEL = P + "label"  # label for the next drawn box (survives page switches)
@@ -63,10 +63,23 @@ UPLOAD_WIDGET = P + "upload"
 UPLOAD_SEEN = P + "upload_seen"  # file id of the last upload handled
 UPLOAD_ERROR = P + "upload_error"  # (file id, message) of a rejected upload
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+# The probe's width is reported again only after a change of 32 px: a scroll bar (up to 16 px)
+# may have come since; and the canvas's element has a border.
+CANVAS_ROOM_SPARE_PX = 24
 
 
-def canvas_key(digest: str) -> str:
-    return f"{P}canvas:{digest[:12]}:{st.session_state.get(VERSION, 0)}"
+def canvas_key(digest: str, frame: CanvasFrame) -> str:
+    """A new key (a remounted canvas) for another image, another canvas size, another version."""
+    size = f"{frame.width}x{frame.height}"
+    return f"{P}canvas:{digest[:12]}:{size}:{st.session_state.get(VERSION, 0)}"
+
+
+def canvas_room() -> int | None:
+    """The width (CSS px) the canvas may take: the main column's, as the browser reports it
+    (:func:`explorer.display.main_width`), less room for a scroll bar and the canvas's border;
+    None until the browser has reported it (then the canvas takes its largest size)."""
+    width = display.main_width()
+    return None if width is None else width - CANVAS_ROOM_SPARE_PX
 
 
 def table_state(digest: str) -> dict:
@@ -110,8 +123,16 @@ def take_canvas_report(key: str, frame: CanvasFrame) -> None:
         return
     current = state.boxes()
     undrawable = [b for b in current if not drawable(b)]
-    state.set_boxes(merge_drawn(current, drawn) + undrawable)
+    state.set_boxes(merge_drawn(current, drawn, frame.clip) + undrawable)
     shown["sig"] = signature(drawn)
+
+
+def take_shown_canvas_report(digest: str) -> None:
+    """:func:`take_canvas_report` for the canvas on screen (its key and size as mounted), if it
+    shows the image ``digest`` (a canvas of the previous image never reports onto this one)."""
+    shown = st.session_state.get(SHOWN) or {}
+    if "frame" in shown and str(shown.get("key", "")).startswith(f"{P}canvas:{digest[:12]}:"):
+        take_canvas_report(shown["key"], shown["frame"])
 
 
 def take_table_report(digest: str) -> None:
@@ -256,21 +277,21 @@ def label_input() -> str:
 
 def drawing_canvas(choice: state.ImageChoice, frame: CanvasFrame, label: str) -> None:
     """The canvas, remounted with the session's boxes whenever they changed elsewhere."""
-    key = canvas_key(choice.digest)
+    key = canvas_key(choice.digest, frame)
     shown = st.session_state.get(SHOWN) or {}
     wanted = signature(state.boxes())
     live = key in st.session_state and shown.get("key") == key
     if not live or shown.get("sig") != wanted:
         if live:
             st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1
-            key = canvas_key(choice.digest)
+            key = canvas_key(choice.digest, frame)
         drawing = boxes_to_drawing(
             boxes_to_canvas(state.boxes(), frame),
             stroke_color=GT_COLOUR,
             stroke_width=3,
             fill_color="rgba(255, 212, 0, 0.12)",
         )
-        shown = {"key": key, "sig": wanted, "drawing": drawing}
+        shown = {"key": key, "sig": wanted, "drawing": drawing, "frame": frame}
         st.session_state[SHOWN] = shown
     st_canvas(
         drawing_mode="labeled_rect",
@@ -280,8 +301,8 @@ def drawing_canvas(choice: state.ImageChoice, frame: CanvasFrame, label: str) ->
         fill_color="rgba(255, 212, 0, 0.12)",
         background_image=canvas_background(choice.digest, choice.data, frame),
         background_image_fit="stretch",
-        width=frame.width,
-        height=frame.height,
+        width=frame.canvas_size[0],
+        height=frame.canvas_size[1],
         initial_drawing=shown["drawing"],
         font_size=14,
         key=key,

@@ -130,7 +130,8 @@ def test_boxes_set_in_session_state_are_shown(at: AppTest) -> None:
     assert shown["sig"] == (("horse", (100.0, 200.0, 700.0, 900.0)),)
     objects = shown["drawing"]["objects"]
     assert len(objects) == 1 and objects[0]["label"] == "horse"
-    assert objects[0]["left"] == pytest.approx(100 / (2000 / 760))
+    margin = shown["frame"].margin  # the picture sits in a grey margin on the canvas
+    assert objects[0]["left"] == pytest.approx(100 / (2000 / 760) + margin)
 
 
 def test_a_drawn_box_updates_the_session_without_remounting_the_canvas(at: AppTest) -> None:
@@ -140,8 +141,16 @@ def test_a_drawn_box_updates_the_session_without_remounting_the_canvas(at: AppTe
     # What the browser sends after a stroke: the four boxes plus a new one, drawn at scale 1,
     # and one of the old boxes stretched by the user (scaleX = 2).
     objects[0] = {**objects[0], "scaleX": 2}
+    m = shown["frame"].margin  # canvas coordinates count from the margin's corner
     objects.append(
-        {"type": "LabeledRect", "label": "sky", "left": 76, "top": 38, "width": 190, "height": 76}
+        {
+            "type": "LabeledRect",
+            "label": "sky",
+            "left": 76 + m,
+            "top": 38 + m,
+            "width": 190,
+            "height": 76,
+        }
     )
     at.session_state[key] = {"drawing": {"raw": {"objects": objects}, "data": None}}
     at.run()

@@ -115,11 +115,22 @@ def _label(draw: ImageDraw.ImageDraw, xy, text: str, colour: str, font) -> None:
     draw.text((x + 2 - left, y0 + 2 - top), text, fill="white", font=font)
 
 
+def with_margin(pixels: np.ndarray, margin: int = 8) -> np.ndarray:
+    """An RGB picture [H, W, 3] inside a transparent ``margin`` [H + 2m, W + 2m, 4]: the gap
+    between pictures laid out in a row, on a light or a dark page alike."""
+    h, w = pixels.shape[:2]
+    out = np.zeros((h + 2 * margin, w + 2 * margin, 4), np.uint8)
+    out[margin : margin + h, margin : margin + w, :3] = pixels
+    out[margin : margin + h, margin : margin + w, 3] = 255
+    return out
+
+
 def dataset_thumbnail(
     pixels: np.ndarray, record: ImageRecord, classes: Sequence[str], max_side: int = 320
 ) -> np.ndarray:
-    """An image [H, W, 3] uint8 with its boxes (class colours, class names above) and its
-    ignored boxes (grey, dashed), scaled so its longer side is at most ``max_side``."""
+    """An image with its boxes (class colours, class names above) and its ignored boxes (grey,
+    dashed), scaled so its longer side is at most ``max_side``: [h + 16, w + 16, 4] uint8 RGBA
+    with a transparent margin (:func:`with_margin`)."""
     img, scale = _scaled(pixels, max_side)
     draw = ImageDraw.Draw(img)
     font = _font(11)
@@ -129,7 +140,7 @@ def dataset_thumbnail(
         colour = class_colour(label)
         draw.rectangle(box, outline=colour, width=2)
         _label(draw, (box[0], box[1]), shown(classes[label], 20), colour, font)
-    return np.asarray(img)
+    return with_margin(np.asarray(img))
 
 
 def outcome_thumbnail(
@@ -156,7 +167,7 @@ def outcome_thumbnail(
     ):
         for i in indices:
             draw.rectangle(detections[i], outline=colour, width=2)
-    return np.asarray(img)
+    return with_margin(np.asarray(img))
 
 
 # -- dataset -------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Three frames meet here:
 
 - **original** pixels of the upright decoded image: where the session's boxes live
   (``state.boxes()``, ``[{"box": [x1, y1, x2, y2], "label": str}]``);
-- **canvas** pixels of the drawing canvas, at most ``CANVAS_MAX_WIDTH`` wide, same aspect;
-  the canvas reports boxes as ``{"label", "left", "top", "width", "height"}``;
+- **canvas** pixels of the drawing canvas: the picture, at most ``CANVAS_MAX_WIDTH`` wide (less
+  in a narrow column), same aspect, inside a grey margin of ``CANVAS_MARGIN`` pixels; the
+  canvas reports boxes as ``{"label", "left", "top", "width", "height"}`` from its corner;
 - the **input frame** (800 x 800 by default) that the network sees (stage 1's ``image`` and
   ``ground_truth``).
 
@@ -32,6 +33,13 @@ from frcnn_core.image import ImageError, InputImage, LoadedImage
 CANVAS_MAX_WIDTH = 760
 CANVAS_MAX_HEIGHT = 620
 CANVAS_MIN_SIDE = 40
+CANVAS_MIN_WIDTH = 240  # a canvas in less room than this scrolls sideways
+# The canvas only sees the mouse while it is over the canvas, so a box dragged past the
+# picture's edge used to end where the last mouse event inside fell, short of the edge. In this
+# grey margin the pointer is still on the canvas; a box drawn into it is clipped to the picture.
+CANVAS_MARGIN = 16
+CANVAS_SNAP = 8  # canvas pixels: a drawn edge this close to the picture's edge goes onto it
+MARGIN_GREY = 128
 # Boxes drawn with the mouse are stored to a tenth of an original pixel: finer than a hand can
 # place them, coarse enough that a box survives canvas -> original -> canvas unchanged.
 DECIMALS = 1
@@ -49,25 +57,59 @@ class CanvasFrame:
     """The drawing canvas for an image of ``W x H`` original pixels.
 
     Attributes:
-        width, height: canvas size in canvas pixels (same aspect as the image, up to rounding).
-        fx, fy: original pixels per canvas pixel along x and y (the background image is
-            stretched to the canvas exactly, so each axis has its own factor).
+        width, height: the picture's size in canvas pixels (same aspect as the image, up to
+            rounding).
+        fx, fy: original pixels per canvas pixel along x and y (the picture is stretched to
+            ``width x height`` exactly, so each axis has its own factor).
+        margin: canvas pixels of grey around the picture; the canvas is
+            ``(width + 2 margin) x (height + 2 margin)``.
     """
 
     width: int
     height: int
     fx: float
     fy: float
+    margin: int = 0
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """The canvas's ``(width, height)``, margins included."""
+        return self.width + 2 * self.margin, self.height + 2 * self.margin
+
+    def clip(self, box: Box) -> Box:
+        """``box`` (original pixels), drawn or moved on the canvas, clipped to the picture; an
+        edge within ``CANVAS_SNAP`` canvas pixels of the picture's edge goes onto it (a drag
+        towards a corner often leaves the canvas through one side before reaching the other).
+        """
+        c = _coords(box)
+        if c is None:
+            return box
+        w, h = self.width * self.fx, self.height * self.fy
+        sx, sy = CANVAS_SNAP * self.fx, CANVAS_SNAP * self.fy
+
+        def fit(v: float, size: float, snap: float) -> float:
+            v = min(max(v, 0.0), size)
+            return 0.0 if v < snap else size if v > size - snap else v
+
+        x1, y1, x2, y2 = c
+        clipped = [fit(x1, w, sx), fit(y1, h, sy), fit(x2, w, sx), fit(y2, h, sy)]
+        return {**box, "box": [round(v, DECIMALS) + 0.0 for v in clipped]}
 
 
-def canvas_frame(image_size: tuple[int, int]) -> CanvasFrame:
-    """The canvas for an image of ``image_size = (H, W)``: ``CANVAS_MAX_WIDTH`` wide unless
-    that would make it taller than ``CANVAS_MAX_HEIGHT`` (e.g. 2000 x 1333 -> 760 x 507)."""
+def canvas_frame(image_size: tuple[int, int], room: int | None = None) -> CanvasFrame:
+    """The canvas for an image of ``image_size = (H, W)``: the picture ``CANVAS_MAX_WIDTH``
+    wide (or, when ``room``, the width the page has for the whole canvas, is less, what fits
+    in it with the margins; never under ``CANVAS_MIN_WIDTH``) unless that would make it taller
+    than ``CANVAS_MAX_HEIGHT`` (e.g. 2000 x 1333 -> 760 x 507; in 532 px of room, 500 x 333).
+    """
     h, w = image_size
-    factor = max(w / CANVAS_MAX_WIDTH, h / CANVAS_MAX_HEIGHT)
+    largest = CANVAS_MAX_WIDTH
+    if room is not None:
+        largest = max(min(room - 2 * CANVAS_MARGIN, CANVAS_MAX_WIDTH), CANVAS_MIN_WIDTH)
+    factor = max(w / largest, h / CANVAS_MAX_HEIGHT)
     width = max(round(w / factor), CANVAS_MIN_SIDE)
     height = max(round(h / factor), CANVAS_MIN_SIDE)
-    return CanvasFrame(width, height, w / width, h / height)
+    return CanvasFrame(width, height, w / width, h / height, CANVAS_MARGIN)
 
 
 def _coords(box: Box) -> tuple[float, float, float, float] | None:
@@ -99,8 +141,8 @@ def boxes_to_canvas(boxes: Iterable[Box], frame: CanvasFrame) -> list[Box]:
         out.append(
             {
                 "label": str(b.get("label", "")),
-                "left": x1 / frame.fx,
-                "top": y1 / frame.fy,
+                "left": x1 / frame.fx + frame.margin,
+                "top": y1 / frame.fy + frame.margin,
                 "width": (x2 - x1) / frame.fx,
                 "height": (y2 - y1) / frame.fy,
             }
@@ -109,10 +151,12 @@ def boxes_to_canvas(boxes: Iterable[Box], frame: CanvasFrame) -> list[Box]:
 
 
 def canvas_to_boxes(canvas_boxes: Iterable[Box], frame: CanvasFrame) -> list[Box]:
-    """Canvas boxes back in original pixels, rounded to ``DECIMALS``; labels cleaned."""
+    """Canvas boxes back in original pixels, rounded to ``DECIMALS``; labels cleaned. Not
+    clipped: a box the user did not touch comes back as it was, wherever it lies (see
+    :func:`merge_drawn`)."""
     out = []
     for c in canvas_boxes:
-        left, top = float(c["left"]), float(c["top"])
+        left, top = float(c["left"]) - frame.margin, float(c["top"]) - frame.margin
         right, bottom = left + float(c["width"]), top + float(c["height"])
         xs = sorted((left * frame.fx, right * frame.fx))
         ys = sorted((top * frame.fy, bottom * frame.fy))
@@ -134,9 +178,12 @@ def signature(boxes: Iterable[Box]) -> tuple[tuple[str, tuple[float, ...]], ...]
     return tuple(out)
 
 
-def merge_drawn(current: Sequence[Box], drawn: Sequence[Box]) -> list[Box]:
+def merge_drawn(
+    current: Sequence[Box], drawn: Sequence[Box], clip: Callable[[Box], Box] | None = None
+) -> list[Box]:
     """The canvas's boxes (``drawn``), keeping the exact values of every current box that the
-    canvas still shows unchanged, so a round trip through the canvas never nudges a box."""
+    canvas still shows unchanged, so a round trip through the canvas never nudges a box; the
+    boxes drawn or moved go through ``clip`` (e.g. :meth:`CanvasFrame.clip`)."""
     unused = list(current)
     out = []
     for d in drawn:
@@ -146,13 +193,17 @@ def merge_drawn(current: Sequence[Box], drawn: Sequence[Box]) -> list[Box]:
             unused.remove(match)
             out.append({"box": list(match["box"]), "label": match["label"]})
         else:
-            out.append(d)
+            out.append(clip(d) if clip is not None else d)
     return out
 
 
 def background_uri(pixels: np.ndarray, frame: CanvasFrame) -> str:
-    """The upright image downscaled to the canvas, as a JPEG data URI (tens of kB, not MB)."""
+    """The upright image downscaled to the picture's size in its grey margin, the whole canvas,
+    as a JPEG data URI (tens of kB, not MB)."""
     small = cv2.resize(pixels, (frame.width, frame.height), interpolation=cv2.INTER_AREA)
+    m = frame.margin
+    if m:
+        small = np.pad(small, ((m, m), (m, m), (0, 0)), constant_values=MARGIN_GREY)
     return image_source(small, quality=85)
 
 

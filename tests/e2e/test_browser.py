@@ -33,6 +33,8 @@ pytest.importorskip("playwright.sync_api", reason="playwright (requirements-dev.
 
 from playwright.sync_api import expect  # noqa: E402
 
+from explorer.views.image import CANVAS_MARGIN  # noqa: E402
+
 ZEBRA_SIDEBAR = "Image: zebras · 4 boxes"
 
 
@@ -93,23 +95,25 @@ def editor_column(app: StreamlitPage, column: int) -> list[str]:
 
 
 def draw_box(app: StreamlitPage, start: tuple[float, float], end: tuple[float, float]) -> None:
-    """Drag with the mouse on the drawing canvas, from ``start`` to ``end`` (canvas pixels)."""
+    """Drag with the mouse on the drawing canvas, from ``start`` to ``end`` (pixels of the
+    picture on the canvas, which sits in a grey margin of ``CANVAS_MARGIN`` pixels)."""
     canvas = app.page.locator("canvas.upper-canvas").first
     canvas.evaluate("c => c.scrollIntoView({block: 'center', inline: 'center'})")
     box = canvas.bounding_box()
     assert box is not None, "the drawing canvas is not visible"
+    x0, y0 = box["x"] + CANVAS_MARGIN, box["y"] + CANVAS_MARGIN
     mouse = app.page.mouse
-    mouse.move(box["x"] + start[0], box["y"] + start[1])
+    mouse.move(x0 + start[0], y0 + start[1])
     mouse.down()
-    mouse.move(box["x"] + end[0], box["y"] + end[1], steps=8)
+    mouse.move(x0 + end[0], y0 + end[1], steps=8)
     mouse.up()
 
 
 def canvas_scale(app: StreamlitPage, original_width: int) -> float:
-    """Original pixels per canvas pixel."""
+    """Original pixels per canvas pixel (of the picture, inside the canvas's margin)."""
     canvas = app.page.locator("canvas.upper-canvas").first
     width = canvas.evaluate("c => c.getBoundingClientRect().width")
-    return original_width / width
+    return original_width / (width - 2 * CANVAS_MARGIN)
 
 
 def write_photo(path: Path, width: int = 640, height: int = 480, seed: int = 0) -> Path:
