@@ -24,6 +24,8 @@ import torch
 # browser tests start inherit it).
 os.environ.setdefault("FRCNN_STORE", f"sqlite:///{tempfile.mkdtemp()}/store.sqlite3")
 os.environ.setdefault("FRCNN_OFFLINE", "1")
+# The CLI speaks the machine's language (LANG=ko_KR...): the tests read its English.
+os.environ["FRCNN_LANG"] = "en"
 
 from frcnn_core.backbone import VGG16, Backbone, BackboneSpec, load_backbone
 from frcnn_core.graph import Run, Source
@@ -229,3 +231,10 @@ def small_features(small_input: Prepared, backbone: Backbone) -> torch.Tensor:
 @pytest.fixture
 def small_heads(small_input: Prepared) -> DetectorHeads:
     return small_heads_for(len(small_input.class_names))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: their session-wide server and Chromium (and Playwright's event loop
+    in the main thread, which would stop a later ``asyncio.run``) start only after every other
+    test has run, and no other test counts their processes as its own children."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

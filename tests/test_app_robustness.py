@@ -245,12 +245,16 @@ def test_an_odd_upload_is_used_with_a_note(at: AppTest, case: str) -> None:
 
 
 def test_the_uploader_announces_the_configured_size_limit(at: AppTest) -> None:
-    """Files over server.maxUploadSize are refused by Streamlit itself (the browser shows
-    "File must be 25.0MB or smaller"); the widget must carry the configured limit."""
+    """Files over the image uploader's limit are refused by Streamlit itself (the browser shows
+    "File must be 25.0MB or smaller"); the widget carries the image kind's limit, which fits
+    under the server's maxUploadSize."""
+    from explorer.uploads import LIMITS_MB
+
     config = (ROOT / ".streamlit" / "config.toml").read_text()
-    limit = int(re.search(r"^\s*maxUploadSize\s*=\s*(\d+)", config, re.MULTILINE).group(1))
+    server = int(re.search(r"^\s*maxUploadSize\s*=\s*(\d+)", config, re.MULTILINE).group(1))
     at.switch_page("app_pages/image.py").run()
-    assert at.file_uploader(key=UPLOAD).proto.max_upload_size_mb == limit
+    assert at.file_uploader(key=UPLOAD).proto.max_upload_size_mb == LIMITS_MB["image"] == 25
+    assert max(LIMITS_MB.values()) <= server
 
 
 # ---- boxes ---------------------------------------------------------------------------------

@@ -197,7 +197,7 @@ def _bad_cases(tmp: Path, checkpoint: Path, image_file: Path) -> dict[str, tuple
     img = ["--image", str(image_file)]
     w = ["--weights", str(checkpoint)]
     cases = {
-        "missing image": (["--image", str(tmp / "nope.jpg"), *w], "nope.jpg cannot be read"),
+        "missing image": (["--image", str(tmp / "nope.jpg"), *w], "nope.jpg does not exist"),
         "unreadable image": (["--image", str(text), *w], "is not an image file"),
         "weights for another model": (
             [*img, *w, "--model", "fasterrcnn_resnet50_fpn"],
@@ -275,7 +275,7 @@ def test_detect_in_a_real_process(checkpoint, image_file, tmp_path):
     bad = _subprocess("detect", "--image", str(tmp_path / "none.png"), env_extra=env)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [
-        "error: none.png cannot be read: No such file or directory"
+        f"error: image {tmp_path / 'none.png'} does not exist."
     ]
 
 

@@ -467,7 +467,9 @@ def test_bad_overrides_raise(overrides):
 def test_every_group_is_read_by_a_stage():
     # The settings' groups are the names the stages read them by: none is left unread, and no
     # stage reads a group that does not exist.
-    read = {group for stage in PIPELINE for group in stage.params}
+    from frcnn_core.production_graph import PRODUCTION
+
+    read = {group for graph in (PIPELINE, PRODUCTION) for stage in graph for group in stage.params}
     assert read == set(groups())
     for stage in ("resize", "backbone", "anchors", "anchor_targets", "rpn", "proposals"):
         assert stage in groups()

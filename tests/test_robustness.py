@@ -314,12 +314,16 @@ def test_a_large_but_allowed_image_is_decoded():
 
 
 def test_upload_limit_is_within_the_decoders_byte_limit():
-    """Whatever the uploader lets through (server.maxUploadSize, MB) the decoder accepts by
-    size, so an oversized file is stopped by Streamlit's own clear message, never half-read."""
+    """Whatever the image uploader lets through (its kind's limit, MB) the decoder accepts by
+    size, so an oversized file is stopped by Streamlit's own clear message, never half-read.
+    (The server's maxUploadSize is the largest kind's, a detector checkpoint.)"""
+    from explorer.uploads import LIMITS_MB
+
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     found = re.search(r"^\s*maxUploadSize\s*=\s*(\d+)", config, re.MULTILINE)
     assert found, "server.maxUploadSize is not set in .streamlit/config.toml"
-    assert int(found.group(1)) * 2**20 <= MAX_FILE_BYTES
+    assert int(found.group(1)) == max(LIMITS_MB.values())
+    assert LIMITS_MB["image"] * 2**20 <= MAX_FILE_BYTES
     with pytest.raises(ImageError, match="not an image"):  # at the limit: read, not refused
         load_image(b"\0" * MAX_FILE_BYTES)
 

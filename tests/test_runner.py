@@ -112,7 +112,12 @@ def other_value(entry: Parameter, value: Any) -> Any:
     return int(out) if entry.kind == "int" else round(out, 6)
 
 
-@pytest.mark.parametrize("entry", PARAMETERS, ids=lambda p: p.path)
+# The tutorial's settings; the production detector's groups are read by its own graph
+# (tests/test_production_graph.py).
+TUTORIAL_PARAMETERS = [p for p in PARAMETERS if PIPELINE.affected_by(p.group)]
+
+
+@pytest.mark.parametrize("entry", TUTORIAL_PARAMETERS, ids=lambda p: p.path)
 def test_a_setting_recomputes_exactly_the_stages_downstream_of_it(zebras, warm, entry) -> None:
     params = validate(BASE.replace(entry.path, other_value(entry, BASE.get(entry.path))))
     base_run = page_run(zebras, BASE, CountingCache(warm))
