@@ -14,6 +14,7 @@ from explorer import (
     classroom,
     display,
     finetune,
+    i18n,
     models,
     project_panel,
     projects,
@@ -22,36 +23,39 @@ from explorer import (
     training,
 )
 from explorer.text import plain, plain_message
+from frcnn_core.i18n import N_, _, ngettext
 
 # A local icon: a ":material/...:" one is fetched from Google's font server by every browser.
 ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
 st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=str(ICON), layout="wide")
 display.install()  # every chart drawn for this session's theme and presentation setting
+language = i18n.init()  # this session's language, before any text
 state.init()
 if training.collect():  # a training that ended while the student was elsewhere
-    st.toast("Training finished: every page now uses the trained heads.")
+    st.toast(_("Training finished: every page now uses the trained heads."))
 if finetune.collect():  # a fine-tuning run that ended: its model joins the production menu
-    st.toast("Fine-tuning ended: its model is on the Fine-tune: results page.")
+    st.toast(_("Fine-tuning ended: its model is on the Fine-tune: results page."))
 
 # (file, url path, title, icon): the order of the sidebar, the order of the pipeline.
 PAGE_TABLE = [
-    ("image", "image", "Image & ground truth", "image"),
-    ("backbone", "backbone", "Backbone", "layers"),
-    ("anchors", "anchors", "Anchors", "anchor"),
-    ("labelling", "labelling", "Anchor labelling", "label"),
-    ("rpn", "rpn", "RPN outputs", "target"),
-    ("proposals", "proposals", "Proposals & NMS", "filter_alt"),
-    ("roi", "roi", "RoI sampling & pooling", "crop_free"),
-    ("head", "head", "Head & losses", "functions"),
-    ("train", "train", "Train", "model_training"),
-    ("detect", "detect", "Detect", "select_all"),
-    ("bugs", "bugs", "Tutorial bugs", "bug_report"),
+    ("image", "image", N_("Image & ground truth"), "image"),
+    ("backbone", "backbone", N_("Backbone"), "layers"),
+    ("anchors", "anchors", N_("Anchors"), "anchor"),
+    ("labelling", "labelling", N_("Anchor labelling"), "label"),
+    ("rpn", "rpn", N_("RPN outputs"), "target"),
+    ("proposals", "proposals", N_("Proposals & NMS"), "filter_alt"),
+    ("roi", "roi", N_("RoI sampling & pooling"), "crop_free"),
+    ("head", "head", N_("Head & losses"), "functions"),
+    ("train", "train", N_("Train"), "model_training"),
+    ("detect", "detect", N_("Detect"), "select_all"),
+    ("bugs", "bugs", N_("Tutorial bugs"), "bug_report"),
+    ("glossary", "glossary", N_("Glossary"), "translate"),
 ]
 PAGES = [
     st.Page(
         f"app_pages/{file}.py",
         url_path=url,
-        title=title,
+        title=_(title),
         icon=f":material/{icon}:",
         default=i == 0,
     )
@@ -59,33 +63,44 @@ PAGES = [
 ]
 # torchvision's COCO-trained Faster R-CNN: the tutorial's second half.
 PRODUCTION_TABLE = [
-    ("production_detections", "production", "Detections", "visibility"),
-    ("production_inside", "production-inside", "Inside the production detector", "account_tree"),
-    ("production_compare", "production-vs-tutorial", "Tutorial vs production", "compare"),
+    ("production_detections", "production", N_("Detections"), "visibility"),
+    (
+        "production_inside",
+        "production-inside",
+        N_("Inside the production detector"),
+        "account_tree",
+    ),
+    ("production_compare", "production-vs-tutorial", N_("Tutorial vs production"), "compare"),
 ]
 PRODUCTION_PAGES = [
-    st.Page(f"app_pages/{file}.py", url_path=url, title=title, icon=f":material/{icon}:")
+    st.Page(f"app_pages/{file}.py", url_path=url, title=_(title), icon=f":material/{icon}:")
     for file, url, title, icon in PRODUCTION_TABLE
 ]
 # Fine-tuning a production detector on a dataset: the tutorial's last part.
 FINETUNE_TABLE = [
-    ("finetune_dataset", "finetune-dataset", "Fine-tune: dataset", "dataset"),
-    ("finetune_train", "finetune-train", "Fine-tune: train", "model_training"),
-    ("finetune_results", "finetune-results", "Fine-tune: results", "leaderboard"),
+    ("finetune_dataset", "finetune-dataset", N_("Fine-tune: dataset"), "dataset"),
+    ("finetune_train", "finetune-train", N_("Fine-tune: train"), "model_training"),
+    ("finetune_results", "finetune-results", N_("Fine-tune: results"), "leaderboard"),
 ]
 FINETUNE_PAGES = [
-    st.Page(f"app_pages/{file}.py", url_path=url, title=title, icon=f":material/{icon}:")
+    st.Page(f"app_pages/{file}.py", url_path=url, title=_(title), icon=f":material/{icon}:")
     for file, url, title, icon in FINETUNE_TABLE
 ]
 PAGE_BY_URL = {p.url_path: p for p in PAGES + PRODUCTION_PAGES + FINETUNE_PAGES}
 
 page = st.navigation(
-    {"Tutorial": PAGES, "Production detector": PRODUCTION_PAGES, "Fine-tune": FINETUNE_PAGES},
+    {
+        _("Tutorial"): PAGES,
+        _("Production detector"): PRODUCTION_PAGES,
+        _("Fine-tune"): FINETUNE_PAGES,
+    },
     expanded=True,  # every section in view: collapsed, the later sections hide under "View more"
 )
 # A new session: this browser's saved project comes back, and a shared link applies on top.
 first_run = not st.session_state.get(projects.STARTED)
 restore_to = projects.start(page.url_path)
+if i18n.current() != language:  # the restored project's language: draw it all again in it
+    st.rerun()
 if first_run:  # a ?class= link joins; a reload keeps this browser's part in a class
     classroom.resume(st.query_params.get("class"))
 if restore_to is not None and page.url_path != PAGES[0].url_path:
@@ -98,45 +113,63 @@ said = projects.notes()
 if said is not None:
     kind, lines = said
     show = st.warning if kind == "error" or kind == "link" else st.info
-    opening = {"error": "", "link": "From the link: ", "restored": "Restored: "}[kind]
+    opening = {"error": "", "link": _("From the link: "), "restored": _("Restored: ")}[kind]
     show(plain_message(opening + "; ".join(lines) + "."), icon=":material/info:")
 
 with st.sidebar:
+    i18n.switch()
     in_class = classroom.member()
     if in_class:  # following or teaching: the class comes first
         classroom.panel(project_panel.base_url())
     choice = state.image()
     if choice is not None:
         n = len(state.boxes())
-        st.caption(f"Image: **{plain(choice.name)}** · {n} box{'es' if n != 1 else ''}")
+        boxes = ngettext("{n} box", "{n} boxes", n).format(n=n)
+        st.caption(_("Image: **{name}** · {boxes}").format(name=plain(choice.name), boxes=boxes))
     replica = runtime.replica_name()  # which server of several (an operator's label)
-    st.caption(
-        f"Device: {runtime.device_label()}" + (f" · server {plain(replica)}" if replica else "")
-    )
+    device = _("Device: {device}").format(device=runtime.device_label())
+    server = _(" · server {name}").format(name=plain(replica)) if replica else ""
+    st.caption(device + server)
     backbone = models.backbone()
     if backbone.weights == "random":
         st.warning(
-            "VGG16 runs on **random weights**: feature maps look like noise, but every count, "
-            "shape and loss formula is real.",
+            _(
+                "VGG16 runs on **random weights**: feature maps look like noise, but every "
+                "count, shape and loss formula is real."
+            ),
             icon=":material/warning:",
         )
-        with st.expander("How to get ImageNet weights"):
-            st.caption(backbone.note)
+        with st.expander(_("How to get ImageNet weights")):
+            st.caption(backbone.describe())
     else:
-        st.caption(f"Backbone weights: {backbone.weights}")
+        st.caption(_("Backbone weights: {weights}").format(weights=backbone.weights))
     own = models.session_model()
     if training.running():
-        st.caption("Heads: **training…** (see the Train page)")
+        st.caption(_("Heads: **training…** (see the Train page)"))
     elif own is None:
-        st.caption("Heads: initial (seeded)")
+        st.caption(_("Heads: initial (seeded)"))
     elif own.source == "trained":
-        st.caption(f"Heads: **trained in this session** ({len(own.class_names)} classes)")
+        n = len(own.class_names)
+        st.caption(
+            ngettext(
+                "Heads: **trained in this session** ({n} class)",
+                "Heads: **trained in this session** ({n} classes)",
+                n,
+            ).format(n=n)
+        )
     else:
-        st.caption(f"Heads: **loaded from {plain(own.source)}** ({len(own.class_names)} classes)")
+        n = len(own.class_names)
+        st.caption(
+            ngettext(
+                "Heads: **loaded from {source}** ({n} class)",
+                "Heads: **loaded from {source}** ({n} classes)",
+                n,
+            ).format(source=plain(own.source), n=n)
+        )
     st.button(
-        "Reset to tutorial defaults",
+        _("Reset to tutorial defaults"),
         width="stretch",
-        help="Every threshold and count back to the tutorial's values",
+        help=_("Every threshold and count back to the tutorial's values"),
         on_click=state.reset_params,
     )
     display.sidebar()  # presentation toggle, the page's CSS

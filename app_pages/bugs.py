@@ -19,19 +19,22 @@ from explorer.runner import PageRun
 from explorer.text import plain
 from explorer.views import bugs as views
 from explorer.widgets import intro, page_guard, param_widget, run_or_stop, timing_caption
+from frcnn_core.i18n import _
 
 BUG_KEY = "bug"
 SCOPE = "bugs"  # this page's own what-if values
 FIG_HEIGHT = 440
 
 intro(
-    "Tutorial bugs",
-    "The tutorial this explorer follows has **13 bugs**. Most do not crash: the notebook runs, "
-    "prints plausible numbers, and trains something else than Faster R-CNN. Every other page "
-    "runs the **fixed** pipeline. Here each bug gets the original code, the fix, why it is "
-    "wrong, and, where the library can still run the tutorial's version, the two side by side "
-    "on **your current image and boxes**. This page's sliders are its own: your settings on "
-    "the other pages do not change.",
+    _("Tutorial bugs"),
+    _(
+        "The tutorial this explorer follows has **13 bugs**. Most do not crash: the notebook "
+        "runs, prints plausible numbers, and trains something else than Faster R-CNN. Every "
+        "other page runs the **fixed** pipeline. Here each bug gets the original code, the fix, "
+        "why it is wrong, and, where the library can still run the tutorial's version, the two "
+        "side by side on **your current image and boxes**. This page's sliders are its own: "
+        "your settings on the other pages do not change."
+    ),
 )
 
 
@@ -44,19 +47,26 @@ def variant(run: PageRun, bug_id: str, on: bool) -> PageRun:
 
 def side_by_side() -> tuple:
     left, right = st.columns(2)
-    left.markdown("##### Fixed (this explorer)")
-    right.markdown("##### Tutorial's version")
+    left.markdown("##### " + _("Fixed (this explorer)"))
+    right.markdown("##### " + _("Tutorial's version"))
     return left, right
 
 
 def no_positives_note(run: PageRun) -> bool:
     if run.ground_truth.boxes.shape[0] == 0:
         st.info(
-            "No ground-truth boxes on this image, so no anchor is positive. Draw boxes on the "
-            "**Image & ground truth** page to see this bug's effect on your own boxes."
+            _(
+                "No ground-truth boxes on this image, so no anchor is positive. Draw boxes on "
+                "the **Image & ground truth** page to see this bug's effect on your own boxes."
+            )
         )
         return True
     return False
+
+
+def headers(rows: list[dict]) -> list[dict]:
+    """A table's rows with their column names (English, as the code reads them) translated."""
+    return [{_(k): v for k, v in row.items()} for row in rows]
 
 
 def show_b1(run: PageRun) -> None:
@@ -66,18 +76,20 @@ def show_b1(run: PageRun) -> None:
         with col:
             a, b = st.columns(2)
             a.metric(
-                "Cells paired with their own prediction",
+                _("Cells paired with their own prediction"),
                 f"{e.self_paired:,} / {e.cells:,}",
-                help="Anchors of a cell trained with the RPN output computed at that cell",
+                help=_("Anchors of a cell trained with the RPN output computed at that cell"),
             )
             if e.positives:
                 b.metric(
-                    "Positives trained from inside their box",
+                    _("Positives trained from inside their box"),
                     f"{e.inside_gt} / {e.positives}",
-                    help="Positive anchors whose paired prediction is computed at a cell "
-                    "inside their GT box",
+                    help=_(
+                        "Positive anchors whose paired prediction is computed at a cell inside "
+                        "their GT box"
+                    ),
                 )
-            st.caption("Each anchor → the cell whose prediction it is trained with")
+            st.caption(_("Each anchor → the cell whose prediction it is trained with"))
             st.plotly_chart(
                 views.pairing_figure(
                     run.image.pixels,
@@ -90,42 +102,53 @@ def show_b1(run: PageRun) -> None:
                 key=f"b1_{name}",
             )
     if not effects_[0].positives:
-        st.caption("No positive anchors on this image: the lines join a sample of 40 cells.")
+        st.caption(_("No positive anchors on this image: the lines join a sample of 40 cells."))
     st.markdown(
-        "In the fixed pipeline every line has zero length: an anchor is trained with the "
-        "prediction of its own cell. In the tutorial only the cells on the diagonal (row = "
-        "column) are paired with themselves; every other anchor's loss trains the cell at the "
-        "end of its red line."
+        _(
+            "In the fixed pipeline every line has zero length: an anchor is trained with the "
+            "prediction of its own cell. In the tutorial only the cells on the diagonal (row = "
+            "column) are paired with themselves; every other anchor's loss trains the cell at "
+            "the end of its red line."
+        )
     )
 
 
 def show_b2(run: PageRun) -> None:
     demo = effects.small_box_demo()
     st.markdown(
-        f"**The tutorial's failing case.** One {demo.box[2] - demo.box[0]:.0f} × "
-        f"{demo.box[3] - demo.box[1]:.0f} box at {tuple(int(v) for v in demo.box)} in an "
-        f"800 × 800 frame, tutorial anchors and thresholds. Its best anchor overlaps it with IoU "
-        f"{demo.best_iou:.3f}, under the 0.3 negative threshold."
+        _(
+            "**The tutorial's failing case.** One {w:.0f} × {h:.0f} box at {where} in an "
+            "800 × 800 frame, tutorial anchors and thresholds. Its best anchor overlaps it with "
+            "IoU {iou:.3f}, under the 0.3 negative threshold."
+        ).format(
+            w=demo.box[2] - demo.box[0],
+            h=demo.box[3] - demo.box[1],
+            where=tuple(int(v) for v in demo.box),
+            iou=demo.best_iou,
+        )
     )
     left, right = side_by_side()
-    left.metric("Positive anchors of the 40 × 30 box", demo.fixed_positives)
-    right.metric("Positive anchors of the 40 × 30 box", demo.tutorial_positives)
-    st.markdown("**Your boxes.** Positive anchors each GT box produced:")
+    left.metric(_("Positive anchors of the 40 × 30 box"), demo.fixed_positives)
+    right.metric(_("Positive anchors of the 40 × 30 box"), demo.tutorial_positives)
+    st.markdown(_("**Your boxes.** Positive anchors each GT box produced:"))
     if no_positives_note(run):
         return
     rows = effects.positives_rows(variant(run, "B2", False), variant(run, "B2", True))
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(headers(rows), hide_index=True, width="stretch")
     lost = [r["box"] for r in rows if r["positives (tutorial)"] == 0 and r["positives (fixed)"]]
     if lost:
         st.warning(
-            "With the tutorial's order these boxes get **no positive anchor**: "
-            + ", ".join(plain(str(b)) for b in lost)
+            _("With the tutorial's order these boxes get **no positive anchor**: {boxes}").format(
+                boxes=", ".join(plain(str(b)) for b in lost)
+            )
         )
     else:
         st.caption(
-            "No box loses its positives here: every best IoU is at least the negative "
-            f"threshold ({run.params.anchor_targets.neg_iou:.2f}). Raise the negative IoU in "
-            "the sidebar above a box's best IoU, or draw a small box, to see it happen."
+            _(
+                "No box loses its positives here: every best IoU is at least the negative "
+                "threshold ({t:.2f}). Raise the negative IoU in the sidebar above a box's best "
+                "IoU, or draw a small box, to see it happen."
+            ).format(t=run.params.anchor_targets.neg_iou)
         )
 
 
@@ -135,42 +158,57 @@ def show_b3(run: PageRun) -> None:
     effects_ = [effects.sampling_effect(variant(run, "B3", on)) for on in (False, True)]
     for col, e in zip(side_by_side(), effects_, strict=True):
         a, b, c = col.columns(3)
-        a.metric("Sampled positives", f"{e.sampled_positive:,}")
-        b.metric("Sampled negatives", f"{e.sampled_negative:,}")
-        c.metric("Negatives per positive", f"{e.negatives_per_positive:.1f}")
+        a.metric(_("Sampled positives"), f"{e.sampled_positive:,}")
+        b.metric(_("Sampled negatives"), f"{e.sampled_negative:,}")
+        c.metric(_("Negatives per positive"), f"{e.negatives_per_positive:.1f}")
         col.metric(
-            "RPN classification loss",
+            _("RPN classification loss"),
             f"{e.cls_loss:.4f}",
-            help="Cross-entropy over the sampled anchors, with the current RPN weights",
+            help=_("Cross-entropy over the sampled anchors, with the current RPN weights"),
         )
     fixed, buggy = effects_
+    batch = run.params.anchor_targets.batch_size
     st.markdown(
-        f"The tutorial asks for {run.params.anchor_targets.batch_size} × "
-        f"{buggy.sampled_positive} = "
-        f"{run.params.anchor_targets.batch_size * buggy.sampled_positive:,} negatives, so it "
-        f"keeps all **{buggy.sampled_negative:,}** instead of **{fixed.sampled_negative:,}**. "
-        "With untrained weights the loss value barely moves (every anchor scores about 50 %); "
-        "the harm is in training, where background outnumbers objects "
-        f"{buggy.negatives_per_positive:.0f} to 1."
+        _(
+            "The tutorial asks for {batch} × {pos} = {asked:,} negatives, so it keeps all "
+            "**{kept:,}** instead of **{fixed:,}**. With untrained weights the loss value barely "
+            "moves (every anchor scores about 50 %); the harm is in training, where background "
+            "outnumbers objects {ratio:.0f} to 1."
+        ).format(
+            batch=batch,
+            pos=buggy.sampled_positive,
+            asked=batch * buggy.sampled_positive,
+            kept=buggy.sampled_negative,
+            fixed=fixed.sampled_negative,
+            ratio=buggy.negatives_per_positive,
+        )
     )
 
 
 def show_b4(run: PageRun) -> None:
     e = effects.float_count_on(variant(run, "B4", False), variant(run, "B4", True))
-    st.markdown(f"**This image.** {e.positives} positive anchors; the limit is {e.limit:g}.")
+    st.markdown(
+        _("**This image.** {n} positive anchors; the limit is {limit:g}.").format(
+            n=e.positives, limit=e.limit
+        )
+    )
     if e.error:
-        st.error(f"The tutorial's sampling fails here:\n\n`{e.error}`")
+        st.error(_("The tutorial's sampling fails here:\n\n`{error}`").format(error=e.error))
     else:
         st.info(
-            f"Not triggered on this image: only {e.positives} positives (the error needs more "
-            f"than {e.limit:g}). Lower the positive IoU in the sidebar to trigger it."
+            _(
+                "Not triggered on this image: only {n} positives (the error needs more than "
+                "{limit:g}). Lower the positive IoU in the sidebar to trigger it."
+            ).format(n=e.positives, limit=e.limit)
         )
     demo = effects.float_count_demo()
     st.markdown(
-        "**A fixed demonstration.** The tutorial's four zebra boxes with a positive IoU of 0.5 "
-        f"instead of 0.7 give {demo.positives} positives:"
+        _(
+            "**A fixed demonstration.** The tutorial's four zebra boxes with a positive IoU of "
+            "0.5 instead of 0.7 give {n} positives:"
+        ).format(n=demo.positives)
     )
-    st.code(demo.error or "(not triggered)", language=None)
+    st.code(demo.error or _("(not triggered)"), language=None)
 
 
 def show_b5(run: PageRun) -> None:
@@ -181,49 +219,55 @@ def show_b5(run: PageRun) -> None:
     for col, e in zip(side_by_side(), effects_, strict=True):
         a, b = col.columns(2)
         a.metric(
-            "smoothL1 sum, zero predictions",
+            _("smoothL1 sum, zero predictions"),
             f"{e.zero_prediction_sum:.3f}",
-            help=f"Sum over the {e.positives} sampled positives' four targets when the RPN "
-            "predicts all-zero deltas (on the tutorial's zebras: 5.199 fixed, 16.17 tutorial)",
+            help=_(
+                "Sum over the {n} sampled positives' four targets when the RPN predicts all-zero "
+                "deltas (on the tutorial's zebras: 5.199 fixed, 16.17 tutorial)"
+            ).format(n=e.positives),
         )
         b.metric(
-            "RPN loc loss, current predictions",
+            _("RPN loc loss, current predictions"),
             f"{e.rpn_loc_loss:.3f}",
-            help="λ · Σ smoothL1 / N_pos with the RPN's current outputs",
+            help=_("λ · Σ smoothL1 / N_pos with the RPN's current outputs"),
         )
-    st.markdown("The first positive anchors and their x targets:")
+    st.markdown(_("The first positive anchors and their x targets:"))
     st.dataframe(
-        effects.targets_table(
-            run.anchors, runs[0].anchor_targets, effects_[0].targets, effects_[1].targets
+        headers(
+            effects.targets_table(
+                run.anchors, runs[0].anchor_targets, effects_[0].targets, effects_[1].targets
+            )
         ),
         hide_index=True,
         width="stretch",
         column_config={
-            k: st.column_config.NumberColumn(format="%.3f")
+            _(k): st.column_config.NumberColumn(format="%.3f")
             for k in ("dx fixed", "dx tutorial", "dw fixed", "dw tutorial")
         }
         | {
-            k: st.column_config.NumberColumn(format="%.1f")
+            _(k): st.column_config.NumberColumn(format="%.1f")
             for k in ("width", "tutorial width (= x1)")
         },
     )
-    st.caption("dy and dh are unaffected: the height line has a minus.")
+    st.caption(_("dy and dh are unaffected: the height line has a minus."))
 
 
-def show_linearity(result: effects.Linearity, what: str, merged_note: str | None) -> None:
+def show_linearity(result: effects.Linearity, merged_note: str | None) -> None:
     for col, value, name in zip(
         side_by_side(), (result.with_relu, result.without_relu), ("fixed", "tutorial"), strict=True
     ):
         col.metric(
-            "Non-linearity |f(a+b) − f(a) − f(b) + f(0)|",
+            _("Non-linearity |f(a+b) − f(a) − f(b) + f(0)|"),
             f"{value:.2e}",
-            help="Relative to |f(a+b) − f(0)|. Zero (up to float32 rounding, ~1e-7) means "
-            f"the {what} is an affine map.",
+            help=_(
+                "Relative to |f(a+b) − f(0)|. Zero (up to float32 rounding, ~1e-7) means the "
+                "layers are one affine map."
+            ),
         )
         col.caption(
-            "clearly non-zero: a non-linear map"
+            _("clearly non-zero: a non-linear map")
             if name == "fixed"
-            else "float32 rounding only: the layers are one affine map"
+            else _("float32 rounding only: the layers are one affine map")
         )
     if merged_note:
         st.markdown(merged_note)
@@ -235,15 +279,20 @@ def show_b6(run: PageRun) -> None:
         "b6_linearity", run.key("rpn"), lambda: effects.rpn_linearity_on(run)
     )
     st.markdown(
-        "Take two 8 × 8 windows **a** and **b** of this image's feature map and run the RPN "
-        "head's layers (3 × 3 conv → 1 × 1 convs) on a, b, a + b and zeros:"
+        _(
+            "Take two 8 × 8 windows **a** and **b** of this image's feature map and run the RPN "
+            "head's layers (3 × 3 conv → 1 × 1 convs) on a, b, a + b and zeros:"
+        )
     )
     show_linearity(
         result,
-        "RPN head",
-        f"Without the ReLU, one 3 × 3 conv with the product of the weights gives the same "
-        f"outputs (max relative difference **{result.merged_error:.1e}**) with "
-        f"**{result.params_merged:,}** parameters instead of **{result.params_stacked:,}**.",
+        _(
+            "Without the ReLU, one 3 × 3 conv with the product of the weights gives the same "
+            "outputs (max relative difference **{error:.1e}**) with **{merged:,}** parameters "
+            "instead of **{stacked:,}**."
+        ).format(
+            error=result.merged_error, merged=result.params_merged, stacked=result.params_stacked
+        ),
     )
 
 
@@ -252,19 +301,25 @@ def show_b11(run: PageRun) -> None:
     size = run.params.roi_pool.output_size
     width = run.heads.head.fc6.in_features
     hidden = run.heads.head.fc7.out_features
+    a = _("GT box 1") if from_gt else _("the centre of the image")
+    b = _("GT box 2") if second_gt else _("the whole image")
     st.markdown(
-        "Pool two RoIs of this image (a: "
-        + ("GT box 1" if from_gt else "the centre of the image")
-        + ", b: "
-        + ("GT box 2" if second_gt else "the whole image")
-        + f") to {size} × {size} and run the head (fc6 → fc7 → scores and deltas) on a, b, "
-        "a + b and zeros:"
+        _(
+            "Pool two RoIs of this image (a: {a}, b: {b}) to {size} × {size} and run the head "
+            "(fc6 → fc7 → scores and deltas) on a, b, a + b and zeros:"
+        ).format(a=a, b=b, size=size)
     )
     show_linearity(
         result,
-        "head",
-        f"Without the ReLUs fc6 and fc7 hold **{result.params_stacked:,}** parameters that can "
-        f"only learn what one {width} → {hidden} layer (**{result.params_merged:,}**) could.",
+        _(
+            "Without the ReLUs fc6 and fc7 hold **{stacked:,}** parameters that can only learn "
+            "what one {width} → {hidden} layer (**{merged:,}**) could."
+        ).format(
+            stacked=result.params_stacked,
+            width=width,
+            hidden=hidden,
+            merged=result.params_merged,
+        ),
     )
 
 
@@ -278,23 +333,29 @@ def show_proposals(run: PageRun, bug_id: str) -> None:
         (right, overlap.tutorial_kept, overlap.tutorial_mean_prob),
     ):
         a, b = col.columns(2)
-        a.metric("Proposals kept", f"{kept:,}")
+        a.metric(_("Proposals kept"), f"{kept:,}")
         b.metric(
-            "Mean object probability of the kept",
+            _("Mean object probability of the kept"),
             f"{prob:.4f}",
-            help="The softmax object probability, averaged over the kept proposals",
+            help=_("The softmax object probability, averaged over the kept proposals"),
         )
     st.metric(
-        "Tutorial's proposals also kept by the fixed pipeline",
+        _("Tutorial's proposals also kept by the fixed pipeline"),
         f"{overlap.common:,} / {overlap.tutorial_kept:,}",
-        help="The same anchor's box in both final sets",
+        help=_("The same anchor's box in both final sets"),
     )
     if bug_id == "B7":
         st.markdown(
-            f"Before NMS, {overlap.pre_nms_common:,} of the top {overlap.pre_nms:,} anchors are "
-            f"the same under both rankings; after NMS **{overlap.tutorial_kept - overlap.common:,}"
-            f"** of the tutorial's {overlap.tutorial_kept:,} proposals are not among the fixed "
-            "pipeline's."
+            _(
+                "Before NMS, {common:,} of the top {top:,} anchors are the same under both "
+                "rankings; after NMS **{differ:,}** of the tutorial's {kept:,} proposals are not "
+                "among the fixed pipeline's."
+            ).format(
+                common=overlap.pre_nms_common,
+                top=overlap.pre_nms,
+                differ=overlap.tutorial_kept - overlap.common,
+                kept=overlap.tutorial_kept,
+            )
         )
         st.plotly_chart(
             views.logit_vs_probability_figure(run.rpn.scores, fp.keep_index, bp.keep_index),
@@ -303,8 +364,10 @@ def show_proposals(run: PageRun, bug_id: str) -> None:
         )
         return
     st.markdown(
-        f"Only **{overlap.common:,}** of the tutorial's {overlap.tutorial_kept:,} proposals match "
-        "a correct NMS (about 600 of 2000 on the tutorial's zebras)."
+        _(
+            "Only **{common:,}** of the tutorial's {kept:,} proposals match a correct NMS (about "
+            "600 of 2000 on the tutorial's zebras)."
+        ).format(common=overlap.common, kept=overlap.tutorial_kept)
     )
     for col, mine, other, name, colour in zip(
         st.columns(2),
@@ -315,9 +378,9 @@ def show_proposals(run: PageRun, bug_id: str) -> None:
         strict=True,
     ):
         title = (
-            "NMS visits the boxes best score first"
+            _("NMS visits the boxes best score first")
             if name == "fixed"
-            else "NMS visits the boxes by descending anchor number"
+            else _("NMS visits the boxes by descending anchor number")
         )
         with col:
             st.caption(title)
@@ -343,29 +406,39 @@ def show_b9(run: PageRun) -> None:
     crops = effects.roi_crops(run.backbone.features, box, stride)
     x1, y1, x2, y2 = crops.cells
     st.markdown(
-        f"{'GT box 1' if from_gt else 'The centre of the image (no GT box)'} covers feature "
-        f"cells x {x1}…{x2}, y {y1}…{y2}. The pooling slices rows {y1}…{y2}, columns {x1}…{x2}; "
-        f"the tutorial's pictures slice rows {x1}…{x2}, columns {y1}…{y2}. Channel mean of "
-        "each slice:"
+        (
+            _(
+                "GT box 1 covers feature cells x {x1}…{x2}, y {y1}…{y2}. The pooling slices rows "
+                "{y1}…{y2}, columns {x1}…{x2}; the tutorial's pictures slice rows {x1}…{x2}, "
+                "columns {y1}…{y2}. Channel mean of each slice:"
+            )
+            if from_gt
+            else _(
+                "The centre of the image (no GT box) covers feature cells x {x1}…{x2}, "
+                "y {y1}…{y2}. The pooling slices rows {y1}…{y2}, columns {x1}…{x2}; the "
+                "tutorial's pictures slice rows {x1}…{x2}, columns {y1}…{y2}. Channel mean of "
+                "each slice:"
+            )
+        ).format(x1=x1, y1=y1, x2=x2, y2=y2)
     )
     values = [c for c in (crops.correct, crops.swapped) if c.numel()]
     lo = min(float(c.min()) for c in values)
     hi = max(float(c.max()) for c in values)
     left, right = side_by_side()
     left.plotly_chart(
-        views.crop_heatmap(crops.correct, "rows = y (what is pooled)", lo, hi),
+        views.crop_heatmap(crops.correct, _("rows = y (what is pooled)"), lo, hi),
         width="stretch",
         key="b9_correct",
     )
     if crops.swapped.numel():
         right.plotly_chart(
-            views.crop_heatmap(crops.swapped, "rows = x (the tutorial's picture)", lo, hi),
+            views.crop_heatmap(crops.swapped, _("rows = x (the tutorial's picture)"), lo, hi),
             width="stretch",
             key="b9_swapped",
         )
     else:
-        right.info("The swapped slice falls outside the feature map: the picture is empty.")
-    st.caption("Where each slice lies on the image")
+        right.info(_("The swapped slice falls outside the feature map: the picture is empty."))
+    st.caption(_("Where each slice lies on the image"))
     gt = run.ground_truth
     st.plotly_chart(
         views.crops_figure(run.image.pixels, box, crops, gt.boxes, gt.labels, stride, 480),
@@ -378,8 +451,9 @@ def show_b10(run: PageRun) -> None:
     box, from_gt = effects.demo_box(run.ground_truth.boxes, run.image.size)
     demo = effects.adaptive_pool_demo(run.backbone.features, box, run.spec.stride)
     st.markdown(
-        f"Run on {'GT box 1' if from_gt else 'the centre of the image'}'s slice of this "
-        "image's feature map:"
+        _("Run on GT box 1's slice of this image's feature map:")
+        if from_gt
+        else _("Run on the centre of the image's slice of this image's feature map:")
     )
     left, right = side_by_side()
     left.code(
@@ -400,22 +474,30 @@ def show_b10(run: PageRun) -> None:
         wrap_lines=True,
     )
     st.success(
-        "The tutorial's `tmp[0]` equals the fixed pooling exactly: right by accident."
+        _("The tutorial's `tmp[0]` equals the fixed pooling exactly: right by accident.")
         if demo.matches_fixed
-        else "The two poolings differ on this RoI."
+        else _("The two poolings differ on this RoI.")
     )
 
 
 def show_b12(run: PageRun) -> None:
     effect = effects.unreduced_effect(variant(run, "B12", False))
     left, right = side_by_side()
-    left.metric("RoI loc loss", f"{float(effect.fixed.loc):.4f}", help="A scalar: λ Σ / N_pos")
-    left.metric("RoI classification loss", f"{float(effect.fixed.cls):.4f}")
+    left.metric(
+        _("RoI loc loss"), f"{float(effect.fixed.loc):.4f}", help=_("A scalar: λ Σ / N_pos")
+    )
+    left.metric(_("RoI classification loss"), f"{float(effect.fixed.cls):.4f}")
     with right:
         if effect.error:
-            st.error(f"UnreducedLossError: {effect.error}")
+            st.error(
+                _("The tutorial's loss fails here:\n\n`UnreducedLossError: {error}`").format(
+                    error=effect.error
+                )
+            )
         st.markdown(
-            f"The matrix the tutorial adds to its losses, {list(effect.per_element.shape)}:"
+            _("The matrix the tutorial adds to its losses, {shape}:").format(
+                shape=list(effect.per_element.shape)
+            )
         )
         st.dataframe(
             effect.per_element[:6].numpy(),
@@ -423,33 +505,40 @@ def show_b12(run: PageRun) -> None:
             column_config={str(i): st.column_config.NumberColumn(format="%.4f") for i in range(4)},
         )
     st.caption(
-        f"Computed on this image's {effect.sampled} sampled RoIs "
-        f"({effect.fixed.n_pos} positive) with the head's current predictions."
+        _(
+            "Computed on this image's {n} sampled RoIs ({pos} positive) with the head's current "
+            "predictions."
+        ).format(n=effect.sampled, pos=effect.fixed.n_pos)
     )
 
 
 def show_b13(run: PageRun) -> None:
-    st.markdown("**The backbone's input**, per channel (current image):")
+    st.markdown(_("**The backbone's input**, per channel (current image):"))
     st.dataframe(
-        effects.input_statistics(run.image.pixels),
+        headers(effects.input_statistics(run.image.pixels)),
         hide_index=True,
         width="stretch",
         column_config={
-            k: st.column_config.NumberColumn(format="%.3f")
+            _(k): st.column_config.NumberColumn(format="%.3f")
             for k in ("tutorial mean", "tutorial std", "fixed mean", "fixed std")
         },
     )
     st.caption(
-        "ImageNet's statistics are mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) "
-        "on the 0…1 scale: normalised, an average ImageNet photo has mean 0 and std 1 per channel."
+        _(
+            "ImageNet's statistics are mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) "
+            "on the 0…1 scale: normalised, an average ImageNet photo has mean 0 and std 1 per "
+            "channel."
+        )
     )
     if models.backbone().weights == "random":
         st.info(
-            "The backbone has random weights here, so neither feature map is meaningful; the "
-            "comparison still shows how much the input scale changes them."
+            _(
+                "The backbone has random weights here, so neither feature map is meaningful; "
+                "the comparison still shows how much the input scale changes them."
+            )
         )
     compare = st.toggle(
-        "Compare the feature maps (one more VGG16 pass: a few seconds the first time)",
+        _("Compare the feature maps (one more VGG16 pass: a few seconds the first time)"),
         key="bug_b13_features",
     )
     if not compare:
@@ -459,20 +548,20 @@ def show_b13(run: PageRun) -> None:
     timing_caption(buggy, ["backbone"])
     change = effects.feature_change(f_fixed, f_buggy)
     a, b, c = st.columns(3)
-    a.metric("Cosine similarity of the feature maps", f"{change.cosine:.3f}")
-    b.metric("Norm, tutorial / fixed", f"{change.norm_ratio:.2f}")
+    a.metric(_("Cosine similarity of the feature maps"), f"{change.cosine:.3f}")
+    b.metric(_("Norm, tutorial / fixed"), f"{change.norm_ratio:.2f}")
     c.metric(
-        "Zero activations, fixed → tutorial",
+        _("Zero activations, fixed → tutorial"),
         f"{change.zero_fraction_fixed:.1%} → {change.zero_fraction_tutorial:.1%}",
     )
     left, right = side_by_side()
     left.plotly_chart(
-        views.mean_map_figure(f_fixed, "channel mean, normalised input"),
+        views.mean_map_figure(f_fixed, _("channel mean, normalised input")),
         width="stretch",
         key="b13_fixed",
     )
     right.plotly_chart(
-        views.mean_map_figure(f_buggy, "channel mean, ToTensor() only"),
+        views.mean_map_figure(f_buggy, _("channel mean, ToTensor() only")),
         width="stretch",
         key="b13_tutorial",
     )
@@ -506,18 +595,20 @@ SHOW = {
 }
 
 with page_guard():
-    st.subheader("All 13 at a glance")
+    st.subheader(_("All 13 at a glance"))
     st.dataframe(
         summary_rows(),
         hide_index=True,
         width="stretch",
         height=35 * (len(BUGS) + 1) + 3,
         column_config={
-            "id": st.column_config.TextColumn(width="small"),
-            "run here": st.column_config.TextColumn(
+            _("id"): st.column_config.TextColumn(width="small"),
+            _("run here"): st.column_config.TextColumn(
                 width="small",
-                help="switch: a setting of the pipeline runs the tutorial's version on your image; "
-                "torch: shown with plain torch on your image's features",
+                help=_(
+                    "switch: a setting of the pipeline runs the tutorial's version on your "
+                    "image; torch: shown with plain torch on your image's features"
+                ),
             ),
         },
     )
@@ -528,40 +619,53 @@ with page_guard():
         st.session_state[BUG_KEY] = wanted if wanted in ids else ids[0]
     # A dict's lookup, not a lambda: Streamlit keeps format_func for the whole session, and a
     # function defined here would keep this run's namespace (its pipeline run) alive.
-    titles = {i: f"{i} · {BUGS_BY_ID[i].where}: " + BUGS_BY_ID[i].bug.replace("`", "") for i in ids}
-    choice = st.selectbox("Look at one bug", ids, key=BUG_KEY, format_func=titles.__getitem__)
+    # Built each run in the session's language (the widget's identity is its key alone).
+    titles = {
+        i: f"{i} · {_(BUGS_BY_ID[i].where)}: " + _(BUGS_BY_ID[i].bug).replace("`", "") for i in ids
+    }
+    choice = st.selectbox(_("Look at one bug"), ids, key=BUG_KEY, format_func=titles.__getitem__)
     st.query_params[BUG_KEY] = choice
     bug = BUGS_BY_ID[choice]
 
     with st.sidebar:
-        st.subheader(f"What-if settings for {bug.id}")
+        st.subheader(_("What-if settings for {bug}").format(bug=bug.id))
         if choice in WHAT_IF:
             for path in WHAT_IF[choice]:
                 param_widget(path, scope=SCOPE)
             st.caption(
-                "These are this page's own: they start from your settings and never change "
-                "them on the other pages."
+                _(
+                    "These are this page's own: they start from your settings and never change "
+                    "them on the other pages."
+                )
             )
         else:
-            st.caption("This bug has no setting to play with.")
+            st.caption(_("This bug has no setting to play with."))
 
-    st.header(f"{bug.id} · {bug.where}")
-    st.markdown(f"**Bug:** {bug.bug}. **Effect:** {bug.effect}.")
-    st.markdown("**The tutorial's code**")
+    st.header(f"{bug.id} · {_(bug.where)}")
+    st.markdown(
+        _("**Bug:** {bug}. **Effect:** {effect}.").format(bug=_(bug.bug), effect=_(bug.effect))
+    )
+    st.markdown(_("**The tutorial's code**"))
     st.code(bug.original, language="python", wrap_lines=True)
-    st.caption(f"From {bug.source} ({TRANSCRIPT}).")
-    st.markdown("**The fix**")
+    st.caption(
+        _("From {source} ({transcript}).").format(source=_(bug.source), transcript=_(TRANSCRIPT))
+    )
+    st.markdown(_("**The fix**"))
     st.code(bug.fix, language="python", wrap_lines=True)
-    st.markdown(f"**Why it is wrong.** {bug.why}")
+    st.markdown(_("**Why it is wrong.** {why}").format(why=_(bug.why)))
 
-    st.subheader("Effect on this image")
+    st.subheader(_("Effect on this image"))
     # After the sidebar's sliders: the page's what-if values on top of the user's settings.
     run = run_or_stop(state.local_params(SCOPE))
     if bug.id in BUG_FLAGS:
-        st.caption(f"The tutorial's version runs here through `{bug.runnable}`.")
+        st.caption(
+            _("The tutorial's version runs here through `{setting}`.").format(setting=bug.runnable)
+        )
     else:
-        st.caption(f"Shown with {bug.runnable}.")
+        st.caption(_("Shown with {what}.").format(what=_(bug.runnable)))
     started = time.perf_counter()
     SHOW[choice](run)
-    run.timings[f"{choice} effect"] = time.perf_counter() - started
-    timing_caption(run, [f"{choice} effect"])
+    # The step's name is shown as it is stored: made in the session's language here.
+    step = _("{bug} effect").format(bug=choice)
+    run.timings[step] = time.perf_counter() - started
+    timing_caption(run, [step])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.views.detect import (
+    ROW_LABELS,
     detection_names,
     detection_rows,
     detections_figure,
@@ -22,41 +23,48 @@ from explorer.widgets import (
     timing_caption,
 )
 from frcnn_core.detect import explain_match
+from frcnn_core.i18n import _
 
 PICK = "detect:pick"  # the inspected detection (a shared link can set it)
 FIGURE = "detections"
 
 intro(
-    "Detect",
-    "At test time there is no ground truth to sample against: the RPN's top **6000** anchors "
-    "go through NMS to **300** proposals, the head scores every proposal for every class and "
-    "moves its box with that class's deltas, boxes under the score threshold are dropped, and "
-    "NMS runs **per class**. The ground truth is used only to grade the result: a detection is "
-    "a true positive when it overlaps a box of its class at IoU ≥ 0.5 that no better-scored "
-    "detection took.",
-    "300 proposals → scores [300, C+1] + deltas [300, C+1, 4] → 300·C candidates → "
-    "threshold → per-class NMS → top 100",
+    _("Detect"),
+    _(
+        "At test time there is no ground truth to sample against: the RPN's top **6000** "
+        "anchors go through NMS to **300** proposals, the head scores every proposal for every "
+        "class and moves its box with that class's deltas, boxes under the score threshold are "
+        "dropped, and NMS runs **per class**. The ground truth is used only to grade the "
+        "result: a detection is a true positive when it overlaps a box of its class at IoU ≥ "
+        "0.5 that no better-scored detection took."
+    ),
+    _(
+        "300 proposals → scores [300, C+1] + deltas [300, C+1, 4] → 300·C candidates → "
+        "threshold → per-class NMS → top 100"
+    ),
 )
 
 with page_guard():
     with st.sidebar:
-        st.subheader("Detection")
+        st.subheader(_("Detection"))
         param_widget("detect.score_threshold")
         param_widget("detect.class_nms_iou")
         param_widget("detect.max_detections")
         param_widget("match.match_iou")
-        st.subheader("Test-time proposals")
+        st.subheader(_("Test-time proposals"))
         param_widget("test_proposals.pre_nms")
         param_widget("test_proposals.post_nms")
 
     run = run_or_stop()
-    no_boxes_notice(run, "the detections have nothing to be graded against")
+    no_boxes_notice(run, _("the detections have nothing to be graded against"))
     n_classes = len(run.classes.class_names)
     if not run.trained:
         st.info(
-            "The heads are **untrained** (seeded random weights): every class score is close to "
-            f"1 / (C + 1) = {1 / (n_classes + 1):.2f} and the boxes are the proposals barely "
-            "moved. Train on the **Train** page, then come back."
+            _(
+                "The heads are **untrained** (seeded random weights): every class score is "
+                "close to 1 / (C + 1) = {p:.2f} and the boxes are the proposals barely moved. "
+                "Train on the **Train** page, then come back."
+            ).format(p=1 / (n_classes + 1))
         )
     # The head's outputs on the test proposals are cached: the detection sliders re-run only
     # the cheap tail (softmax, decode, threshold, per-class NMS, matching).
@@ -68,20 +76,20 @@ with page_guard():
     n_gt = int(gt.boxes.shape[0])
     found = int(match.gt_found.sum())
     m = st.columns(6)
-    m[0].metric("Proposals", props.counts()["kept"])
-    m[1].metric("Candidates", f"{n_all:,}", help="(proposal, class) pairs")
-    m[2].metric("Above threshold", f"{n_scored:,}")
-    m[3].metric("Detections", n_det, help=f"{n_nms} after per-class NMS")
-    m[4].metric("True positives", tp, help=f"{n_det - tp} false positives")
-    m[5].metric("GT found", f"{found} / {n_gt}")
+    m[0].metric(_("Proposals"), props.counts()["kept"])
+    m[1].metric(_("Candidates"), f"{n_all:,}", help=_("(proposal, class) pairs"))
+    m[2].metric(_("Above threshold"), f"{n_scored:,}")
+    m[3].metric(_("Detections"), n_det, help=_("{n} after per-class NMS").format(n=n_nms))
+    m[4].metric(_("True positives"), tp, help=_("{n} false positives").format(n=n_det - tp))
+    m[5].metric(_("GT found"), f"{found} / {n_gt}")
     if n_det:
         st.caption(
-            f"Precision {tp / n_det:.2f} · recall {found / n_gt:.2f}"
+            _("Precision {p:.2f} · recall {r:.2f}").format(p=tp / n_det, r=found / n_gt)
             if n_gt
-            else "No ground truth to grade against."
+            else _("No ground truth to grade against.")
         )
     if n_scored == 0:
-        st.warning("No class score reaches the threshold: lower it to see detections.")
+        st.warning(_("No class score reaches the threshold: lower it to see detections."))
     names = run.classes.class_names
     # A click on a detection's centre dot picks it once; the selectbox may change it afterwards.
     take_click(st.session_state, (FIGURE,), PICK)
@@ -114,23 +122,26 @@ with page_guard():
             selection_mode="points",
         )
     with right:
-        st.subheader("Inspect a detection")
+        st.subheader(_("Inspect a detection"))
         if n_det == 0:
-            st.caption("No detection to inspect.")
+            st.caption(_("No detection to inspect."))
         else:
             labels = detection_names(dets, match, names)
             st.selectbox(
-                "Detection (or click its centre dot on the image)",
+                _("Detection (or click its centre dot on the image)"),
                 list(labels),
                 index=None,
                 format_func=labels.__getitem__,
                 key=PICK,
-                placeholder="Click a detection, or choose one here",
+                placeholder=_("Click a detection, or choose one here"),
             )
         if pick is None and n_det:
             st.caption(
-                "Click a detection's centre dot to see the proposal it came from, its class "
-                "probabilities, and the ground-truth box it matched or why it is a false positive."
+                _(
+                    "Click a detection's centre dot to see the proposal it came from, its class "
+                    "probabilities, and the ground-truth box it matched or why it is a false "
+                    "positive."
+                )
             )
         if pick is not None and verdict is not None:
             label = int(dets.labels[pick])
@@ -149,7 +160,9 @@ with page_guard():
                         run.test_head.probs[r].float().cpu().tolist(),
                         class_names_with_background(names, run.test_head.probs.shape[1]),
                         label,
-                        title=f"Its RoI's class probabilities (green: the detected class {label})",
+                        title=_(
+                            "Its RoI's class probabilities (green: the detected class {label})"
+                        ).format(label=label),
                     ),
                     width="stretch",
                     key="detect:probs",
@@ -159,5 +172,6 @@ with page_guard():
             detection_rows(dets, match, names, gt.labels),
             hide_index=True,
             width="stretch",
+            column_config={k: st.column_config.Column(_(v)) for k, v in ROW_LABELS.items()},
         )
     timing_caption(run, ["test_proposals", "test_roi_pool", "test_head", "detections"])

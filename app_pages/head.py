@@ -27,41 +27,48 @@ from explorer.widgets import (
     timing_caption,
 )
 from frcnn_core.head import UnreducedLossError
+from frcnn_core.i18n import _, ngettext
 
 PICK = "head:pick"  # the inspected sampled RoI (a shared link can set it)
 FIGURE = "head:rois"
 
 intro(
-    "Head & losses",
-    "Each sampled RoI's 7 × 7 × 512 features go through two fully connected layers (the "
-    "**Fast R-CNN head**), which give **C + 1 class scores** (background and the C object "
-    "classes) and **4 box deltas per class**. Training compares them with the RoI's targets: "
-    "a cross-entropy for the class, a smooth-L1 loss for the deltas of the *true* class of the "
-    "positive RoIs. Add the RPN's two terms (RPN outputs page) and you have the number that "
-    "training makes smaller.",
-    "pooled [S, 512, 7, 7] → [S, 25088] → fc6 [S, 4096] → fc7 [S, 4096] → "
-    "scores [S, C+1], deltas [S, (C+1)·4]",
+    _("Head & losses"),
+    _(
+        "Each sampled RoI's 7 × 7 × 512 features go through two fully connected layers (the "
+        "**Fast R-CNN head**), which give **C + 1 class scores** (background and the C object "
+        "classes) and **4 box deltas per class**. Training compares them with the RoI's "
+        "targets: a cross-entropy for the class, a smooth-L1 loss for the deltas of the *true* "
+        "class of the positive RoIs. Add the RPN's two terms (RPN outputs page) and you have "
+        "the number that training makes smaller."
+    ),
+    _(
+        "pooled [S, 512, 7, 7] → [S, 25088] → fc6 [S, 4096] → fc7 [S, 4096] → "
+        "scores [S, C+1], deltas [S, (C+1)·4]"
+    ),
 )
 
 
 with page_guard():
     with st.sidebar:
-        st.subheader("Loss weights")
+        st.subheader(_("Loss weights"))
         rpn_lambda = param_widget("rpn_loss.loss_lambda")
         roi_lambda = param_widget("head_loss.loss_lambda")
-        st.subheader("Tutorial bugs")
+        st.subheader(_("Tutorial bugs"))
         b11 = param_widget("head.bug_b11_no_relu")
         param_widget("head_loss.bug_b12_unreduced")
 
     # After the sidebar: the widgets above write this run's settings, which the run reads.
     run = run_or_stop()
-    no_boxes_notice(run, "every RoI is background and there is no box loss")
+    no_boxes_notice(run, _("every RoI is background and there is no box loss"))
     targets = run.proposal_targets
     n_rois = int(targets.labels.numel())
     if n_rois == 0:
         st.warning(
-            "No RoI was sampled (see the **RoI sampling & pooling** page: the IoU ranges hold no "
-            "proposal), so the head has nothing to classify."
+            _(
+                "No RoI was sampled (see the **RoI sampling & pooling** page: the IoU ranges "
+                "hold no proposal), so the head has nothing to classify."
+            )
         )
         st.stop()
     head = run.heads.head
@@ -69,36 +76,53 @@ with page_guard():
     names = class_names_with_background(run.classes.class_names, c + 1)
     fc_weights = sum(p.numel() for layer in (head.fc6, head.fc7) for p in layer.parameters())
 
-    st.subheader("The head")
+    st.subheader(_("The head"))
     left, right = st.columns([3, 2])
     with left:
         st.dataframe(
             architecture_table(head, tuple(run.roi_pool.pooled.shape), relu=not b11),
             hide_index=True,
             width="stretch",
-            column_config={"weights": st.column_config.NumberColumn(format="localized")},
+            column_config={
+                "layer": st.column_config.TextColumn(_("layer")),
+                "output shape": st.column_config.TextColumn(_("output shape")),
+                "weights": st.column_config.NumberColumn(_("weights"), format="localized"),
+            },
         )
     with right:
         st.markdown(
-            f"**C = {c}** object class{'es' if c != 1 else ''} ("
-            + ", ".join(plain(name) for name in names[1:])
-            + f") plus background: **{c + 1} scores** and **{(c + 1) * 4} deltas** per RoI, "
-            f"for **S = {n_rois}** sampled RoIs."
+            ngettext(
+                "**C = {c}** object class ({names}) plus background: **{scores} scores** and "
+                "**{deltas} deltas** per RoI, for **S = {s}** sampled RoIs.",
+                "**C = {c}** object classes ({names}) plus background: **{scores} scores** and "
+                "**{deltas} deltas** per RoI, for **S = {s}** sampled RoIs.",
+                c,
+            ).format(
+                c=c,
+                names=", ".join(plain(name) for name in names[1:]),
+                scores=c + 1,
+                deltas=(c + 1) * 4,
+                s=n_rois,
+            )
         )
         if b11:
             st.warning(
-                "B11 is on: fc6 and fc7 run without ReLU, so fc7(fc6(x)) = (W₇W₆)x + (W₇b₆ + "
-                f"b₇), a single linear map: {fc_weights / 1e6:.0f} million weights doing the "
-                "work of one layer."
+                _(
+                    "B11 is on: fc6 and fc7 run without ReLU, so fc7(fc6(x)) = (W₇W₆)x + (W₇b₆ + "
+                    "b₇), a single linear map: {millions:.0f} million weights doing the work of "
+                    "one layer."
+                ).format(millions=fc_weights / 1e6)
             )
         if not run.trained:
             st.caption(
-                "The head is freshly initialised (score-layer weights ~ N(0, 0.01)), so every "
-                f"RoI's class probabilities are close to 1 / (C + 1) = {1 / (c + 1):.3f} and the "
-                f"classification loss close to log(C + 1) = {math.log(c + 1):.3f}."
+                _(
+                    "The head is freshly initialised (score-layer weights ~ N(0, 0.01)), so "
+                    "every RoI's class probabilities are close to 1 / (C + 1) = {p:.3f} and the "
+                    "classification loss close to log(C + 1) = {loss:.3f}."
+                ).format(p=1 / (c + 1), loss=math.log(c + 1))
             )
 
-    st.subheader("Losses")
+    st.subheader(_("Losses"))
     rpn = run.rpn_loss
     error: UnreducedLossError | None = None
     try:
@@ -115,15 +139,17 @@ with page_guard():
         if name in losses:
             col.metric(name, f"{losses[name]:.4f}")
         else:
-            col.metric(name, "matrix", help="B12: not reduced to a number")
+            col.metric(name, _("matrix"), help=_("B12: not reduced to a number"))
     if error is not None:
-        st.error(f"The tutorial's failure (B12): {error}.")
+        st.error(_("The tutorial's failure (B12): {error}.").format(error=error))
         st.markdown(
-            "The tutorial computes `roi_loc_loss` element by element and never sums it, so "
-            "`roi_loss = roi_cls_loss + roi_lambda * roi_loc_loss` is a P × 4 matrix (one row "
-            "per positive RoI) and so is `total_loss = rpn_loss + roi_loss`. Printing works; "
-            "training does not, because `backward()` needs one number. The fix: "
-            "`roi_loc_loss.sum() / N_pos`. Turn B12 off in the sidebar to see the total."
+            _(
+                "The tutorial computes `roi_loc_loss` element by element and never sums it, so "
+                "`roi_loss = roi_cls_loss + roi_lambda * roi_loc_loss` is a P × 4 matrix (one "
+                "row per positive RoI) and so is `total_loss = rpn_loss + roi_loss`. Printing "
+                "works; training does not, because `backward()` needs one number. The fix: "
+                "`roi_loc_loss.sum() / N_pos`. Turn B12 off in the sidebar to see the total."
+            )
         )
     loc_sum = float(roi.loc_sum)
     n_pos_rpn, n_pos_roi = rpn.n_pos, roi.n_pos
@@ -155,28 +181,36 @@ with page_guard():
         else:
             st.latex(
                 r"L^{roi}_{loc} = \lambda\, \mathrm{smoothL1}(t_i^{u_i} - v_i)"
-                rf"\ \text{{per positive and delta: a }} {n_pos_roi} \times 4 "
-                r"\text{ matrix (B12: never summed)}"
+                r"\ \text{" + _("per positive and delta: a") + "} "
+                rf"{n_pos_roi} \times 4 \text{{" + _("matrix (B12: never summed)") + "}"
             )
-        total = f"{losses['total']:.4f}" if "total" in losses else r"\text{a matrix (B12)}"
+        matrix = r"\text{" + _("a matrix (B12)") + "}"
+        total = f"{losses['total']:.4f}" if "total" in losses else matrix
         st.latex(r"L = L^{rpn}_{cls} + L^{rpn}_{loc} + L^{roi}_{cls} + L^{roi}_{loc} = " + total)
         beta = run.params.head_loss.smooth_l1_beta
         st.caption(
-            f"smoothL1(x) = 0.5 x² / β when |x| < β, else |x| − 0.5 β (β = {beta:g}), summed "
-            "over the 4 deltas. N_pos counts positives (at least 1, so no positive gives a box "
-            f"loss of 0): {n_pos_rpn} anchors, {n_pos_roi} RoIs. p* and u are the true labels "
-            "(u = 0 is background); t* and v the target deltas."
+            _(
+                "smoothL1(x) = 0.5 x² / β when |x| < β, else |x| − 0.5 β (β = {beta:g}), summed "
+                "over the 4 deltas. N_pos counts positives (at least 1, so no positive gives a "
+                "box loss of 0): {anchors} anchors, {rois} RoIs. p* and u are the true labels "
+                "(u = 0 is background); t* and v the target deltas."
+            ).format(beta=beta, anchors=n_pos_rpn, rois=n_pos_roi)
         )
     if n_pos_roi == 0:
         st.info(
-            "No sampled RoI is positive, so the head's box loss is 0 and the classifier only "
-            "sees background. Lower the positive IoU on the RoI sampling page."
+            _(
+                "No sampled RoI is positive, so the head's box loss is 0 and the classifier "
+                "only sees background. Lower the positive IoU on the RoI sampling page."
+            )
         )
 
-    st.subheader("Sampled RoIs")
+    st.subheader(_("Sampled RoIs"))
     st.caption(
-        "Positives first. The deltas are the head's predictions for the RoI's true class (the "
-        "only ones the loss uses); targets are blank for background RoIs, which have no box loss."
+        _(
+            "Positives first. The deltas are the head's predictions for the RoI's true class "
+            "(the only ones the loss uses); targets are blank for background RoIs, which have "
+            "no box loss."
+        )
     )
     table = roi_table(targets, run.head, run.classes.class_names)
     config = {
@@ -184,11 +218,11 @@ with page_guard():
         for col in class_columns(names)
     }
     for col in table.columns:
-        if col not in config and col not in ("RoI", "true class", "predicted"):
+        if col not in config and col not in (_("RoI"), _("true class"), _("predicted")):
             config[col] = st.column_config.NumberColumn(col, format="%.3f")
     st.dataframe(table, hide_index=True, width="stretch", height=360, column_config=config)
 
-    st.subheader("Inspect a sampled RoI")
+    st.subheader(_("Inspect a sampled RoI"))
     descriptions = roi_descriptions(targets, run.classes.class_names)
     # A click on a RoI's centre marker picks it once; the selectbox may change it afterwards.
     take_click(st.session_state, (FIGURE,), PICK)
@@ -197,7 +231,7 @@ with page_guard():
     left, right = st.columns([3, 2])
     with right:
         pick = st.selectbox(
-            "RoI (or click its centre dot on the image)",
+            _("RoI (or click its centre dot on the image)"),
             list(range(n_rois)),
             format_func=descriptions.__getitem__,
             key=PICK,
@@ -210,7 +244,9 @@ with page_guard():
                 run.head.probs[pick].float().cpu().tolist(),
                 names,
                 label,
-                title=f"RoI {pick}: softmax over the C + 1 classes (green: its true class)",
+                title=_(
+                    "RoI {pick}: softmax over the C + 1 classes (green: its true class)"
+                ).format(pick=pick),
             ),
             width="stretch",
             key="head:probs",
@@ -231,12 +267,17 @@ with page_guard():
             selection_mode="points",
         )
     st.markdown(
-        f"**RoI {pick}'s box deltas**: the head predicts (dx, dy, dw, dh) for every class; "
-        + (
-            "the loss compares only its true class's row with the target."
+        (
+            _(
+                "**RoI {pick}'s box deltas**: the head predicts (dx, dy, dw, dh) for every "
+                "class; the loss compares only its true class's row with the target."
+            )
             if label > 0
-            else "a background RoI has no box to move onto, so none of them is in the loss."
-        )
+            else _(
+                "**RoI {pick}'s box deltas**: the head predicts (dx, dy, dw, dh) for every "
+                "class; a background RoI has no box to move onto, so none of them is in the loss."
+            )
+        ).format(pick=pick)
     )
     st.dataframe(
         delta_rows(targets, run.head, pick, run.classes.class_names),
@@ -244,16 +285,19 @@ with page_guard():
         width="stretch",
     )
 
-    with st.expander("Tutorial bugs B11 and B12 (fixed here; toggle them in the sidebar)"):
+    with st.expander(_("Tutorial bugs B11 and B12 (fixed here; toggle them in the sidebar)")):
         st.markdown(
-            "**B11: no ReLU in the head.** The tutorial builds `nn.Sequential(nn.Linear(25088, "
-            "4096), nn.Linear(4096, 4096))`. Without a non-linearity between them, two linear "
-            "layers are one linear layer (their product), so the head is no deeper than a "
-            "single layer. VGG16's classifier, which Fast R-CNN reuses, has a ReLU after each.\n\n"
-            "**B12: the box loss is never reduced.** `roi_loc_loss` is computed per element and "
-            "added to the scalar class loss as a matrix; the tutorial prints that matrix as "
-            "`total_loss`. `total_loss.backward()` then raises “grad can be implicitly created "
-            "only for scalar outputs”. The fix sums over the positives and divides by N_pos, as "
-            "the RPN loss does."
+            _(
+                "**B11: no ReLU in the head.** The tutorial builds `nn.Sequential(nn.Linear(25088, "
+                "4096), nn.Linear(4096, 4096))`. Without a non-linearity between them, two linear "
+                "layers are one linear layer (their product), so the head is no deeper than a "
+                "single layer. VGG16's classifier, which Fast R-CNN reuses, has a ReLU after "
+                "each.\n\n"
+                "**B12: the box loss is never reduced.** `roi_loc_loss` is computed per element "
+                "and added to the scalar class loss as a matrix; the tutorial prints that matrix "
+                "as `total_loss`. `total_loss.backward()` then raises “grad can be implicitly "
+                "created only for scalar outputs”. The fix sums over the positives and divides "
+                "by N_pos, as the RPN loss does."
+            )
         )
     timing_caption(run, ["proposals", "proposal_targets", "roi_pool", "head", "head_loss"])

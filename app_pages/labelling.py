@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import figure_cache
-from explorer.text import plain
+from explorer.text import plain, shown
 from explorer.views.inspect import take_click
 from explorer.views.labelling import (
     anchor_names,
@@ -27,36 +27,43 @@ from explorer.widgets import (
 )
 from frcnn_core.anchor_targets import label_reason
 from frcnn_core.anchors import anchor_position
+from frcnn_core.i18n import _, number
 
 ANCHOR = "labelling:anchor"  # the picked inside anchor (a shared link can set it)
 FIGURE = "labels_fig"
+BEST = -1  # the "IoU with" picker's value for the best over all boxes (else a box's index)
 
 intro(
-    "Anchor labelling",
-    "Each anchor inside the image gets a label from its **IoU** (intersection over union) with "
-    "the ground-truth boxes: **1** (object) when its best IoU reaches the positive threshold, "
-    "**0** (background) under the negative threshold, **−1** (ignored) in between. Every GT box "
-    "also claims the anchors that overlap it best, even under the threshold, so no object goes "
-    "without a positive. Then 256 labelled anchors are **sampled** for the loss, at most half "
-    "positive.",
-    "IoU [K inside anchors, G boxes] → labels [K] ∈ {1, 0, −1} → 256 sampled",
+    _("Anchor labelling"),
+    _(
+        "Each anchor inside the image gets a label from its **IoU** (intersection over union) "
+        "with the ground-truth boxes: **1** (object) when its best IoU reaches the positive "
+        "threshold, **0** (background) under the negative threshold, **−1** (ignored) in "
+        "between. Every GT box also claims the anchors that overlap it best, even under the "
+        "threshold, so no object goes without a positive. Then 256 labelled anchors are "
+        "**sampled** for the loss, at most half positive."
+    ),
+    _("IoU [K inside anchors, G boxes] → labels [K] ∈ {1, 0, −1} → 256 sampled"),
 )
 
 with page_guard():
     run = run_or_stop()
     no_boxes_notice(run)
     with st.sidebar:
-        st.subheader("Labelling")
-        pos = param_widget("anchor_targets.pos_iou")
-        neg = param_widget("anchor_targets.neg_iou")
-        st.subheader("Sampling")
-        param_widget("anchor_targets.batch_size")
-        param_widget("anchor_targets.pos_fraction")
+        st.subheader(_("Labelling"))
+        pos = param_widget("anchor_targets.pos_iou")  # i18n: keep
+        neg = param_widget("anchor_targets.neg_iou")  # i18n: keep
+        st.subheader(_("Sampling"))
+        param_widget("anchor_targets.batch_size")  # i18n: keep
+        param_widget("anchor_targets.pos_fraction")  # i18n: keep
         resample_button("anchor_targets.seed")
     if neg > pos:
         st.warning(
-            f"The negative threshold ({neg:.2f}) is above the positive one ({pos:.2f}): anchors "
-            "between them are labelled negative first, then positive. Usually neg ≤ pos."
+            _(
+                "The negative threshold ({neg:.2f}) is above the positive one ({pos:.2f}): "
+                "anchors between them are labelled negative first, then positive. Usually "
+                "neg ≤ pos."
+            ).format(neg=neg, pos=pos)
         )
 
     grid = run.anchors
@@ -64,29 +71,39 @@ with page_guard():
     targets = run.anchor_targets
     counts = targets.counts()
     cols = st.columns(6)
-    cols[0].metric("Inside anchors", f"{grid.inside:,}", help=f"of {grid.total:,} anchors")
-    cols[1].metric("Positive", counts["positive"])
-    cols[2].metric("Negative", f"{counts['negative']:,}")
-    cols[3].metric("Ignored", f"{counts['ignored']:,}")
-    cols[4].metric("Sampled positive", counts["sampled_positive"])
-    cols[5].metric("Sampled negative", counts["sampled_negative"])
+    cols[0].metric(
+        _("Inside anchors"),
+        number(grid.inside),
+        help=_("of {total} anchors").format(total=number(grid.total)),
+    )
+    cols[1].metric(_("Positive"), counts["positive"])
+    cols[2].metric(_("Negative"), number(counts["negative"]))
+    cols[3].metric(_("Ignored"), number(counts["ignored"]))
+    cols[4].metric(_("Sampled positive"), counts["sampled_positive"])
+    cols[5].metric(_("Sampled negative"), counts["sampled_negative"])
     if run.ground_truth.boxes.shape[0] and counts["positive"] == 0:
-        st.warning("No anchor is positive: lower the positive IoU threshold.")
+        st.warning(_("No anchor is positive: lower the positive IoU threshold."))
 
     st.markdown(
-        f"**{counts['positive_from_threshold']}** anchors reach IoU ≥ {pos:.2f}; "
-        f"**{counts['ties']}** are a GT box's best anchor (ties included)."
+        _(
+            "**{reached}** anchors reach IoU ≥ {pos:.2f}; **{ties}** are a GT box's best anchor "
+            "(ties included)."
+        ).format(reached=counts["positive_from_threshold"], pos=pos, ties=counts["ties"])
     )
-    with st.expander("Why ties are fragile (45 positives on the tutorial's zebras)"):
+    with st.expander(_("Why ties are fragile (45 positives on the tutorial's zebras)")):
         st.markdown(
-            "A GT box's best anchors are found by **exact equality** with its best IoU. Several "
-            "anchors of the same shape often overlap a box equally well, and whether their IoUs "
-            "compare equal depends on floating-point rounding. Computed in float64 and stored "
-            "as float32 (as the tutorial did), the zebra boxes give 45 positives; pure float32 "
-            "gives 30 and pure float64 24. Production code (torchvision's `Matcher`) has the "
-            "same rule and the same fragility."
+            _(
+                "A GT box's best anchors are found by **exact equality** with its best IoU. "
+                "Several anchors of the same shape often overlap a box equally well, and whether "
+                "their IoUs compare equal depends on floating-point rounding. Computed in "
+                "float64 and stored as float32 (as the tutorial did), the zebra boxes give 45 "
+                "positives; pure float32 gives 30 and pure float64 24. Production code "
+                "(torchvision's `Matcher`) has the same rule and the same fragility."
+            )
         )
-    sampled = st.toggle("Show only the sampled anchors", value=True)
+    sampled = st.toggle(
+        _("Show only the sampled anchors"), value=True, key="labelling:sampled_only"
+    )
     positives, negatives = drawn_anchors(targets, sampled)
     options = positives.tolist() + negatives.tolist()
     # A click on a centre marker picks that anchor once; the selectbox may change it afterwards.
@@ -98,19 +115,21 @@ with page_guard():
         st.session_state.pop(ANCHOR, None)  # a link's pick may not exist here
     left, right = st.columns([3, 2])
     with right:
-        st.subheader("Inspect an anchor")
+        st.subheader(_("Inspect an anchor"))
         highlight = None
         if options:
             # A dict lookup, not a lambda: Streamlit keeps a widget's format_func for the whole
             # session, and a lambda would keep this run (and its feature map) alive with it.
             names = anchor_names(grid, targets, options)
             pick = st.selectbox(
-                "Anchor (or click its centre dot on the image)",
+                _("Anchor (or click its centre dot on the image)"),
                 options,
                 format_func=names.__getitem__,
                 key=ANCHOR,
-                help="Positives first, then negatives. The anchors of one cell share a centre "
-                "dot: pick among them here.",
+                help=_(
+                    "Positives first, then negatives. The anchors of one cell share a centre "
+                    "dot: pick among them here."
+                ),
             )
             highlight = pick
             params = run.params.anchor_targets
@@ -122,8 +141,10 @@ with page_guard():
                 int(grid.inside_index[pick]), grid.feature_size, grid_params
             )
             st.caption(
-                f"Box ({box[0]:.1f}, {box[1]:.1f}, {box[2]:.1f}, {box[3]:.1f}), cell (iy {iy}, "
-                f"ix {ix}), shape a = {a}."
+                _(
+                    "Box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), cell (iy {iy}, ix {ix}), "
+                    "shape a = {a}."
+                ).format(x1=box[0], y1=box[1], x2=box[2], y2=box[3], iy=iy, ix=ix, a=a)
             )
             if run.ground_truth.boxes.shape[0]:
                 st.dataframe(
@@ -135,8 +156,9 @@ with page_guard():
                 gt = int(targets.argmax_gt[pick])
                 dx, dy, dw, dh = targets.targets[pick].tolist()
                 st.markdown(
-                    f"**Target deltas** to GT box {gt + 1} ({plain(run.ground_truth.labels[gt])}"
-                    "), the one it overlaps most:"
+                    _(
+                        "**Target deltas** to GT box {box} ({label}), the one it overlaps most:"
+                    ).format(box=gt + 1, label=plain(run.ground_truth.labels[gt]))
                 )
                 st.latex(
                     r"\begin{aligned}"
@@ -147,9 +169,9 @@ with page_guard():
                     r"\end{aligned}"
                 )
             else:
-                st.caption("Only positive anchors have target deltas (a box to move onto).")
+                st.caption(_("Only positive anchors have target deltas (a box to move onto)."))
         else:
-            st.caption("No labelled anchor to inspect.")
+            st.caption(_("No labelled anchor to inspect."))
     with left:
         st.plotly_chart(
             labels_figure(
@@ -166,12 +188,17 @@ with page_guard():
             on_select="rerun",
             selection_mode="points",
         )
-    st.subheader("IoU per anchor shape")
-    options = ["best over all boxes"] + [
-        f"box {i + 1}: {name}" for i, name in enumerate(run.ground_truth.labels)
-    ]
-    which = st.selectbox("IoU with", options)
-    gt_index = None if which == options[0] else options.index(which) - 1
+    st.subheader(_("IoU per anchor shape"))
+    # Values: BEST or a box's index (language-neutral); a dict lookup shows them, as above.
+    box_name = _("box {n}: {label}")
+    shown_as = {BEST: _("best over all boxes")} | {
+        i: box_name.format(n=i + 1, label=shown(name))
+        for i, name in enumerate(run.ground_truth.labels)
+    }
+    which = st.selectbox(
+        _("IoU with"), list(shown_as), format_func=shown_as.__getitem__, key="labelling:iou_with"
+    )
+    gt_index = None if which == BEST else which
     # The IoU maps depend on the anchors' overlaps with the boxes, not on this page's sliders.
     overlaps = run.anchor_overlaps
     heatmaps = figure_cache.figure(
@@ -181,7 +208,7 @@ with page_guard():
             iou_maps(grid, overlaps, run.params.anchors, gt_index),
             run.params.anchors,
             grid.stride,
-            "IoU of the anchor at each cell (blank: outside the image)",
+            _("IoU of the anchor at each cell (blank: outside the image)"),
         ),
     )
     st.plotly_chart(heatmaps, width="stretch", key="iou_maps")

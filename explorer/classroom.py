@@ -53,6 +53,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from explorer import projects, state
 from explorer.store import Store
 from explorer.text import shown
+from frcnn_core.i18n import _
 
 log = logging.getLogger("frcnn_explorer")
 
@@ -101,7 +102,7 @@ class Role:
 def _store() -> Store:
     store = projects._store()
     if store is None:
-        raise ClassError("this server cannot run classes: its store cannot be opened")
+        raise ClassError(_("this server cannot run classes: its store cannot be opened"))
     return store
 
 
@@ -160,14 +161,14 @@ def start_class(passphrase: str = "") -> str:
     expected = os.environ.get(PASSPHRASE_ENV, "")
     if expected and not hmac.compare_digest(passphrase.encode(), expected.encode()):
         time.sleep(1.0)  # a guesser gets one try a second per session
-        raise ClassError("that is not the instructor passphrase")
+        raise ClassError(_("that is not the instructor passphrase"))
     store = _store()
-    for _ in range(20):
-        code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    for _attempt in range(20):
+        code = "".join(secrets.choice(ALPHABET) for _letter in range(CODE_LENGTH))
         if not store.exists("class", code):
             break
     else:  # pragma: no cover - 887 million codes
-        raise ClassError("no free class code; try again")
+        raise ClassError(_("no free class code; try again"))
     token = secrets.token_urlsafe(24)
     record = {"instructor": _token_hash(token), "started": time.time(), "fingerprint": None}
     store.put("class", code, json.dumps(record).encode(), ttl_s=CLASS_TTL_S)
@@ -189,12 +190,13 @@ def join(code: str) -> str:
     code = normalise(code)
     if len(code) != CODE_LENGTH or read(code) is None:
         raise ClassError(
-            f"no class {shown(code) or '(empty)'} is running: check the code on the "
-            "instructor's screen"
+            _("no class {code} is running: check the code on the instructor's screen").format(
+                code=shown(code) or _("(empty)")
+            )
         )
     role = _role()
     if role is not None and role.instructor and role.code != code:
-        raise ClassError("you are teaching a class: end it before joining another")
+        raise ClassError(_("you are teaching a class: end it before joining another"))
     st.session_state[ROLE] = Role(code)
     st.session_state[SEEN] = None
     _store().put("class-role", projects.owner(), _role_bytes(code, None), ttl_s=CLASS_TTL_S)
@@ -216,18 +218,23 @@ def leave(ended: bool = False) -> None:
         record = read(role.code)
         if record is not None and record.get("instructor") == _token_hash(role.instructor_token):
             store.delete("class", role.code)
-        _say("info", f"Class {display(role.code)} has ended.")
+        _say("info", _("Class {code} has ended.").format(code=display(role.code)))
         return
     try:
         page, notes = projects.restore()
         if page is None:
-            back = "You keep this view as your own."
+            back = _("You keep this view as your own.")
+        elif notes:
+            back = _("Your own project is back; {notes}.").format(notes="; ".join(notes))
         else:
-            back = "Your own project is back" + "".join(f"; {n}" for n in notes) + "."
+            back = _("Your own project is back.")
     except projects.ProjectError as exc:
-        back = f"Your saved project could not be restored: {exc}."
-    why = "The instructor ended the class" if ended else "You left the class"
-    _say("info", f"{why} {display(role.code)}. {back}")
+        back = _("Your saved project could not be restored: {reason}.").format(reason=exc)
+    if ended:
+        why = _("The instructor ended the class {code}.").format(code=display(role.code))
+    else:
+        why = _("You left the class {code}.").format(code=display(role.code))
+    _say("info", f"{why} {back}")
 
 
 def resume(query_code: str | None) -> None:
@@ -304,13 +311,13 @@ def publish(page: str) -> None:
         record = read(role.code)
         if record is None or record.get("instructor") != _token_hash(role.instructor_token):
             st.session_state.pop(ROLE, None)
-            _say("error", f"Class {display(role.code)} is no longer running.")
+            _say("error", _("Class {code} is no longer running.").format(code=display(role.code)))
             return
         record.update(page=page, query=query, fingerprint=mark, updated=time.time())
         store.put("class", role.code, json.dumps(record).encode(), ttl_s=CLASS_TTL_S)
         st.session_state["class:published"] = (role.code, mark)
     except (projects.ProjectError, ClassError) as exc:
-        _say("error", f"The class does not see this view: {exc}")
+        _say("error", _("The class does not see this view: {reason}").format(reason=exc))
     except Exception:  # a lost store must not break the instructor's page
         log.exception("publishing the class view failed")
 
@@ -325,7 +332,7 @@ def follow(page: str) -> str | None:
     seen = st.session_state.get(SEEN)
     if role.following and seen is not None and seen != _view_key(page):
         role.following = False
-        _say("info", "You changed the view, so you are exploring on your own.")
+        _say("info", _("You changed the view, so you are exploring on your own."))
         return None
     try:
         record = read(role.code)
@@ -522,7 +529,7 @@ def _start_clicked() -> None:
 def _join_clicked() -> None:
     try:
         join(st.session_state.get("class:code", ""))
-        _say("success", "You joined the class: your screen follows the instructor's.")
+        _say("success", _("You joined the class: your screen follows the instructor's."))
     except ClassError as exc:
         _say("error", str(exc))
 
@@ -564,61 +571,78 @@ def _instructor_counts(code: str) -> None:
         following, exploring = counts(code)
     except ClassError:
         return
-    st.metric("Students following", following)
+    st.metric(_("Students following"), following)
     if exploring:
-        st.caption(f"{exploring} exploring on their own")
+        st.caption(_("{n} exploring on their own").format(n=exploring))
 
 
 def panel(base_url: str) -> None:
     """The sidebar's Class panel: start or join a class; the code, the link and the counts for
     the instructor; follow / explore for a student."""
     role = _role()
-    with st.expander("Class", icon=":material/school:", expanded=role is not None):
+    with st.expander(_("Class"), icon=":material/school:", expanded=role is not None):
         _show_said()
         if role is None:
-            st.text_input("Class code", key="class:code", placeholder="e.g. K7M-3QX")
-            st.button("Join the class", on_click=_join_clicked, width="stretch")
+            st.text_input(
+                _("Class code"),
+                key="class:code",
+                placeholder=_("e.g. {code}").format(code="K7M-3QX"),
+            )
+            st.button(
+                _("Join the class"), key="class:join", on_click=_join_clicked, width="stretch"
+            )
             st.divider()
             if passphrase_required():
-                st.text_input("Instructor passphrase", key="class:passphrase", type="password")
+                st.text_input(_("Instructor passphrase"), key="class:passphrase", type="password")
             st.button(
-                "Start a class (instructor)",
+                _("Start a class (instructor)"),
+                key="class:start",
                 on_click=_start_clicked,
                 width="stretch",
-                help="Students who join see your page, image and settings as you move",
+                help=_("Students who join see your page, image and settings as you move"),
             )
         elif role.instructor:
-            st.markdown(f"### Class code: `{display(role.code)}`")
-            st.caption("Students join with this code, or with this link:")
+            st.markdown(_("### Class code: `{code}`").format(code=display(role.code)))
+            st.caption(_("Students join with this code, or with this link:"))
             st.code(join_link(base_url, role.code), language=None, wrap_lines=True)
             _instructor_counts(role.code)
-            st.button("End the class", on_click=_end_clicked, width="stretch")
+            st.button(_("End the class"), key="class:end", on_click=_end_clicked, width="stretch")
         else:
             if role.following:
                 st.caption(
-                    f":material/sync: Following the instructor · class **{display(role.code)}**"
+                    _(":material/sync: Following the instructor · class **{code}**").format(
+                        code=display(role.code)
+                    )
                 )
                 if not WATCHER.pushes:
                     _following_poll()
                 st.button(
-                    "Explore on my own",
+                    _("Explore on my own"),
+                    key="class:explore",
                     on_click=_explore,
                     width="stretch",
-                    help="Stop following; your changes stay yours until you follow again",
+                    help=_("Stop following; your changes stay yours until you follow again"),
                 )
             else:
                 st.caption(
-                    f":material/explore: Exploring on your own · class **{display(role.code)}**"
+                    _(":material/explore: Exploring on your own · class **{code}**").format(
+                        code=display(role.code)
+                    )
                 )
                 st.button(
-                    "Follow the instructor",
+                    _("Follow the instructor"),
+                    key="class:follow",
                     on_click=_follow_again,
                     type="primary",
                     width="stretch",
-                    help="Back to the instructor's page, image and settings",
+                    help=_("Back to the instructor's page, image and settings"),
                 )
             st.caption(
-                "While you are in the class, your own saved project is kept as it was; it "
-                "comes back when you leave. Download project keeps what you make here."
+                _(
+                    "While you are in the class, your own saved project is kept as it was; it "
+                    "comes back when you leave. Download project keeps what you make here."
+                )
             )
-            st.button("Leave the class", on_click=_end_clicked, width="stretch")
+            st.button(
+                _("Leave the class"), key="class:leave", on_click=_end_clicked, width="stretch"
+            )

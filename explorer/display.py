@@ -32,6 +32,8 @@ import streamlit as st
 from pandas.api.types import is_bool_dtype, is_integer_dtype
 from streamlit.delta_generator import DeltaGenerator
 
+from frcnn_core.i18n import _
+
 PRESENT = "display:presentation"  # session key: the presentation toggle
 WIDTH = "display_width"  # key of the width probe (its container gets class st-key-display_width)
 PRESENT_SCALE = 1.4
@@ -439,10 +441,12 @@ def sidebar() -> Display:
     """The presentation toggle (in the sidebar, where the router calls this) and the page's CSS;
     returns the session's display settings."""
     st.toggle(
-        "Presentation (larger plot and table text)",
+        _("Presentation (larger plot and table text)"),
         key=PRESENT,
-        help="For a projector: larger text in every figure, table and metric of this session. "
-        "The light/dark theme is in the menu at the top right.",
+        help=_(
+            "For a projector: larger text in every figure, table and metric of this session. "
+            "The light/dark theme is in the menu at the top right."
+        ),
     )
     display = current()
     st.html(f"<style>{CSS}{PRESENT_CSS if display.presentation else ''}</style>")

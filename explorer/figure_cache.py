@@ -16,11 +16,18 @@ from collections.abc import Callable, Hashable
 import plotly.graph_objects as go
 import streamlit as st
 
+from frcnn_core.i18n import language
+
 FIGURE_CACHE_ENTRIES = 64
 FIGURE_CACHE_TTL_S = 3600
 
 
-@st.cache_resource(max_entries=FIGURE_CACHE_ENTRIES, ttl=FIGURE_CACHE_TTL_S, show_spinner=False)
 def figure(kind: str, key: Hashable, _build: Callable[[], go.Figure]) -> go.Figure:
-    """``_build()``, once per (kind, key) (``_build`` itself is not part of the key)."""
+    """``_build()``, once per (kind, key) and language: its text is in the caller's (``_build``
+    itself is not part of the key)."""
+    return _figure(kind, key, language(), _build)
+
+
+@st.cache_resource(max_entries=FIGURE_CACHE_ENTRIES, ttl=FIGURE_CACHE_TTL_S, show_spinner=False)
+def _figure(kind: str, key: Hashable, lang: str, _build: Callable[[], go.Figure]) -> go.Figure:
     return _build()

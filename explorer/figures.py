@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from explorer.text import html_text
+from frcnn_core.i18n import _
 
 GT_COLOUR = "#FFD400"
 POSITIVE_COLOUR = "#22C55E"
@@ -129,7 +130,7 @@ def add_boxes(
 
 def add_gt(fig: go.Figure, boxes: torch.Tensor, labels: tuple[str, ...] | list[str]) -> go.Figure:
     """Ground-truth boxes (thick, yellow) with their labels as plain text above each."""
-    add_boxes(fig, boxes, GT_COLOUR, "ground truth", width=3)
+    add_boxes(fig, boxes, GT_COLOUR, _("ground truth"), width=3)
     if len(labels):
         b = boxes.detach().cpu().numpy().reshape(-1, 4)
         fig.add_trace(

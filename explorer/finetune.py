@@ -71,6 +71,7 @@ from frcnn_core.evaluate import (
     read_predictions_json,
 )
 from frcnn_core.finetune import LOSS_NAMES, FinetuneError, FinetuneSettings, JobProgress
+from frcnn_core.i18n import N_, _, language, ngettext
 from frcnn_core.synthetic_dataset import SyntheticSettings, make_dataset
 
 log = logging.getLogger("frcnn_explorer")
@@ -86,8 +87,14 @@ KEEP_DAYS_ENV = "FRCNN_FINETUNE_KEEP_DAYS"
 SHIPPED_VERSION = 1
 SHIPPED_SETTINGS = SyntheticSettings()  # 200 images of 256 x 256, 160 train / 40 val
 SHIPPED, UPLOAD, SERVER = "shipped", "upload", "server"
-SOURCE_NAMES = {SHIPPED: "Shipped dataset", UPLOAD: "Upload a zip", SERVER: "Server folder"}
-FORMAT_NAMES = {"auto": "recognise the layout", **{f: f.upper() for f in FORMATS}}
+# Shown through _() where shown (source_name, format_name): the session's language.
+SOURCE_NAMES = {
+    SHIPPED: N_("Shipped dataset"),
+    UPLOAD: N_("Upload a zip"),
+    SERVER: N_("Server folder"),
+}
+FORMAT_NAMES = {"auto": N_("recognise the layout"), **{f: f.upper() for f in FORMATS}}
+SHIPPED_NAME = N_("the shipped dataset")
 MODEL_NAMES = {
     "fasterrcnn_resnet50_fpn_v2": "ResNet-50 FPN v2",
     "fasterrcnn_resnet50_fpn": "ResNet-50 FPN",
@@ -111,7 +118,20 @@ QUEUE = JobQueue(runtime.env_int(JOBS_ENV, 1))
 
 
 class FinetuneJobError(RuntimeError):
-    """A run that failed; the message is one line for the user."""
+    """A run that failed; the message is one line for the user.
+
+    Made in the job's thread, which has no session (so no language): ``str()`` is English, and
+    :meth:`text` translates it where it is shown.
+    """
+
+    def __init__(self, template: str, **params: Any) -> None:
+        self.template = template  # English, marked N_ where it is written
+        self.params = params
+        super().__init__(template.format(**params))
+
+    def text(self) -> str:
+        """The message in the caller's language."""
+        return _(self.template).format(**self.params)
 
 
 # -- folders -------------------------------------------------------------------------------------
@@ -207,6 +227,11 @@ class DatasetChoice:
         return self.splits["all"]
 
     @property
+    def title(self) -> str:
+        """Its name in the session's language (the shipped dataset's is ours to translate)."""
+        return _(SHIPPED_NAME) if self.source == SHIPPED else self.name
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         return self.all.classes
 
@@ -217,19 +242,48 @@ class DatasetChoice:
     def split_text(self) -> str:
         """``"200 images: 160 for training, 40 for validation"`` and the like."""
         train, val = self.count("train"), self.count("val")
+        n = self.summary.images
         if train is not None and val is not None:
-            split = f"{train} for training, {val} for validation"
+            text = ngettext(
+                "{n} image: {train} for training, {val} for validation",
+                "{n} images: {train} for training, {val} for validation",
+                n,
+            )
         elif train is not None:
-            split = f"{train} for training, validation on every image"
+            text = ngettext(
+                "{n} image: {train} for training, validation on every image",
+                "{n} images: {train} for training, validation on every image",
+                n,
+            )
         elif val is not None:
-            split = f"training on every image, {val} for validation"
+            text = ngettext(
+                "{n} image: training on every image, {val} for validation",
+                "{n} images: training on every image, {val} for validation",
+                n,
+            )
         else:
-            split = "no split files: training and validation on every image"
-        return f"{self.summary.images} images: {split}"
+            text = ngettext(
+                "{n} image: no split files: training and validation on every image",
+                "{n} images: no split files: training and validation on every image",
+                n,
+            )
+        return text.format(n=n, train=train, val=val)
 
     def describe(self) -> str:
         """One line for messages (plain text; pass it through ``plain_message``)."""
-        return f"{self.name} ({FORMAT_NAMES[self.format]}, {self.split_text()})"
+        return _("{name} ({format}, {split})").format(
+            name=self.title, format=format_name(self.format), split=self.split_text()
+        )
+
+
+def source_name(source: str) -> str:
+    """Where a dataset comes from, as the pages say it."""
+    return _(SOURCE_NAMES[source])
+
+
+def format_name(fmt: str) -> str:
+    """A format as the pages say it (``"KITTI"``, ...; ``"auto"``: recognise the layout)."""
+    return _(FORMAT_NAMES[fmt])
 
 
 def open_dataset(
@@ -252,8 +306,9 @@ def open_dataset(
             splits[split] = load_dataset(root, actual, classes, split)
     if not any(len(r.boxes) for r in splits.get("train", splits["all"]).images):
         raise DatasetError(
-            f"the training images hold no box of {', '.join(splits['all'].classes)}: there is "
-            "nothing to learn"
+            _("the training images hold no box of {classes}: there is nothing to learn").format(
+                classes=", ".join(splits["all"].classes)
+            )
         )
     return DatasetChoice(
         uuid.uuid4().hex,
@@ -289,10 +344,17 @@ def shipped_root() -> Path:
     return root
 
 
-@st.cache_resource(show_spinner="Drawing the shipped dataset (the first time only)…")
+@st.cache_resource(show_spinner=False)  # the callers' spinner speaks the session's language
+def _shipped_dataset() -> DatasetChoice:
+    """The shipped dataset, read once per server (never modified). Its name is English: pages
+    show :attr:`DatasetChoice.title`."""
+    return open_dataset(shipped_root(), "kitti", None, SHIPPED, SHIPPED_NAME)
+
+
 def shipped_dataset() -> DatasetChoice:
-    """The shipped dataset, read once per server (never modified)."""
-    return open_dataset(shipped_root(), "kitti", None, SHIPPED, "the shipped dataset")
+    """The shipped dataset, drawn the first time (a spinner says so when that takes a while)."""
+    with st.spinner(_("Drawing the shipped dataset (the first time only)…")):
+        return _shipped_dataset()
 
 
 def server_folders() -> list[str]:
@@ -324,14 +386,26 @@ def ensure_dataset() -> DatasetChoice:
     return current
 
 
-def _say(kind: str, text: str) -> None:
-    st.session_state[MESSAGE] = (kind, text)
+NOW_USING = N_("Now using {dataset}.")
+NOT_IMPORTED = N_("{name} was not imported: {reason}. Nothing changed.")
+
+
+def _say(kind: str, message: str, **params: Any) -> None:
+    """Keep a message to show: its English text (marked ``N_``) and its values, translated
+    where it is shown (the session may switch language in between). A
+    :class:`DatasetChoice` value is shown as its :meth:`~DatasetChoice.describe`."""
+    st.session_state[MESSAGE] = (kind, message, params)
 
 
 def message() -> tuple[str | None, str | None]:
     """``(kind, text)`` of the last dataset change: ``"error"`` or ``"success"``; the text holds
     user text already made one bounded line (pass it through ``plain_message``)."""
-    return st.session_state.get(MESSAGE, (None, None))
+    kept = st.session_state.get(MESSAGE)
+    if not kept or len(kept) != 3:
+        return None, None
+    kind, text, params = kept
+    values = {k: v.describe() if isinstance(v, DatasetChoice) else v for k, v in params.items()}
+    return kind, _(text).format(**values)
 
 
 def classes_from_text(text: str) -> tuple[str, ...] | None:
@@ -349,10 +423,14 @@ def use_shipped() -> bool:
     try:
         choice = shipped_dataset()
     except (DatasetError, OSError) as exc:
-        _say("error", f"The shipped dataset cannot be made here: {exc}. Nothing changed.")
+        _say(
+            "error",
+            N_("The shipped dataset cannot be made here: {reason}. Nothing changed."),
+            reason=str(exc),
+        )
         return False
     st.session_state[DATA] = choice
-    _say("success", f"Now using {choice.describe()}.")
+    _say("success", NOW_USING, dataset=choice)
     return True
 
 
@@ -361,16 +439,21 @@ def use_server_folder(name: str, fmt: str = "auto", classes_text: str = "") -> b
     session keeps its dataset. True when the dataset changed."""
     base = datasets_dir()
     if base is None or name not in server_folders():
-        _say("error", f"There is no server dataset {shown(name)}. Nothing changed.")
+        _say("error", N_("There is no server dataset {name}. Nothing changed."), name=shown(name))
         return False
     try:
         classes = classes_from_text(classes_text)
         choice = open_dataset(base / name, fmt, classes, SERVER, name)
     except (DatasetError, OSError) as exc:
-        _say("error", f"{shown(name)} cannot be used: {shown(str(exc), 300)}. Nothing changed.")
+        _say(
+            "error",
+            N_("{name} cannot be used: {reason}. Nothing changed."),
+            name=shown(name),
+            reason=shown(str(exc), 300),
+        )
         return False
     st.session_state[DATA] = choice
-    _say("success", f"Now using {choice.describe()}.")
+    _say("success", NOW_USING, dataset=choice)
     return True
 
 
@@ -388,7 +471,7 @@ def take_upload(upload: UploadedFile | None, fmt: str = "auto", classes_text: st
     name = shown(upload.name)
     reason = too_large(upload, "dataset")
     if reason:
-        _say("error", f"{name} was not imported: {reason}. Nothing changed.")
+        _say("error", NOT_IMPORTED, name=name, reason=reason)
         return False
     prune()
     dest = work_dir() / "uploads" / session_id() / uuid.uuid4().hex[:12]
@@ -398,11 +481,11 @@ def take_upload(upload: UploadedFile | None, fmt: str = "auto", classes_text: st
         choice = open_dataset(imported.root, imported.format, classes, UPLOAD, upload.name)
     except (DatasetError, OSError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        text = shown(str(exc).replace(str(dest) + os.sep, "").replace(str(dest), "the zip"), 300)
-        _say("error", f"{name} was not imported: {text}. Nothing changed.")
+        where = str(exc).replace(str(dest) + os.sep, "").replace(str(dest), _("the zip"))
+        _say("error", NOT_IMPORTED, name=name, reason=shown(where, 300))
         return False
     st.session_state[DATA] = choice
-    _say("success", f"Imported {choice.describe()}.")
+    _say("success", N_("Imported {dataset}."), dataset=choice)
     return True
 
 
@@ -614,7 +697,8 @@ class FinetuneRun:
     threads: int
     taken: bool = False
     registered: str | None = field(default=None)  # the production menu's entry id
-    register_error: str | None = None
+    register_error: str | None = None  # English when ours (N_): translated where shown
+    failures: list = field(default_factory=list)  # the FinetuneJobError of a failed run
 
     @property
     def outcome(self) -> Outcome | None:
@@ -688,10 +772,15 @@ def _outcome(folder: Path, code: int | None, log_path: Path) -> Outcome:
             lines = [x for x in log_path.read_text(errors="replace").splitlines() if x.strip()]
             tail = f" ({lines[-1].strip()[:200]})" if lines else ""
         raise FinetuneJobError(
-            f"the training process stopped unexpectedly (exit status {code}){tail}"
+            N_("the training process stopped unexpectedly (exit status {code}){tail}"),
+            code=code,
+            tail=tail,
         ) from None
     if report.get("state") == "failed":
-        raise FinetuneJobError(str(report.get("message") or "the training failed"))
+        # The worker wrote its message in the session's language of the start (spec.json).
+        if report.get("message"):
+            raise FinetuneJobError("{reason}", reason=str(report["message"]))
+        raise FinetuneJobError(N_("the training failed"))
     return Outcome(
         state=str(report["state"]),
         model=Path(report["model"]) if report.get("model") else None,
@@ -706,12 +795,30 @@ def _outcome(folder: Path, code: int | None, log_path: Path) -> Outcome:
     )
 
 
-def _work(folder: Path, settings: FinetuneSettings, threads: int, job: Job) -> Outcome:
-    """The job: start the training process, follow its events, pass a cancel on."""
+def _work(
+    folder: Path,
+    settings: FinetuneSettings,
+    threads: int,
+    lang: str,
+    failures: list,
+    job: Job,
+) -> Outcome:
+    """The job: start the training process, follow its events, pass a cancel on.
+
+    This thread has no session: what it reports is English (the phases are marked ``N_``, a
+    failure is a :class:`FinetuneJobError`, kept in ``failures``), translated where shown. The
+    training process speaks ``lang``, the session's language when the run started: the core's
+    messages (a bad label file, settings that cannot train) are made there.
+    """
     with _active_lock:
         _active_folders.add(folder)
     try:
-        spec = {"settings": settings.to_dict(), "threads": threads, "parent": os.getpid()}
+        spec = {
+            "settings": settings.to_dict(),
+            "threads": threads,
+            "parent": os.getpid(),
+            "lang": lang,
+        }
         (folder / SPEC).write_text(json.dumps(spec), encoding="utf-8")
         env = dict(
             os.environ,
@@ -722,7 +829,7 @@ def _work(folder: Path, settings: FinetuneSettings, threads: int, job: Job) -> O
         log_path = folder / "worker.log"
         events = _Events(folder / EVENTS)
         progress = JobProgress(state="running", epochs=settings.epochs)
-        job.report(ft=progress, phase="starting the training process")
+        job.report(ft=progress, phase=N_("starting the training process"))
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "explorer.finetune_worker", str(folder)],
@@ -738,10 +845,10 @@ def _work(folder: Path, settings: FinetuneSettings, threads: int, job: Job) -> O
                 if job.cancelled and cancelled_at is None:
                     (folder / CANCEL).touch()
                     cancelled_at = time.monotonic()
-                    job.report(phase="stopping: saving and scoring the weights reached")
+                    job.report(phase=N_("stopping: saving and scoring the weights reached"))
                 for event in events.read():
                     progress = fold(progress, event)
-                    job.report(ft=progress, phase="training")
+                    job.report(ft=progress, phase=N_("training"))
                 code = process.poll()
                 if code is not None:
                     break
@@ -755,7 +862,11 @@ def _work(folder: Path, settings: FinetuneSettings, threads: int, job: Job) -> O
         for event in events.read():
             progress = fold(progress, event)
         job.report(ft=progress)
-        return _outcome(folder, process.returncode, log_path)
+        try:
+            return _outcome(folder, process.returncode, log_path)
+        except FinetuneJobError as exc:
+            failures.append(exc)
+            raise
     finally:
         with _active_lock:
             _active_folders.discard(folder)
@@ -774,21 +885,27 @@ def start(chosen: Mapping[str, Any]) -> str | None:
     """Queue a fine-tuning run of this session on its dataset; returns a one-line message when
     it cannot start (one run per session; settings that cannot train), else None."""
     if running():
-        return "A fine-tuning run of yours is already going: cancel it first."
+        return _("A fine-tuning run of yours is already going: cancel it first.")
     data = dataset()
     if data is None:
-        return "Choose a dataset on the Dataset page first."
+        return _("Choose a dataset on the Dataset page first.")
     prune()
     previous = current()
     folder = work_dir() / "runs" / f"{session_id()}-{uuid.uuid4().hex[:8]}"
     try:
         settings = settings_from(chosen, data, folder / OUT)
     except FinetuneError as exc:
-        return f"These settings cannot train: {exc}."
+        return _("These settings cannot train: {reason}.").format(reason=exc)
     folder.mkdir(parents=True, exist_ok=True)
     threads = default_threads()
-    job = Job(functools.partial(_work, folder, settings, threads), title="fine-tuning")
-    st.session_state[RUN] = FinetuneRun(uuid.uuid4().hex, job, settings, data, folder, threads)
+    failures: list[FinetuneJobError] = []
+    job = Job(
+        functools.partial(_work, folder, settings, threads, language(), failures),
+        title="fine-tuning",
+    )
+    st.session_state[RUN] = FinetuneRun(
+        uuid.uuid4().hex, job, settings, data, folder, threads, failures=failures
+    )
     if previous is not None and previous is not st.session_state.get(MODEL):
         _drop_checkpoints(previous)
     kept = st.session_state.get(MODEL)
@@ -829,6 +946,20 @@ def progress_of(run: FinetuneRun) -> JobProgress:
     return progress
 
 
+def failure_text(run: FinetuneRun) -> str:
+    """Why the run failed, in the session's language (a failure of the job's own making), or
+    as the training process wrote it."""
+    if run.failures:
+        return run.failures[-1].text()
+    return run.job.error or _("unknown error")
+
+
+def phase_text(run: FinetuneRun) -> str:
+    """What the job is doing, in the session's language (``""`` when it has not said)."""
+    phase = run.job.progress.get("phase", "")
+    return _(phase) if phase else ""
+
+
 def queue_position(run: FinetuneRun) -> int:
     """How many runs are ahead of this one (0 once it runs)."""
     return QUEUE.ahead(run.job)
@@ -856,7 +987,9 @@ def model_run() -> FinetuneRun | None:
 
 
 def model_label(run: FinetuneRun) -> str:
-    return f"Fine-tuned on {run.dataset.name}"
+    """The model's entry in the production-detector menu (in the session's language when it
+    is listed)."""
+    return _("Fine-tuned on {name}").format(name=run.dataset.title)
 
 
 def register(run: FinetuneRun, select: bool) -> str | None:
@@ -867,11 +1000,11 @@ def register(run: FinetuneRun, select: bool) -> str | None:
     try:
         from explorer import production  # the production pages' detector menu
     except ImportError:  # an app without those pages
-        run.register_error = "this app has no production-detector pages"
-        return run.register_error
+        run.register_error = N_("this app has no production-detector pages")
+        return _(run.register_error)
     outcome = run.outcome
     if outcome is None or outcome.model is None:
-        return "this run left no model"
+        return _("this run left no model")
     try:
         option = production.register_checkpoint(outcome.model, model_label(run), select=select)
     except (DetectorWeightsError, OSError) as exc:
@@ -946,16 +1079,16 @@ def duration(seconds: float | None) -> str:
         return "—"
     whole = round(seconds)
     if whole < 60:
-        return f"{whole} s"
+        return _("{s} s").format(s=whole)
     if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole // 60 % 60:02d} min"
+        return _("{m} min {s:02d} s").format(m=whole // 60, s=whole % 60)
+    return _("{h} h {m:02d} min").format(h=whole // 3600, m=whole // 60 % 60)
 
 
 def run_figure(run: FinetuneRun, kind: str, data: tuple, build: Any) -> Any:
     """``build(data)``, a training curve, built again only when it has new points: the page
     polls every second or so, and a plotly figure takes tens of milliseconds to build."""
-    key = (run.id, len(data))
+    key = (run.id, len(data), language())  # the figure's titles are in the session's language
     cache = st.session_state.setdefault("ft:figures", {})
     if cache.get(kind, (None, None))[0] != key:
         cache[kind] = (key, build(data))

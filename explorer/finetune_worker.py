@@ -19,7 +19,9 @@ the server's own threads, for four reasons:
 Nothing here imports streamlit. Files under ``RUN`` (the run's folder):
 
 - ``spec.json`` (written by the app): ``{"settings": FinetuneSettings.to_dict(), "threads": n,
-  "parent": pid}``;
+  "parent": pid, "lang": "en" | "ko"}``: ``lang`` is the session's language when the run
+  started, the language of the messages made here (the failure's ``message``, the starting
+  weights' ``note``), since the page cannot translate a message once it is made;
 - ``events.jsonl``: every progress event of :func:`frcnn_core.finetune.run_finetune`, a JSON line
   each (``{"mode": "start" | "train" | "val", ...}``), flushed as it comes;
 - ``predictions.json``: the kept model's detections on the validation images, in COCO results
@@ -67,11 +69,12 @@ def settings_from_dict(data: dict):
     """A :class:`frcnn_core.finetune.FinetuneSettings` from its ``to_dict()`` (lists back to
     tuples; unknown keys refused)."""
     from frcnn_core.finetune import FinetuneSettings
+    from frcnn_core.i18n import _
 
     known = {f.name for f in fields(FinetuneSettings)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"unknown settings {sorted(unknown)}")
+        raise ValueError(_("unknown settings {names}").format(names=sorted(unknown)))
     values = dict(data)
     if values.get("classes") is not None:
         values["classes"] = tuple(values["classes"])
@@ -127,8 +130,10 @@ def run(folder: Path) -> dict:
     from frcnn_core.detectors import checkpoint_info
     from frcnn_core.evaluate import evaluate_checkpoint, predictions_to_json
     from frcnn_core.finetune import run_finetune
+    from frcnn_core.i18n import normalise, set_language
 
     spec = json.loads((folder / SPEC).read_text(encoding="utf-8"))
+    set_language(normalise(spec.get("lang")) or "en")  # this process's messages: the session's
     settings = settings_from_dict(spec["settings"])
     threads = int(spec.get("threads") or 1)
     torch.set_num_threads(max(threads, 1))

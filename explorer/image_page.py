@@ -35,6 +35,7 @@ from explorer.text import plain, plain_message, shown
 from explorer.uploads import LIMITS_MB, too_large
 from explorer.views.image import (
     COORDS,
+    UNUSABLE_UPLOAD,
     CanvasFrame,
     apply_edits,
     background_uri,
@@ -49,6 +50,7 @@ from explorer.views.image import (
     split_rows,
 )
 from frcnn_core.ground_truth import DEFAULT_LABEL, MAX_LABEL_CHARS, clean_label
+from frcnn_core.i18n import N_, _
 
 P = "image_page:"
 VERSION = P + "canvas_version"  # bumped when the boxes change other than by the canvas
@@ -61,7 +63,10 @@ SAMPLE_WIDGET = P + "sample"
 SAMPLE_SHOWN = P + "sample_shown"  # what image_pickers last put in the sample selector
 UPLOAD_WIDGET = P + "upload"
 UPLOAD_SEEN = P + "upload_seen"  # file id of the last upload handled
-UPLOAD_ERROR = P + "upload_error"  # (file id, message) of a rejected upload
+# (file id, message, its fields) of a rejected upload: the message in English, translated where
+# it is shown (the language may change while the file stays in the uploader).
+UPLOAD_ERROR = P + "upload_error"
+TOO_LARGE_UPLOAD = N_("{name} was not used: {reason}.")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 # The probe's width is reported again only after a change of 32 px: a scroll bar (up to 16 px)
 # may have come since; and the canvas's element has a border.
@@ -173,13 +178,13 @@ def take_upload() -> bool:
     name = shown(uploaded.name)  # another person's file name: one bounded, visible line
     reason = too_large(uploaded, "image")
     if reason:
-        refuse(uploaded.file_id, f"{name} was not used: {reason}.")
+        refuse(uploaded.file_id, TOO_LARGE_UPLOAD, name=name, reason=reason)
         return True
     data = uploaded.getvalue()
     digest = state.digest_of(data)
     result = check_upload(name, data, functools.partial(caches.decode, digest))
     if result.error:
-        refuse(uploaded.file_id, result.error)
+        refuse(uploaded.file_id, UNUSABLE_UPLOAD, name=name, reason=result.reason)
         return True
     state.set_image(state.ImageChoice(name, data, digest, False), [])
     forget_table()
@@ -188,9 +193,10 @@ def take_upload() -> bool:
     return True
 
 
-def refuse(file_id: str, message: str) -> None:
-    """Keep ``message`` for the upload ``file_id`` (shown under the uploader), then mark it."""
-    st.session_state[UPLOAD_ERROR] = (file_id, message)
+def refuse(file_id: str, message: str, **fields: str | None) -> None:
+    """Keep ``message`` (English, marked ``N_``) and its ``fields`` for the upload ``file_id``
+    (shown under the uploader, translated then), then mark it."""
+    st.session_state[UPLOAD_ERROR] = (file_id, message, fields)
     st.session_state[UPLOAD_SEEN] = file_id
 
 
@@ -219,40 +225,55 @@ def canvas_background(digest: str, _data: bytes, frame: CanvasFrame) -> str:
 def image_pickers() -> None:
     """Sample selector and uploader; a rejected upload leaves image and boxes as they were."""
     catalogue = samples()
-    titles = {name: sample.title for name, sample in catalogue.items()}
+    titles = {name: sample.shown_title for name, sample in catalogue.items()}
     choice = state.image()
     st.session_state[SAMPLE_WIDGET] = choice.name if choice and choice.sample else None
     st.session_state[SAMPLE_SHOWN] = st.session_state[SAMPLE_WIDGET]
     left, right = st.columns(2)
     with left:
+        if choice:
+            placeholder = _("Your upload: {name}").format(name=choice.name)
+        else:
+            placeholder = _("Choose a sample")
         st.selectbox(
-            "Sample image",
+            _("Sample image"),
             options=list(catalogue),
             format_func=titles.__getitem__,
             key=SAMPLE_WIDGET,
             on_change=on_sample,
-            placeholder=f"Your upload: {choice.name}" if choice else "Choose a sample",
-            help="Each sample comes with example boxes; choosing one replaces your boxes.",
+            placeholder=placeholder,
+            help=_("Each sample comes with example boxes; choosing one replaces your boxes."),
         )
         if choice is not None and choice.sample and choice.name in catalogue:
             sample = catalogue[choice.name]
-            st.caption(f"Source: {sample.source}  \nLicence: {sample.licence}")
+            st.caption(
+                _("Source: {source}  \nLicence: {licence}").format(
+                    source=sample.source, licence=sample.licence
+                )
+            )
         elif choice is not None:
-            st.caption(f"Your upload: {plain(choice.name)} (kept in this browser session only)")
+            st.caption(
+                _("Your upload: {name} (kept in this browser session only)").format(
+                    name=plain(choice.name)
+                )
+            )
     with right:
         uploaded = st.file_uploader(
-            "…or upload an image (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+            _("…or upload an image (JPEG, PNG, WebP, BMP, GIF, TIFF)"),
             type=UPLOAD_TYPES,
             key=UPLOAD_WIDGET,
             on_change=take_upload,
             max_upload_size=LIMITS_MB["image"],
-            help="A new image starts with no boxes: draw them on it below.",
+            help=_("A new image starts with no boxes: draw them on it below."),
         )
     if uploaded is None:
         return
     error = st.session_state.get(UPLOAD_ERROR)
     if error and error[0] == uploaded.file_id:
-        st.warning(plain_message(error[1]), icon=":material/image_not_supported:")
+        _file_id, message, fields = error
+        st.warning(
+            plain_message(_(message).format(**fields)), icon=":material/image_not_supported:"
+        )
 
 
 def next_label() -> str:
@@ -266,10 +287,10 @@ def label_input() -> str:
     if LABEL_WIDGET not in st.session_state:
         st.session_state[LABEL_WIDGET] = st.session_state[LABEL]
     text = st.text_input(
-        "Label for the next box",
+        _("Label for the next box"),
         key=LABEL_WIDGET,
         max_chars=MAX_LABEL_CHARS,
-        help="Boxes you draw get this class label; edit a box's label in the table.",
+        help=_("Boxes you draw get this class label; edit a box's label in the table."),
     )
     st.session_state[LABEL] = clean_label(text)
     return st.session_state[LABEL]
@@ -331,7 +352,8 @@ def box_table(digest: str) -> None:
         on_change=take_table_report,
         args=(digest,),
         column_config={
-            "label": st.column_config.TextColumn("label", max_chars=MAX_LABEL_CHARS),
+            # Only the headers shown are translated: the column ids are read back.
+            "label": st.column_config.TextColumn(_("label"), max_chars=MAX_LABEL_CHARS),
             **{c: number(c, format="%.1f", step=0.1) for c in COORDS},
         },
     )

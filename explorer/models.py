@@ -13,17 +13,22 @@ own trained model.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import runtime
 from explorer.runtime import CPU
 from frcnn_core.backbone import Backbone, load_backbone
 from frcnn_core.head import FastRCNNHead
+from frcnn_core.i18n import N_, _
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
 from frcnn_core.train import TrainParams
@@ -39,16 +44,45 @@ def _frozen(loaded: Backbone, where: torch.device) -> Backbone:
     return loaded
 
 
-@st.cache_resource(show_spinner="Loading the VGG16 backbone…")
+# What this process has built once (their spinners are not shown again).
+_BUILT: set[tuple] = set()
+_BUILT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _building(message: str, key: tuple) -> Iterator[None]:
+    """A spinner saying ``message`` (marked with ``N_``) in the session's language while ``key``
+    is first built in this process. (A cache's own ``show_spinner`` text is fixed at import,
+    in English.) Nothing is shown outside a page's run (a worker thread)."""
+    if key in _BUILT or get_script_run_ctx(suppress_warning=True) is None:
+        yield
+        return
+    with st.spinner(_(message)):
+        yield
+    with _BUILT_LOCK:
+        _BUILT.add(key)
+
+
 def backbone() -> Backbone:
     """The shared VGG16 ``features[:30]`` in eval mode on the device (never modified)."""
+    with _building(N_("Loading the VGG16 backbone…"), ("backbone",)):
+        return _backbone()
+
+
+@st.cache_resource(show_spinner=False)
+def _backbone() -> Backbone:
     return _frozen(load_backbone(seed=MODEL_SEED), runtime.device())
 
 
-@st.cache_resource(show_spinner="Loading a CPU copy of the VGG16 backbone…")
 def cpu_backbone() -> Backbone:
     """The same backbone on the CPU, for a step that ran out of GPU memory (loaded afresh, not
     copied, so the full GPU is not asked for more)."""
+    with _building(N_("Loading a CPU copy of the VGG16 backbone…"), ("cpu_backbone",)):
+        return _cpu_backbone()
+
+
+@st.cache_resource(show_spinner=False)
+def _cpu_backbone() -> Backbone:
     return _frozen(load_backbone(seed=MODEL_SEED), CPU)
 
 
@@ -67,18 +101,22 @@ def _frozen_module(module: torch.nn.Module, on: str) -> torch.nn.Module:
     return module
 
 
-@st.cache_resource(max_entries=3, show_spinner="Initialising fc6 and fc7…")
 def shared_fc(pooled_size: int, on: str = "") -> FastRCNNHead:
     """The seeded fc6 and fc7 (470 MB at the tutorial's sizes) for one pooled size, shared by
     the initial heads of every class count and by every session's own model that did not train
     them. They are drawn first from the head's seed, so they are the same whatever the number
     of classes."""
-    channels = backbone().spec.channels
+    with _building(N_("Initialising fc6 and fc7…"), ("shared_fc", pooled_size, on)):
+        return _shared_fc(pooled_size, on)
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _shared_fc(pooled_size: int, on: str = "") -> FastRCNNHead:
+    channels = _backbone().spec.channels
     head = FastRCNNHead(1, channels * pooled_size * pooled_size, seed=MODEL_SEED + 1)
     return _frozen_module(head, on)
 
 
-@st.cache_resource(max_entries=6, show_spinner="Initialising the RPN and Fast R-CNN heads…")
 def initial_heads(
     num_classes: int, anchors_per_cell: int, pooled_size: int, on: str = ""
 ) -> DetectorHeads:
@@ -87,7 +125,16 @@ def initial_heads(
     ``on`` names a device other than the default one (``"cpu"`` after running out of GPU memory):
     the heads are built from the seed there, so they are the same weights.
     """
-    spec = backbone().spec
+    key = ("initial_heads", num_classes, anchors_per_cell, pooled_size, on)
+    with _building(N_("Initialising the RPN and Fast R-CNN heads…"), key):
+        return _initial_heads(num_classes, anchors_per_cell, pooled_size, on)
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _initial_heads(
+    num_classes: int, anchors_per_cell: int, pooled_size: int, on: str = ""
+) -> DetectorHeads:
+    spec = _backbone().spec
     heads = DetectorHeads(num_classes, anchors_per_cell, spec.channels, pooled_size, MODEL_SEED)
     # The same values as the freshly built ones (same seed), but one copy for every class count.
     fc = shared_fc(pooled_size, on)

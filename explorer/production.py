@@ -48,6 +48,7 @@ from frcnn_core.detectors import (
     load_detector,
 )
 from frcnn_core.graph import Run, Source, Stage
+from frcnn_core.i18n import N_, _, ngettext, number, using
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import UserBoxes
 from frcnn_core.production import InputSizeError
@@ -74,10 +75,14 @@ BACKBONE_LABELS = {
     "fasterrcnn_mobilenet_v3_large_fpn": "MobileNetV3-Large",
 }
 MODEL_NOTES = {
-    "fasterrcnn_resnet50_fpn_v2": "most accurate",
-    "fasterrcnn_resnet50_fpn": "as the tutorial's",
-    "fasterrcnn_mobilenet_v3_large_fpn": "fast on a CPU",
+    "fasterrcnn_resnet50_fpn_v2": N_("most accurate"),
+    "fasterrcnn_resnet50_fpn": N_("as the tutorial's"),
+    "fasterrcnn_mobilenet_v3_large_fpn": N_("fast on a CPU"),
 }
+OUT_OF_MEMORY_NOTICE = N_(
+    "The GPU ran out of memory for the production detector, so it ran on the CPU instead "
+    "(slower); the rest of this page is computed there too."
+)
 # Measured forward times, (model, device type, shorter side, longer side) -> seconds: the
 # spinner of the next first forward says how long it took last time.
 FORWARD_SECONDS: dict[tuple[str, str, int, int], float] = {}
@@ -89,10 +94,13 @@ class DetectorOption:
 
     Attributes:
         id: stable within the server: a model name, ``"env"``, or ``"checkpoint:<sha256>"``.
-        label: what the menu says.
+        label: the entry's own name: the model's, the file's, or the one a checkpoint was
+            registered with; :func:`option_label` says what the menu shows, in the session's
+            language.
         model: one of ``frcnn_core.detectors.MODELS``, or None (the file says).
         path: a weights file, or None (COCO weights from the cache or a download, else random).
         digest: the file's sha256 (None without a file).
+        classes: a checkpoint's number of object classes (background left out); else None.
     """
 
     id: str
@@ -100,6 +108,7 @@ class DetectorOption:
     model: str | None = None
     path: str | None = None
     digest: str | None = None
+    classes: int | None = None
 
 
 # -- detectors -------------------------------------------------------------------------------------
@@ -117,7 +126,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     try:
         info = os.stat(path)
     except OSError:
-        raise DetectorWeightsError(f"weights file not found: {path}") from None
+        raise DetectorWeightsError(_("weights file not found: {path}").format(path=path)) from None
     key = (str(path), info.st_size, info.st_mtime_ns)
     with _digest_lock:
         known = _digests.get(key)
@@ -129,7 +138,9 @@ def file_digest(path: str | os.PathLike[str]) -> str:
             for block in iter(lambda: fh.read(2**20), b""):
                 digest.update(block)
     except OSError as exc:
-        raise DetectorWeightsError(f"cannot read {Path(path).name}: {exc.strerror}") from None
+        raise DetectorWeightsError(
+            _("cannot read {file}: {reason}").format(file=Path(path).name, reason=exc.strerror)
+        ) from None
     with _digest_lock:
         _digests[key] = digest.hexdigest()
     return digest.hexdigest()
@@ -137,11 +148,17 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 def _torchvision_detector(name: str, device: str) -> Detector:
     """COCO weights (the torch hub cache, else a bounded download), else random weights with a
-    notice that says how to get the real ones. ``$FRCNN_DETECTOR_WEIGHTS`` is its own entry."""
+    notice that says how to get the real ones. ``$FRCNN_DETECTOR_WEIGHTS`` is its own entry.
+
+    The detector is shared by every session, whatever its language: its note is English (as the
+    log and the CLI say it); the pages say where the weights came from with
+    :func:`weights_text`, in the session's language."""
     try:
-        return load_detector(name, "coco", device=device)
+        with using("en"):
+            return load_detector(name, "coco", device=device)
     except DetectorWeightsError as exc:
         reason = str(exc)
+    log.warning("the %s detector runs on random weights: %s", name, reason)
     detector = load_detector(name, "random", device=device, seed=RANDOM_SEED)
     return replace(
         detector,
@@ -171,13 +188,14 @@ def load(option: DetectorOption, device: torch.device | None = None) -> Detector
     where = device or runtime.device()
     digest = file_digest(option.path) if option.path else None
     coco_here = option.path is None and coco_cache_path(str(option.model)).is_file()
-    message = f"Loading the {plain(option.label)} detector…"
+    label = plain(option_label(option))
+    message = _("Loading the {detector} detector…").format(detector=label)
     if option.path is None and not coco_here and os.environ.get(OFFLINE_ENV, "") in ("", "0"):
-        message = (
-            f"Loading the {plain(option.label)} detector: its COCO weights are not on this "
-            "server yet, so they are downloaded where the network allows (a few minutes at "
-            "most, then random weights)…"
-        )
+        message = _(
+            "Loading the {detector} detector: its COCO weights are not on this server yet, so "
+            "they are downloaded where the network allows (a few minutes at most, then random "
+            "weights)…"
+        ).format(detector=label)
     with st.spinner(message):
         return _shared_detector(option.model, option.path, digest, coco_here, str(where))
 
@@ -196,14 +214,7 @@ def identity(detector: Detector, option: DetectorOption) -> Hashable:
 
 
 def torchvision_options() -> list[DetectorOption]:
-    return [
-        DetectorOption(
-            name,
-            f"{MODEL_LABELS[name]} ({MODEL_NOTES[name]})",
-            model=name,
-        )
-        for name in MODELS
-    ]
+    return [DetectorOption(name, MODEL_LABELS[name], model=name) for name in MODELS]
 
 
 def env_option() -> DetectorOption | None:
@@ -211,7 +222,22 @@ def env_option() -> DetectorOption | None:
     path = os.environ.get(WEIGHTS_ENV, "").strip()
     if not path:
         return None
-    return DetectorOption(ENV_ID, f"{Path(path).name} (from {WEIGHTS_ENV})", path=path)
+    return DetectorOption(ENV_ID, Path(path).name, path=path)
+
+
+def option_label(option: DetectorOption) -> str:
+    """What the menu says for ``option``, in the session's language (the option itself keeps
+    no translated text: a checkpoint's entry lives in the session across language changes)."""
+    if option.classes is not None:
+        model = MODEL_LABELS.get(str(option.model), str(option.model))
+        return ngettext(
+            "{label} ({model}, {n} class)", "{label} ({model}, {n} classes)", option.classes
+        ).format(label=option.label, model=model, n=option.classes)
+    if option.id == ENV_ID:
+        return _("{file} (from {variable})").format(file=option.label, variable=WEIGHTS_ENV)
+    if option.path is None and option.id in MODEL_NOTES:
+        return f"{option.label} ({_(MODEL_NOTES[option.id])})"
+    return option.label
 
 
 def session_checkpoints() -> dict[str, DetectorOption]:
@@ -256,13 +282,16 @@ def register_checkpoint(
     info = checkpoint_info(path)
     model = info.get("model")
     if model not in MODELS:
-        raise DetectorWeightsError(f"{label}: not a checkpoint of {', '.join(MODELS)}")
+        raise DetectorWeightsError(
+            _("{label}: not a checkpoint of {models}").format(label=label, models=", ".join(MODELS))
+        )
     option = DetectorOption(
         f"checkpoint:{digest}",
-        f"{label} ({MODEL_LABELS[model]}, {info['num_classes'] - 1} classes)",
+        label,
         model=model,
         path=str(path),
         digest=digest,
+        classes=info["num_classes"] - 1,
     )
     session_checkpoints()[option.id] = option
     if select:
@@ -289,40 +318,76 @@ def detector_picker() -> DetectorOption:
     """The detector menu (in the sidebar); the choice holds across pages."""
     menu = options()
     current = chosen(menu)
-    labels = {o.id: o.label for o in menu}
+    labels = {o.id: option_label(o) for o in menu}
     # The widget's state is dropped on pages without it: set it from the session's choice.
     st.session_state[WIDGET] = current.id
+    maps = ", ".join(f"{MODEL_LABELS[n]} {number(coco_map(n), 1)}" for n in MODELS)
     st.selectbox(
-        "Detector",
+        _("Detector"),
         list(labels),
         format_func=lambda i: shown(labels[i], 200),
         key=WIDGET,
         on_change=_pick,
-        help=(
-            "torchvision's Faster R-CNN trained on COCO (box mAP on COCO val2017: "
-            + ", ".join(f"{MODEL_LABELS[n]} {coco_map(n):.1f}" for n in MODELS)
-            + "). ResNet-50 FPN is built like the tutorial's MMDetection model; MobileNetV3-Large "
-            "FPN is several times faster on a CPU (each forward pass's time is shown under the "
+        help=_(
+            "torchvision's Faster R-CNN trained on COCO (box mAP on COCO val2017: {maps}). "
+            "ResNet-50 FPN is built like the tutorial's MMDetection model; MobileNetV3-Large FPN "
+            "is several times faster on a CPU (each forward pass's time is shown under the "
             "picture). Checkpoints from fine-tuning appear here too."
-        ),
+        ).format(maps=maps),
     )
     return chosen(menu)
+
+
+def weights_text(detector: Detector) -> str:
+    """Where the detector's weights came from (or, for random weights, why and how to get the
+    real ones), in the session's language. The shared detector's own ``note`` is English."""
+    if detector.weights == "coco":
+        return _("COCO weights ({map} box mAP on COCO val2017) from {path}.").format(
+            map=number(coco_map(detector.name), 1), path=coco_cache_path(detector.name)
+        )
+    if detector.weights != "random":
+        return _("Weights loaded from {path}.").format(path=detector.weights)
+    cached = coco_cache_path(detector.name)
+    if cached.is_file():
+        why = _("The COCO weights file {file} on this server cannot be read.")
+    elif os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        why = _(
+            "Its COCO weights ({file}) are not on this server, and downloads are turned off "
+            "({variable} is set)."
+        )
+    else:
+        why = _(
+            "Its COCO weights ({file}) are not on this server, and they could not be downloaded "
+            "from here."
+        )
+    how = _(
+        "Run the command below where a network exists and copy {file} to {folder}, or set "
+        "{variable}=/path/to/weights.pth before starting the app. Until then it runs on random "
+        "weights (seed {seed})."
+    )
+    where = {"file": cached.name, "folder": cached.parent, "variable": OFFLINE_ENV}
+    return (
+        why.format(**where)
+        + " "
+        + how.format(file=cached.name, folder=cached.parent, variable=WEIGHTS_ENV, seed=RANDOM_SEED)
+    )
 
 
 def weights_notice(detector: Detector) -> None:
     """Say clearly when the weights are random, and how to get the real ones."""
     if detector.weights == "random":
         st.warning(
-            f"The {plain(MODEL_LABELS.get(detector.name, detector.name))} detector runs on "
-            "**random weights**: its boxes and scores mean nothing, but every stage, shape and "
-            "count is real.",
+            _(
+                "The {model} detector runs on **random weights**: its boxes and scores mean "
+                "nothing, but every stage, shape and count is real."
+            ).format(model=plain(MODEL_LABELS.get(detector.name, detector.name))),
             icon=":material/warning:",
         )
-        with st.expander("How to get the COCO weights"):
-            st.caption(plain_message(detector.note))
+        with st.expander(_("How to get the COCO weights")):
+            st.caption(plain_message(weights_text(detector)))
             st.code(f"python -m frcnn_core fetch-weights --model {detector.name}")
     else:
-        st.caption(f"Weights: {plain_message(detector.note)}")
+        st.caption(plain_message(weights_text(detector)))
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -392,12 +457,8 @@ class ProductionRun(Run):
         runtime.release_accelerator_memory()
         self.detector = load(self.option, CPU)
         self.sources["detector"] = Source.of(self.detector, key)
-        notice = (
-            "The GPU ran out of memory for the production detector, so it ran on the CPU "
-            "instead (slower); the rest of this page is computed there too."
-        )
-        self.notices.append(notice)
-        st.warning(notice, icon=":material/memory:")
+        self.notices.append(OUT_OF_MEMORY_NOTICE)  # English: translated where shown
+        st.warning(_(OUT_OF_MEMORY_NOTICE), icon=":material/memory:")
         return super().compute(name)
 
     def _speed_key(self) -> tuple[str, str, int, int]:
@@ -417,37 +478,45 @@ class ProductionRun(Run):
 
     def forward_message(self) -> str:
         name = MODEL_LABELS.get(self.detector.name, self.detector.name)
-        where = "the GPU" if self.device.type == "cuda" else "the CPU"
+        gpu = self.device.type == "cuda"
         last = FORWARD_SECONDS.get(self._speed_key())
         if last is not None:
-            return f"Running the {name} detector on {where}: about {last:.0f} s last time…"
-        if self.device.type == "cuda":
-            return f"Running the {name} detector on the GPU…"
-        return (
-            f"Running the {name} detector on the CPU for the first time on this image: a "
-            "forward pass takes seconds (tens of seconds for a ResNet-50 on a small server)…"
-        )
+            if gpu:
+                message = _("Running the {model} detector on the GPU: about {seconds} s last time…")
+            else:
+                message = _("Running the {model} detector on the CPU: about {seconds} s last time…")
+            return message.format(model=name, seconds=number(round(last)))
+        if gpu:
+            return _("Running the {model} detector on the GPU…").format(model=name)
+        return _(
+            "Running the {model} detector on the CPU for the first time on this image: a forward "
+            "pass takes seconds (tens of seconds for a ResNet-50 on a small server)…"
+        ).format(model=name)
 
     def forward_caption(self, cached: CachedRun) -> str:
         """How long the forward took (when it ran for this page) or that it came from the
         cache."""
         name = MODEL_LABELS.get(self.detector.name, self.detector.name)
         if "staged_run" in self.timings:
-            return (
-                f"Forward pass of the {name} detector: {self.timings['staged_run']:.1f} s on "
-                f"{self.device.type.upper()}; moving the score threshold does not repeat it."
+            return _(
+                "Forward pass of the {model} detector: {seconds} s on {device}; moving the score "
+                "threshold does not repeat it."
+            ).format(
+                model=name,
+                seconds=number(self.timings["staged_run"], 1),
+                device=self.device.type.upper(),
             )
-        return (
-            f"Forward pass of the {name} detector: {cached.seconds:.1f} s when it ran; this "
-            "page took it from the server's cache."
-        )
+        return _(
+            "Forward pass of the {model} detector: {seconds} s when it ran; this page took it "
+            "from the server's cache."
+        ).format(model=name, seconds=number(cached.seconds, 1))
 
 
 def run_or_stop(option: DetectorOption) -> ProductionRun:
     """The session's production run with the detector ``option`` (from
     :func:`detector_picker`); stops the page with a message when there is no image."""
     if state.image() is None:
-        st.warning("No image yet: choose a sample or upload one on the Image page.")
+        st.warning(_("No image yet: choose a sample or upload one on the Image page."))
         st.stop()
     return ProductionRun(option)
 
@@ -460,13 +529,21 @@ def production_guard() -> Iterator[None]:
             yield
         except InputSizeError as exc:
             st.error(
-                f"The production detector cannot use this image: {plain_message(str(exc))}. "
-                "Choose another image on the Image page."
+                _(
+                    "The production detector cannot use this image: {reason}. Choose another "
+                    "image on the Image page."
+                ).format(reason=plain_message(str(exc)))
             )
         except DetectorWeightsError as exc:
             st.error(
-                f"These detector weights cannot be used: {plain_message(str(exc))}. Pick "
-                "another detector in the sidebar."
+                _(
+                    "These detector weights cannot be used: {reason}. Pick another detector in "
+                    "the sidebar."
+                ).format(reason=plain_message(str(exc)))
             )
         except DeviceError as exc:
-            st.error(f"The production detector cannot run here: {plain_message(str(exc))}.")
+            st.error(
+                _("The production detector cannot run here: {reason}.").format(
+                    reason=plain_message(str(exc))
+                )
+            )

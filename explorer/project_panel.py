@@ -16,6 +16,7 @@ from explorer.text import plain_message, shown
 from explorer.uploads import LIMITS_MB, too_large
 from frcnn_core.boxes_io import FORMAT_NAMES, FORMATS, read_boxes, write_boxes
 from frcnn_core.ground_truth import BoxesError
+from frcnn_core.i18n import _, ngettext
 
 OPENED = "project:opened"  # file_id of the last project file acted on
 MESSAGE = "project:message:"  # + where: (kind, text) of the last open or import there
@@ -80,46 +81,55 @@ def _open_file() -> None:
     name = shown(upload.name)
     reason = too_large(upload, "project")
     if reason:
-        _say("error", f"{name} was not opened: {reason}.")
+        _say("error", _("{name} was not opened: {reason}.").format(name=name, reason=reason))
         return
     try:
         contents = projects.read_file(upload.getvalue(), name)
     except projects.ProjectError as exc:
-        _say("error", f"Nothing was changed: {exc}.")
+        _say("error", _("Nothing was changed: {reason}.").format(reason=exc))
         return
     notes = projects.apply(contents)
-    _say("success", f"Opened {name}." + "".join(f" Note: {n}." for n in notes))
+    _say("success", _("Opened {name}.").format(name=name) + _notes(notes))
+
+
+def _notes(notes: list[str] | tuple[str, ...]) -> str:
+    """Each note as a sentence of its own, after a message."""
+    return "".join(_(" Note: {note}.").format(note=n) for n in notes)
 
 
 def sidebar(page: str) -> None:
     """The Project panel (in the sidebar, on every page)."""
-    with st.expander("Project", icon=":material/folder_open:"):
+    with st.expander(_("Project"), icon=":material/folder_open:"):
         st.caption(
-            "Your image, boxes, settings and trained heads are saved for this browser as you "
-            "work: a reload or a new tab brings them back."
+            _(
+                "Your image, boxes, settings and trained heads are saved for this browser as you "
+                "work: a reload or a new tab brings them back."
+            )
         )
         st.button(
-            "Share this view",
+            _("Share this view"),
+            key="project:share",
             on_click=_share,
             args=(page,),
             width="stretch",
-            help="A link to this page with this image, boxes and settings",
+            help=_("A link to this page with this image, boxes and settings"),
         )
         link = st.session_state.get(LINK)
         if link:
             st.code(link, language=None, wrap_lines=True)
-            st.caption("Copy it with the icon at its top right.")
+            st.caption(_("Copy it with the icon at its top right."))
         data, name = _project_file(page)
         st.download_button(
-            "Download project",
+            _("Download project"),
             data,
             file_name=name,
             mime="application/zip",
+            key="project:download_button",
             width="stretch",
-            help="One file with the image, boxes, settings and trained heads",
+            help=_("One file with the image, boxes, settings and trained heads"),
         )
         st.file_uploader(
-            "Open a project file",
+            _("Open a project file"),
             type=["zip"],
             key="project:file",
             on_change=_open_file,
@@ -153,13 +163,15 @@ def _import_boxes() -> None:
         return
     names = [shown(f.name) for f in files]
     for f in files:
-        if too_large(f, "boxes"):
-            _say("error", f"{shown(f.name)} was not read: {too_large(f, 'boxes')}.", "boxes")
+        reason = too_large(f, "boxes")
+        if reason:
+            said = _("{name} was not read: {reason}.").format(name=shown(f.name), reason=reason)
+            _say("error", said, "boxes")
             return
     labels = [f for f in files if f.name.lower() not in ("classes.txt", "obj.names")]
     classes = [f for f in files if f.name.lower() in ("classes.txt", "obj.names")]
     if len(labels) != 1:
-        _say("error", "Choose one boxes file (and, for YOLO, its classes.txt).", "boxes")
+        _say("error", _("Choose one boxes file (and, for YOLO, its classes.txt)."), "boxes")
         return
     size = caches.decode(choice.digest, choice.data).size
     try:
@@ -171,11 +183,12 @@ def _import_boxes() -> None:
             classes[0].getvalue() if classes else None,
         )
     except BoxesError as exc:
-        _say("error", f"No box was changed: {exc}.", "boxes")
+        _say("error", _("No box was changed: {reason}.").format(reason=exc), "boxes")
         return
     state.set_boxes(imported.boxes)
-    notes = "".join(f" Note: {n}." for n in imported.notes)
-    _say("success", f"{len(imported.boxes)} box(es) read from {', '.join(names)}.{notes}", "boxes")
+    n = len(imported.boxes)
+    read = ngettext("{n} box read from {files}.", "{n} boxes read from {files}.", n)
+    _say("success", read.format(n=n, files=", ".join(names)) + _notes(imported.notes), "boxes")
 
 
 def boxes_in_out() -> None:
@@ -183,21 +196,29 @@ def boxes_in_out() -> None:
     choice = state.image()
     if choice is None:
         return
-    with st.expander("Boxes in and out (BOXES.json, COCO, Pascal VOC, YOLO)"):
+    with st.expander(_("Boxes in and out (BOXES.json, COCO, Pascal VOC, YOLO)")):
         st.file_uploader(
-            "Import boxes (they replace this image's boxes)",
+            _("Import boxes (they replace this image's boxes)"),
             type=["json", "xml", "txt", "names", "zip"],
             accept_multiple_files=True,
             key="boxes_io:files",
             on_change=_import_boxes,
             max_upload_size=LIMITS_MB["boxes"],
-            help="A COCO file with several images gives the boxes of the one named like this "
-            "image; YOLO needs the image's labels .txt and its classes.txt.",
+            help=_(
+                "A COCO file with several images gives the boxes of the one named like this "
+                "image; YOLO needs the image's labels .txt and its classes.txt."
+            ),
         )
         show_message("boxes")
         kind = st.selectbox(
-            "Export as", FORMATS, format_func=FORMAT_NAMES.__getitem__, key="boxes_io:kind"
+            _("Export as"), FORMATS, format_func=FORMAT_NAMES.__getitem__, key="boxes_io:kind"
         )
         size = caches.decode(choice.digest, choice.data).size
         data, name = write_boxes(kind, state.boxes(), choice.name, size)
-        st.download_button(f"Download {name}", data, file_name=name, width="stretch")
+        st.download_button(
+            _("Download {name}").format(name=name),
+            data,
+            file_name=name,
+            key="boxes_io:download",
+            width="stretch",
+        )

@@ -33,12 +33,13 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from explorer import caches, models, state, training
+from explorer import caches, i18n, models, state, training
 from explorer.samples import samples
 from explorer.store import Store, StoreError, open_store
 from explorer.text import shown
 from frcnn_core.backbone import WeightsError
 from frcnn_core.ground_truth import MAX_BOXES, clean_label
+from frcnn_core.i18n import N_, _, normalise, using
 from frcnn_core.image import ImageError
 from frcnn_core.params import ParamsError, PipelineParams, parameter, validate
 from frcnn_core.safe_io import InputError, parse_json
@@ -70,7 +71,8 @@ PICKS = {
     "head_roi": "head:pick",
     "detection": "detect:pick",
 }
-LINK_KEYS = ("view", "sample", "class", *PICKS)  # "class": see explorer.classroom
+# "class": see explorer.classroom; "lang": the language, see explorer.i18n.
+LINK_KEYS = ("view", "sample", "class", "lang", *PICKS)
 
 
 class ProjectError(ValueError):
@@ -141,6 +143,7 @@ def current_meta(page: str) -> dict[str, Any]:
         },
         "page": page,
         "heads": heads,
+        "lang": i18n.current(),
     }
 
 
@@ -165,43 +168,56 @@ def check_meta(meta: object, where: str) -> tuple[dict[str, Any], tuple[str, ...
         ProjectError: not a project, from a newer version, or malformed.
     """
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ProjectError(f"{where} is not a Faster R-CNN Explorer project")
+        raise ProjectError(_("{where} is not a Faster R-CNN Explorer project").format(where=where))
     version = meta.get("version")
     if not isinstance(version, int) or version < 1:
-        raise ProjectError(f"{where} has no valid version")
+        raise ProjectError(_("{where} has no valid version").format(where=where))
     if version > VERSION:
         raise ProjectError(
-            f"{where} was saved by a newer version of the explorer (project version {version}; "
-            f"this one reads up to {VERSION})"
+            _(
+                "{where} was saved by a newer version of the explorer (project version "
+                "{version}; this one reads up to {supported})"
+            ).format(where=where, version=version, supported=VERSION)
         )
     image = meta.get("image")
     if image is not None:
         if not isinstance(image, dict) or not isinstance(image.get("digest"), str):
-            raise ProjectError(f"{where}: its image entry is malformed")
+            raise ProjectError(_("{where}: its image entry is malformed").format(where=where))
         if image.get("sample") is not None and image["sample"] not in samples():
-            raise ProjectError(f"{where}: the sample {shown(image['sample'])} does not exist here")
+            raise ProjectError(
+                _("{where}: the sample {sample} does not exist here").format(
+                    where=where, sample=shown(image["sample"])
+                )
+            )
     boxes = meta.get("boxes")
     if not isinstance(boxes, list) or len(boxes) > MAX_BOXES:
-        raise ProjectError(f"{where}: its boxes are malformed")
+        raise ProjectError(_("{where}: its boxes are malformed").format(where=where))
     for i, b in enumerate(boxes):
         if not isinstance(b, dict) or not isinstance(b.get("box"), list) or len(b["box"]) != 4:
-            raise ProjectError(f"{where}: box {i + 1} is malformed")
+            raise ProjectError(_("{where}: box {i} is malformed").format(where=where, i=i + 1))
     settings, notes = check_settings(meta.get("params", {}), where)
     page = meta.get("page", "")
     if not isinstance(page, str):
-        raise ProjectError(f"{where}: its page is malformed")
+        raise ProjectError(_("{where}: its page is malformed").format(where=where))
     heads = meta.get("heads")
     if heads is not None and (not isinstance(heads, dict) or "digest" not in heads):
-        raise ProjectError(f"{where}: its heads entry is malformed")
+        raise ProjectError(_("{where}: its heads entry is malformed").format(where=where))
     clean = dict(meta, params=settings)
     return clean, notes
 
 
-def check_settings(raw: object, where: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+# The note on one setting that was left out (``left_out`` of :func:`check_settings`).
+SETTING_LEFT_OUT = N_("setting left out: {reason}")
+
+
+def check_settings(
+    raw: object, where: str, left_out: str = SETTING_LEFT_OUT
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Settings by path, each checked against the registry; unusable ones are left out with a
-    note, and the whole must be a combination the pipeline can run."""
+    note (``left_out``, a message with a ``{reason}``), and the whole must be a combination the
+    pipeline can run."""
     if not isinstance(raw, dict):
-        raise ProjectError(f"{where}: its settings are malformed")
+        raise ProjectError(_("{where}: its settings are malformed").format(where=where))
     good: dict[str, Any] = {}
     notes = []
     params = PipelineParams()
@@ -212,11 +228,12 @@ def check_settings(raw: object, where: str) -> tuple[dict[str, Any], tuple[str, 
             params = params.replace(entry.path, checked)
             good[entry.path] = checked
         except ParamsError as exc:
-            notes.append(f"setting left out: {exc}")
+            notes.append(_(left_out).format(reason=exc))
     try:
         validate(params)
     except ParamsError as exc:
-        return {}, (*notes, f"settings left out (they cannot run together: {exc})")
+        note = _("settings left out (they cannot run together: {reason})").format(reason=exc)
+        return {}, (*notes, note)
     return good, tuple(notes)
 
 
@@ -265,24 +282,32 @@ def read_file(data: bytes, name: str) -> Contents:
     """
     where = shown(name)
     if len(data) > MAX_FILE_BYTES:
-        raise ProjectError(f"{where} is larger than {MAX_FILE_BYTES // 2**20} MB")
+        raise ProjectError(
+            _("{where} is larger than {mb} MB").format(where=where, mb=MAX_FILE_BYTES // 2**20)
+        )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = set(archive.namelist())
             if META_MEMBER not in members:
-                raise ProjectError(f"{where} is not a Faster R-CNN Explorer project")
+                message = _("{where} is not a Faster R-CNN Explorer project")
+                raise ProjectError(message.format(where=where))
             sizes = {i.filename: i.file_size for i in archive.infolist()}
             if sizes[META_MEMBER] > MAX_JSON_BYTES or sum(sizes.values()) > MAX_FILE_BYTES:
-                raise ProjectError(f"{where} unpacks to more than a project can hold")
+                message = _("{where} unpacks to more than a project can hold")
+                raise ProjectError(message.format(where=where))
             meta_bytes = archive.read(META_MEMBER)
             image = archive.read(IMAGE_MEMBER) if IMAGE_MEMBER in members else None
             heads = archive.read(HEADS_MEMBER) if HEADS_MEMBER in members else None
     except zipfile.BadZipFile:
-        raise ProjectError(f"{where} is not a project file (not a zip, or truncated)") from None
+        message = _("{where} is not a project file (not a zip, or truncated)")
+        raise ProjectError(message.format(where=where)) from None
     except (zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        raise ProjectError(f"{where} is damaged ({type(exc).__name__})") from None
+        message = _("{where} is damaged ({error})").format(where=where, error=type(exc).__name__)
+        raise ProjectError(message) from None
     try:
-        meta = parse_json(meta_bytes, f"{where}'s {META_MEMBER}")
+        meta = parse_json(
+            meta_bytes, _("{where}'s {member}").format(where=where, member=META_MEMBER)
+        )
     except InputError as exc:
         raise ProjectError(str(exc)) from None
     return check_parts(meta, image, heads, where)
@@ -295,22 +320,27 @@ def check_parts(meta: object, image: bytes | None, heads: bytes | None, where: s
     info = meta.get("image")
     if info is not None and info.get("sample") is None:
         if image is None:
-            raise ProjectError(f"{where} names an uploaded image but does not hold it")
+            message = _("{where} names an uploaded image but does not hold it")
+            raise ProjectError(message.format(where=where))
         if state.digest_of(image) != info["digest"]:
-            raise ProjectError(f"{where}: its image is not the one it names (damaged?)")
+            message = _("{where}: its image is not the one it names (damaged?)")
+            raise ProjectError(message.format(where=where))
         try:
             caches.decode(info["digest"], image)
         except ImageError as exc:
-            raise ProjectError(f"{where}: its image cannot be used: {exc}") from None
+            message = _("{where}: its image cannot be used: {reason}")
+            raise ProjectError(message.format(where=where, reason=exc)) from None
     if meta.get("heads") is not None:
         if heads is None:
-            raise ProjectError(f"{where} names trained heads but does not hold them")
+            message = _("{where} names trained heads but does not hold them")
+            raise ProjectError(message.format(where=where))
         try:
             from frcnn_core.train import heads_from_bytes
 
             heads_from_bytes(heads)
         except WeightsError as exc:
-            raise ProjectError(f"{where}: its heads cannot be used: {exc}") from None
+            message = _("{where}: its heads cannot be used: {reason}")
+            raise ProjectError(message.format(where=where, reason=exc)) from None
     return Contents(meta, image, heads, notes)
 
 
@@ -341,9 +371,11 @@ def apply(contents: Contents) -> list[str]:
                 own.history = list((meta.get("heads") or {}).get("history", []))
                 own.source = (meta.get("heads") or {}).get("source", own.source)
         except WeightsError as exc:
-            notes.append(f"the trained heads were not loaded: {exc}")
+            notes.append(_("the trained heads were not loaded: {reason}").format(reason=exc))
     else:
         training.reset()
+    if not i18n.named_in_url():  # the saved language, unless the link names one
+        i18n.set_language(meta.get("lang") or i18n.current())
     return notes
 
 
@@ -438,8 +470,8 @@ def start(current_page: str) -> str | None:
         go_to = page if page is not None and page != current_page else None
     except ProjectError as exc:
         kind = "error"
-        said = [f"your saved project could not be restored: {exc}"]
-    query = {k: st.query_params.get_all(k)[-1] for k in st.query_params}
+        said = [_("your saved project could not be restored: {reason}").format(reason=exc)]
+    query = {k: st.query_params.get_all(k)[-1] for k in st.query_params if k != i18n.QUERY}
     if query:
         said += open_link(query)
         go_to = None  # a link names its page by its path
@@ -460,10 +492,34 @@ def restore() -> tuple[str | None, list[str]]:
     saved = store.get("project", owner()) if store is not None else None
     if saved is None:
         return None, []
-    contents = _load(store, saved, "your saved project")  # type: ignore[arg-type]
-    said = apply(contents)
+    # Its notes in the language the session speaks once it is applied (the project's own):
+    # the router then draws the page again in that language, notes included.
+    lang = _language_after(saved)
+    try:
+        with using(lang):
+            contents = _load(store, saved, _("your saved project"))  # type: ignore[arg-type]
+    except ProjectError:
+        if lang == i18n.current():
+            raise
+        # Not applied, so the session keeps its language: the same refusal, said in it.
+        contents = _load(store, saved, _("your saved project"))  # type: ignore[arg-type]
+    with using(lang):
+        said = apply(contents)
     st.session_state[SAVED] = fingerprint(current_meta(contents.meta.get("page", "")))
     return contents.meta.get("page") or "", said
+
+
+def _language_after(meta_bytes: bytes) -> str:
+    """The language this session speaks once the saved project ``meta_bytes`` is applied (see
+    :func:`apply`): the project's, unless the link named one."""
+    if i18n.named_in_url():
+        return i18n.current()
+    try:
+        meta = json.loads(meta_bytes)
+    except ValueError:
+        return i18n.current()
+    lang = normalise(meta.get("lang")) if isinstance(meta, dict) else None
+    return lang or i18n.current()
 
 
 def notes() -> tuple[str, list[str]] | None:
@@ -497,7 +553,7 @@ def _snapshot(page: str) -> str:
     """A view id for this session's image, boxes and heads, the same while they are."""
     store = _store()
     if store is None:
-        raise ProjectError("this server keeps no snapshots (its store cannot be opened)")
+        raise ProjectError(_("this server keeps no snapshots (its store cannot be opened)"))
     meta = current_meta(page)
     content = fingerprint({k: meta[k] for k in ("image", "boxes", "heads")})
     known = st.session_state.get(SNAPSHOT)
@@ -513,8 +569,8 @@ def _snapshot(page: str) -> str:
 def share_link(base_url: str, page: str, picks: dict[str, str]) -> str:
     """A link to ``page`` that reproduces this view (see :func:`view_query`)."""
     url = f"{base_url.rstrip('/')}/{page}"
-    query = view_query(page, picks)
-    return f"{url}?{urlencode(query)}" if query else url
+    query = {**view_query(page, picks), i18n.QUERY: i18n.current()}  # in the sharer's language
+    return f"{url}?{urlencode(query)}"
 
 
 def view_token(query: dict[str, str]) -> str | None:
@@ -536,22 +592,28 @@ def open_link(query: dict[str, str], known_view: str | None = None) -> list[str]
         store = _store()
         saved = store.get("share", query["view"]) if store is not None else None
         if saved is None:
-            notes.append("the shared view was not found (it may have expired); showing the zebras")
+            notes.append(
+                _("the shared view was not found (it may have expired); showing the zebras")
+            )
         else:
             try:
-                contents = _load(store, saved, "the shared view")  # type: ignore[arg-type]
+                contents = _load(store, saved, _("the shared view"))  # type: ignore[arg-type]
             except ProjectError as exc:
-                notes.append(f"the shared view cannot be used: {exc}")
+                notes.append(_("the shared view cannot be used: {reason}").format(reason=exc))
     elif "sample" in query:
         if query["sample"] in samples():
             state.choose_sample(query["sample"])
         else:
-            notes.append(f"no sample called {shown(query['sample'])}; showing the zebras")
+            notes.append(
+                _("no sample called {name}; showing the zebras").format(name=shown(query["sample"]))
+            )
     if contents is not None:
         notes += apply(contents)
     settings = {k: v for k, v in query.items() if k not in LINK_KEYS}
-    good, said = check_settings(settings, "the link")
-    notes += [n.replace("setting left out", "ignored a setting of the link") for n in said]
+    good, said = check_settings(
+        settings, _("the link"), N_("ignored a setting of the link: {reason}")
+    )
+    notes += said
     # A link that names its image names its settings too (the rest are the tutorial's);
     # one with picks only changes nothing else.
     names_a_view = "view" in query or "sample" in query
@@ -561,7 +623,7 @@ def open_link(query: dict[str, str], known_view: str | None = None) -> list[str]
     try:
         state.set_params(params)
     except ParamsError as exc:
-        notes.append(f"ignored the link's settings: {exc}")
+        notes.append(_("ignored the link's settings: {reason}").format(reason=exc))
     notes += _apply_picks(query)
     return notes
 
@@ -578,15 +640,18 @@ def _apply_picks(query: dict[str, str]) -> list[str]:
         try:
             numbers = [int(v) for v in value.split(",")]
         except ValueError:
-            notes.append(f"ignored {name}={shown(value)}: not a whole number")
+            message = _("ignored {name}={value}: not a whole number")
+            notes.append(message.format(name=name, value=shown(value)))
             continue
         if name == "cell":
             if len(numbers) != 2 or min(numbers) < 0:
-                notes.append(f"ignored cell={shown(value)}: expected row,column")
+                message = _("ignored cell={value}: expected row,column")
+                notes.append(message.format(value=shown(value)))
                 continue
             st.session_state[key[0]], st.session_state[key[1]] = numbers
         elif numbers[0] < 0:
-            notes.append(f"ignored {name}={shown(value)}: not a valid index")
+            message = _("ignored {name}={value}: not a valid index")
+            notes.append(message.format(name=name, value=shown(value)))
         else:
             st.session_state[key] = numbers[0]  # type: ignore[index]
     return notes

@@ -25,21 +25,23 @@ from explorer.caches import StageCache
 from explorer.runtime import CPU, OUT_OF_MEMORY
 from frcnn_core.backbone import Backbone
 from frcnn_core.graph import Run, Source, Stage
+from frcnn_core.i18n import N_, _
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import PIPELINE, UserBoxes
 from frcnn_core.train import split_backbone
 
 log = logging.getLogger("frcnn_explorer")
 SESSION = object()  # PageRun's default for ``own``: the session's model
+# What a stage is called in the out-of-memory notice (English here; shown as ``_(name)``).
 STEP_NAMES = {
-    "backbone": "backbone forward",
-    "rpn": "RPN head",
-    "proposals": "proposals",
-    "test_proposals": "test-time proposals",
-    "roi_pool": "RoI pooling",
-    "test_roi_pool": "RoI pooling",
-    "head": "Fast R-CNN head",
-    "test_head": "Fast R-CNN head",
+    "backbone": N_("backbone forward"),
+    "rpn": N_("RPN head"),
+    "proposals": N_("proposals"),
+    "test_proposals": N_("test-time proposals"),
+    "roi_pool": N_("RoI pooling"),
+    "test_roi_pool": N_("RoI pooling"),
+    "head": N_("Fast R-CNN head"),
+    "test_head": N_("Fast R-CNN head"),
 }
 
 
@@ -52,8 +54,8 @@ def image_sources(
 ) -> dict[str, Source]:
     """The sources of stages 1 and 2 (image, ground truth, backbone), keyed for the shared
     cache: the image's digest, the boxes, the backbone's weights."""
-    coords = tuple(box for box, _ in boxes)
-    labels = tuple(label for _, label in boxes)
+    coords = tuple(box for box, _label in boxes)
+    labels = tuple(label for _box, label in boxes)
     return {
         "photo": Source(choice.digest, lambda: caches.decode(choice.digest, choice.data)),
         "user_boxes": Source.of(UserBoxes(coords, labels), boxes),
@@ -163,9 +165,9 @@ class PageRun(Run):
         own = self.own
         if own is None or own.conv5 is None:
             return shared
-        frozen, _ = split_backbone(shared.features)
+        frozen, _conv5 = split_backbone(shared.features)
         features = nn.Sequential(*frozen, own.on("conv5", self.device))
-        return Backbone(features, shared.weights, shared.note, shared.spec)
+        return Backbone(features, shared.weights, shared.note, shared.spec, shared.said)
 
     # -- computing -------------------------------------------------------------------------
 
@@ -191,10 +193,10 @@ class PageRun(Run):
         for stage, value in list(self._values.items()):
             self._values[stage] = _to_cpu(value)
         runtime.release_accelerator_memory()
-        notice = (
-            f"The GPU ran out of memory computing the {step}, so it was computed on the CPU "
+        notice = _(
+            "The GPU ran out of memory computing the {step}, so it was computed on the CPU "
             "instead (slower); the rest of this page is computed there too."
-        )
+        ).format(step=_(step))
         self.notices.append(notice)
         st.warning(notice, icon=":material/memory:")
         return super().compute(name)

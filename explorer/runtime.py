@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import torch
 
 from frcnn_core.device import default_device, device_name
+from frcnn_core.i18n import ngettext
 
 CPU = torch.device("cpu")
 # Raised by the CUDA (and, in recent torch, any) allocator; torch.OutOfMemoryError since 2.5.
@@ -62,7 +63,12 @@ def tune_allocator() -> bool:
 
 
 def device_label() -> str:
-    return device_name(device())
+    """The device in the session's language: "CPU (2 threads)", or the GPU's model."""
+    where = device()
+    if where.type == "cpu":
+        n = torch.get_num_threads()
+        return ngettext("CPU ({n} thread)", "CPU ({n} threads)", n).format(n=n)
+    return device_name(where)
 
 
 def replica_name() -> str | None:

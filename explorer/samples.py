@@ -8,9 +8,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from frcnn_core.i18n import N_, _
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 DEFAULT_SAMPLE = "zebras"
+# The shipped samples' titles (their sidecars' "title"), marked for the catalogue; shown in the
+# session's language by :attr:`Sample.shown_title`.
+TITLES = (
+    N_("Astronaut Eileen Collins"),
+    N_("Chelsea the cat"),
+    N_("Coffee cup"),
+    N_("Greek coins from Pompeii"),
+    N_("Falcon 9 with DSCOVR on the launch pad"),
+    N_("Zebras (synthetic)"),
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,11 @@ class Sample:
     source: str
     licence: str
     boxes: tuple[tuple[tuple[float, float, float, float], str], ...]
+
+    @property
+    def shown_title(self) -> str:
+        """The title in the session's language (the sidecar's English when not translated)."""
+        return _(self.title)
 
     def box_dicts(self) -> list[dict]:
         return [{"box": list(box), "label": label} for box, label in self.boxes]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 import torch
@@ -26,6 +27,7 @@ from explorer.samples import samples
 from explorer.text import shown
 from explorer.uploads import too_large
 from frcnn_core.backbone import Backbone, WeightsError, run_backbone
+from frcnn_core.i18n import N_, _, ngettext
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import DetectorHeads
 from frcnn_core.train import (
@@ -45,8 +47,14 @@ UPLOAD_MESSAGE = "train:upload_message"
 UPLOAD_ROUND = "train:upload_round"  # how many weights files were taken (see upload_key)
 SCOPE_CURRENT = "current"
 SCOPE_SAMPLES = "samples"
-# What the scope radio shows (a dict lookup: a page-defined lambda would keep its run alive).
-SCOPE_NAMES = {SCOPE_CURRENT: "this image", SCOPE_SAMPLES: "all samples"}
+# What the scope radio shows, in English (shown by :func:`scope_name`, a module function: a
+# page-defined lambda would keep its run alive).
+SCOPE_NAMES = {SCOPE_CURRENT: N_("this image"), SCOPE_SAMPLES: N_("all samples")}
+# What the worker reports while it prepares: English and its values (it runs outside any
+# session), said in the session's language where the page shows it (:func:`phase_text`).
+PHASE_FEATURES = N_("computing the features of {name}")
+PHASE_TRAINING = N_("training")
+DIVERGED = N_("Training diverged: {reason}. The weights before it are kept.")
 TRAINING_JOBS_ENV = "FRCNN_TRAINING_JOBS"
 # Training jobs that run at once on the server (each holds a forward slot per step anyway).
 QUEUE = JobQueue(runtime.env_int(TRAINING_JOBS_ENV, 1))
@@ -82,6 +90,29 @@ def _inputs(scope: str) -> list[Input]:
     return out
 
 
+def scope_name(scope: str) -> str:
+    """What the scope radio calls ``scope``, in the session's language."""
+    return _(SCOPE_NAMES[scope])
+
+
+def phase_text(progress: dict[str, Any]) -> str | None:
+    """What the job is doing (``job.progress``), in the session's language; None before it
+    says."""
+    said = progress.get("phase_said")
+    if said is None:
+        return progress.get("phase")
+    message, values = said
+    return _(message).format(**values)
+
+
+def diverged_text(progress: dict[str, Any]) -> str | None:
+    """Why the training stopped early (``job.progress``), in the session's language; None when
+    it did not diverge."""
+    if "diverged_reason" in progress:
+        return _(DIVERGED).format(reason=progress["diverged_reason"])
+    return progress.get("diverged")
+
+
 def current() -> TrainingJob | None:
     return st.session_state.get(JOB)
 
@@ -95,7 +126,7 @@ def start(scope: str, settings: TrainParams) -> str | None:
     """Queue a training job for this session; returns a message for the user when there is
     nothing to train on, else None."""
     if running():
-        return "A training is already running for you: stop it first."
+        return _("A training is already running for you: stop it first.")
     params = state.params()
     backbone = models.backbone()
     inputs, labels = [], []
@@ -106,12 +137,12 @@ def start(scope: str, settings: TrainParams) -> str | None:
             inputs.append((name, choice, boxes))
             labels.extend(gt.labels)
     if not inputs:
-        return "There is nothing to train on: draw at least one box on the Image page first."
+        return _("There is nothing to train on: draw at least one box on the Image page first.")
     class_names = tuple(dict.fromkeys(labels))
     heads = models.initial_heads_for(len(class_names), params)
     work = functools.partial(_train, inputs, params, settings, backbone, heads, class_names)
     job = QUEUE.submit(Job(work, title="training the RPN and the Fast R-CNN head"))
-    st.session_state[JOB] = TrainingJob(job, tuple(name for name, *_ in inputs), settings)
+    st.session_state[JOB] = TrainingJob(job, tuple(i[0] for i in inputs), settings)
     return None
 
 
@@ -130,7 +161,9 @@ def _train(
     samples_ = []
     for name, choice, boxes in inputs:
         job.check()
-        job.report(phase=f"computing the features of {name}")
+        job.report(
+            phase=PHASE_FEATURES.format(name=name), phase_said=(PHASE_FEATURES, {"name": name})
+        )
         result = image_run(choice, boxes, params, backbone)
         conv4 = None
         if settings.train_last_block:
@@ -141,7 +174,13 @@ def _train(
     trainer = Trainer.create(
         heads, samples_, params, settings, conv5 if settings.train_last_block else None
     )
-    job.report(phase="training", iteration=0, base_rates=list(trainer.base_rates), history=[])
+    job.report(
+        phase=PHASE_TRAINING,
+        phase_said=(PHASE_TRAINING, {}),
+        iteration=0,
+        base_rates=list(trainer.base_rates),
+        history=[],
+    )
     try:
         while not trainer.finished():
             job.check()
@@ -151,7 +190,7 @@ def _train(
     except Cancelled:
         pass
     except FloatingPointError as exc:
-        job.report(diverged=f"Training diverged: {exc}. The weights before it are kept.")
+        job.report(diverged=DIVERGED.format(reason=exc), diverged_reason=str(exc))
     if not trainer.history:
         return None
     trained = trainer.frozen_heads()
@@ -236,18 +275,20 @@ def take_upload(upload: UploadedFile | None) -> bool:
         if reason:
             st.session_state[UPLOAD_MESSAGE] = (
                 "error",
-                f"{shown(upload.name)} was not loaded: {reason}",
+                _("{name} was not loaded: {reason}").format(name=shown(upload.name), reason=reason),
             )
             return True
         try:
-            message = load_upload(upload.getvalue(), shown(upload.name))
+            load_upload(upload.getvalue(), shown(upload.name))
         except WeightsError as exc:
             st.session_state[UPLOAD_MESSAGE] = (
                 "error",
-                f"{shown(upload.name)} was not loaded: {exc}",
+                _("{name} was not loaded: {reason}").format(name=shown(upload.name), reason=exc),
             )
             return True
-        st.session_state[UPLOAD_MESSAGE] = ("success", message)
+        # Said until the next file, so kept as what it says: each run says it in its language.
+        own = models.session_model()
+        st.session_state[UPLOAD_MESSAGE] = ("success", own.class_names if own else ())
         return True
     finally:
         _let_go(upload)
@@ -268,7 +309,17 @@ def upload_message() -> tuple[str | None, str | None]:
     kind, text = st.session_state.get(UPLOAD_MESSAGE, (None, None))
     if kind == "error":
         st.session_state.pop(UPLOAD_MESSAGE, None)
+    elif kind == "success":
+        text = loaded_message(text)
     return kind, text
+
+
+def loaded_message(class_names: tuple[str, ...] | list[str]) -> str:
+    """What loading heads for ``class_names`` says, in the session's language."""
+    n = len(class_names)
+    return ngettext(
+        "Loaded heads for {n} class: {names}", "Loaded heads for {n} classes: {names}", n
+    ).format(n=n, names=", ".join(class_names))
 
 
 def load_upload(data: bytes, name: str = "uploaded") -> str:
@@ -283,25 +334,27 @@ def load_upload(data: bytes, name: str = "uploaded") -> str:
     heads = loaded.heads
     if heads.anchors_per_cell != params.anchors.per_cell:
         raise WeightsError(
-            f"these weights were trained with {heads.anchors_per_cell} anchors per cell; the "
-            f"current settings have {params.anchors.per_cell} (change the scales or ratios on "
-            "the Anchors page, or reset to defaults)"
+            _(
+                "these weights were trained with {file} anchors per cell; the current settings "
+                "have {current} (change the scales or ratios on the Anchors page, or reset to "
+                "defaults)"
+            ).format(file=heads.anchors_per_cell, current=params.anchors.per_cell)
         )
     if heads.pooled_size != params.roi_pool.output_size:
         raise WeightsError(
-            f"these weights take RoIs pooled to {heads.pooled_size} x {heads.pooled_size}; the "
-            f"current setting is {params.roi_pool.output_size} (change it on the RoI page, or "
-            "reset to defaults)"
+            _(
+                "these weights take RoIs pooled to {size} x {size}; the current setting is "
+                "{current} (change it on the RoI page, or reset to defaults)"
+            ).format(size=heads.pooled_size, current=params.roi_pool.output_size)
         )
     conv5 = None
     if loaded.conv5_state is not None:
-        _, shared = split_backbone(models.backbone().features)
+        _frozen_part, shared = split_backbone(models.backbone().features)
         conv5 = models.cpu_copy(shared)
         try:
             conv5.load_state_dict(loaded.conv5_state)
         except (RuntimeError, KeyError) as exc:
-            raise WeightsError("the conv5 block in the file does not fit VGG16") from exc
+            raise WeightsError(_("the conv5 block in the file does not fit VGG16")) from exc
         conv5.to(runtime.device()).eval()
     models.set_session_model(SessionModel(heads, loaded.class_names, conv5, source=name))
-    n = len(loaded.class_names)
-    return f"Loaded heads for {n} class{'es' if n != 1 else ''}: " + ", ".join(loaded.class_names)
+    return loaded_message(loaded.class_names)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from frcnn_core.i18n import N_, _
+
 LIMITS_MB = {
     "image": 25,
     "heads": 64,
@@ -19,11 +21,21 @@ LIMITS_MB = {
     "dataset": 200,
     "checkpoint": 200,
 }
+# What a file over its kind's limit is told, one whole sentence per kind (English here; said as
+# ``_(message)``).
+TOO_LARGE = {
+    "image": N_("it is {size:.0f} MB; image files may be at most {limit} MB"),
+    "heads": N_("it is {size:.0f} MB; heads files may be at most {limit} MB"),
+    "boxes": N_("it is {size:.0f} MB; boxes files may be at most {limit} MB"),
+    "project": N_("it is {size:.0f} MB; project files may be at most {limit} MB"),
+    "dataset": N_("it is {size:.0f} MB; dataset files may be at most {limit} MB"),
+    "checkpoint": N_("it is {size:.0f} MB; checkpoint files may be at most {limit} MB"),
+}
 
 
 def too_large(upload: UploadedFile, kind: str) -> str | None:
     """A one-line reason when ``upload`` is over its kind's limit, else None."""
     limit = LIMITS_MB[kind]
     if upload.size > limit * 2**20:
-        return f"it is {upload.size / 2**20:.0f} MB; {kind} files may be at most {limit} MB"
+        return _(TOO_LARGE[kind]).format(size=upload.size / 2**20, limit=limit)
     return None

@@ -12,6 +12,7 @@ hold values of that page's own, and the user's pipeline settings are never touch
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from explorer import state
 from explorer.runner import PageRun
 from explorer.runtime import OUT_OF_MEMORY
 from explorer.text import number_text, plain_message
+from frcnn_core.i18n import _
 from frcnn_core.image import ImageError
 from frcnn_core.params import Parameter, ParamsError, parameter
 
@@ -47,11 +49,11 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
     _bind(key, _shown(entry, current))
     common = {
         "key": key,
-        "help": entry.help,
+        "help": _(entry.help),  # the registry's English, in the session's language
         "on_change": _sync,
         "args": (path, key, scope),
     }
-    text = label or entry.label
+    text = label or _(entry.label)
     if entry.kind in ("float", "int"):
         cast = int if entry.kind == "int" else float
         st.slider(
@@ -68,7 +70,7 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
         st.radio(
             text,
             options=list(entry.options),
-            format_func=dict(zip(entry.options, entry.choice_labels, strict=True)).__getitem__,
+            format_func=functools.partial(_choice_label, entry),
             horizontal=True,
             **common,
         )
@@ -87,6 +89,11 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
     if error:
         st.error(plain_message(error), icon=":material/block:")
     return state.get_param(path, scope)
+
+
+def _choice_label(entry: Parameter, option: Any) -> str:
+    """What a choice's option is called, in the session's language."""
+    return _(dict(zip(entry.options, entry.choice_labels, strict=True))[option])
 
 
 def _shown(entry: Parameter, value: Any) -> Any:
@@ -120,7 +127,7 @@ def _sync(path: str, key: str, scope: str | None) -> None:
     try:
         state.set_param(path, entry.check(st.session_state[key]), scope)
     except ParamsError as exc:
-        st.session_state[error_key] = f"Not applied: {exc}"
+        st.session_state[error_key] = _("Not applied: {reason}").format(reason=exc)
         st.session_state[key] = _shown(entry, state.get_param(path, scope))
     else:
         st.session_state.pop(error_key, None)
@@ -131,10 +138,12 @@ def _sync(path: str, key: str, scope: str | None) -> None:
 def resample_button(path: str, scope: str | None = None) -> None:
     """A "Resample" button for seed setting ``path``, and which seed is in use."""
     entry = parameter(path)
-    if st.button("Resample", help=entry.help, key=_key(path, scope) + "#resample"):
+    if st.button(_("Resample"), help=_(entry.help), key=_key(path, scope) + "#resample"):
         state.set_param(path, int(state.get_param(path, scope)) + 1, scope)
         st.rerun()
-    st.caption(f"{entry.label}: {state.get_param(path, scope)}")
+    st.caption(
+        _("{setting}: {value}").format(setting=_(entry.label), value=state.get_param(path, scope))
+    )
 
 
 def intro(title: str, text: str, shapes: str | None = None) -> None:
@@ -142,14 +151,23 @@ def intro(title: str, text: str, shapes: str | None = None) -> None:
     st.title(title)
     st.markdown(text)
     if shapes:
-        st.caption(f"Shapes: {shapes}")
+        st.caption(_("Shapes: {shapes}").format(shapes=shapes))
 
 
-def no_boxes_notice(run: PageRun, what: str = "every anchor is background") -> bool:
-    """A note when the image has no ground-truth boxes; True when it has none."""
+def no_boxes_notice(run: PageRun, what: str | None = None) -> bool:
+    """A note when the image has no ground-truth boxes; True when it has none.
+
+    ``what``: what that means on this page, already in the session's language (default: every
+    anchor is background).
+    """
     if run.ground_truth.boxes.shape[0]:
         return False
-    st.info(f"No ground-truth boxes yet: {what}. Draw boxes on the **Image & ground truth** page.")
+    what = what or _("every anchor is background")
+    st.info(
+        _(
+            "No ground-truth boxes yet: {what}. Draw boxes on the **Image & ground truth** page."
+        ).format(what=what)
+    )
     return True
 
 
@@ -160,29 +178,39 @@ def page_guard() -> Iterator[None]:
         yield
     except ImageError as exc:
         reason = plain_message(str(exc))
-        st.error(f"The current image cannot be used: {reason} Choose another on the Image page.")
+        st.error(
+            _(
+                "The current image cannot be used: {reason} Choose another on the Image page."
+            ).format(reason=reason)
+        )
     except ParamsError as exc:
         st.error(
-            f"These settings cannot run: {plain_message(str(exc))}. Reset to the tutorial defaults."
+            _("These settings cannot run: {reason}. Reset to the tutorial defaults.").format(
+                reason=plain_message(str(exc))
+            )
         )
     except OUT_OF_MEMORY as exc:  # a step out of GPU memory was retried on the CPU already
         log.warning("page ran out of memory: %s", exc)
         st.error(
-            "The server ran out of memory for this page. Your image, boxes and settings are "
-            "kept; try a smaller input frame or fewer RoIs, or try again in a moment."
+            _(
+                "The server ran out of memory for this page. Your image, boxes and settings are "
+                "kept; try a smaller input frame or fewer RoIs, or try again in a moment."
+            )
         )
     except Exception as exc:
         log.exception("page failed")
         st.error(
-            f"Something went wrong on this page ({type(exc).__name__}). Your image, boxes and "
-            "settings are kept; try another setting or reset to defaults."
+            _(
+                "Something went wrong on this page ({error}). Your image, boxes and settings are "
+                "kept; try another setting or reset to defaults."
+            ).format(error=type(exc).__name__)
         )
 
 
 def run_or_stop(params: Any = None) -> PageRun:
     """The session's pipeline; stops the page with a message when there is no image."""
     if state.image() is None:
-        st.warning("No image yet: choose a sample or upload one on the Image page.")
+        st.warning(_("No image yet: choose a sample or upload one on the Image page."))
         st.stop()
     return PageRun(params)
 
@@ -190,9 +218,11 @@ def run_or_stop(params: Any = None) -> PageRun:
 def timing_caption(run: PageRun, names: Sequence[str]) -> None:
     """How long this run's server-side steps took (only those computed in this run)."""
     parts = [
-        f"{run.graph[n].title if n in run.graph else n}: {run.timings[n] * 1000:.0f} ms"
+        _("{step}: {ms:.0f} ms").format(
+            step=_(run.graph[n].title if n in run.graph else n), ms=run.timings[n] * 1000
+        )
         for n in names
         if n in run.timings
     ]
     if parts:
-        st.caption("Server compute: " + ", ".join(parts))
+        st.caption(_("Server compute: {steps}").format(steps=", ".join(parts)))

@@ -30,6 +30,7 @@ from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers
 
+from frcnn_core.i18n import N_, _
 from frcnn_core.safe_io import InputError, read_file
 
 WEIGHTS_ENV = "FRCNN_VGG16_WEIGHTS"
@@ -72,7 +73,7 @@ class BackboneSpec:
         """(Hf, Wf) for an input frame of ``image_size = (H, W)``: each pool floors, so 800 ->
         50 and 810 -> 405 -> 202 -> 101 -> 50."""
         h, w = image_size
-        for _ in range(self.pools):
+        for _level in range(self.pools):
             h, w = h // 2, w // 2
         return h, w
 
@@ -98,14 +99,45 @@ class Backbone:
     Attributes:
         features: ``vgg16().features[:30]`` in eval mode.
         weights: ``"imagenet"``, ``"random"`` or the path of the file the weights came from.
-        note: one sentence for the user on how the weights were found (or why not).
+        note: one sentence for the user on how the weights were found (or why not), in
+            English (logs); :meth:`describe` says it in the caller's language.
         spec: its stride and channels.
+        said: ``(message, values)`` of ``note`` for :meth:`describe` (the backbone is shared by
+            sessions that speak different languages).
     """
 
     features: nn.Sequential
     weights: str
     note: str
     spec: BackboneSpec = VGG16
+    said: tuple[str, tuple[tuple[str, str], ...]] | None = None
+
+    def describe(self) -> str:
+        """``note`` in the caller's language."""
+        if self.said is None:
+            return self.note
+        message, values = self.said
+        return _(message).format(**dict(values))
+
+
+def _with_note(features: nn.Sequential, weights: str, message: str, **values: object) -> Backbone:
+    """A :class:`Backbone` whose note is ``message`` (marked with ``N_``) filled with ``values``."""
+    text = {k: str(v) for k, v in values.items()}
+    return Backbone(features, weights, message.format(**text), said=(message, tuple(text.items())))
+
+
+LOADED_FROM = N_("Weights loaded from {path}.")
+RANDOM_ASKED = N_("Random weights were asked for.")
+IMAGENET_FROM = N_("ImageNet weights from {path}.")
+DOWNLOADED = N_("ImageNet weights downloaded in {seconds} s to {path}.")
+NOT_FOUND_OFFLINE = N_(
+    "ImageNet weights not found (download disabled): using random weights (seed {seed}). "
+    "Put VGG16 weights at {path} or set {env}=/path/to/vgg16.pth."
+)
+NOT_FOUND_NETWORK = N_(
+    "ImageNet weights not found (no network access to the weights): using random weights "
+    "(seed {seed}). Put VGG16 weights at {path} or set {env}=/path/to/vgg16.pth."
+)
 
 
 @dataclass(frozen=True)
@@ -242,14 +274,14 @@ def load_backbone(
         choice = os.environ[WEIGHTS_ENV]
     if choice not in ("auto", "imagenet", "random"):
         module = load_weights_file(choice)
-        return Backbone(module.eval(), str(choice), f"Weights loaded from {choice}.")
+        return _with_note(module.eval(), str(choice), LOADED_FROM, path=choice)
     if choice == "random":
-        return Backbone(_random_features(seed).eval(), "random", "Random weights were asked for.")
+        return _with_note(_random_features(seed).eval(), "random", RANDOM_ASKED)
     cached = imagenet_cache_path()
     if cached.is_file():
         try:
-            return Backbone(
-                _from_imagenet_file(cached).eval(), "imagenet", f"ImageNet weights from {cached}."
+            return _with_note(
+                _from_imagenet_file(cached).eval(), "imagenet", IMAGENET_FROM, path=cached
             )
         except Exception:  # a half-written cache file: fall through to download or random
             cached.unlink(missing_ok=True)
@@ -258,17 +290,16 @@ def load_backbone(
         started = time.perf_counter()
         if _download_bounded(url, cached, DOWNLOAD_TIMEOUT_S):
             seconds = time.perf_counter() - started
-            return Backbone(
+            return _with_note(
                 _from_imagenet_file(cached).eval(),
                 "imagenet",
-                f"ImageNet weights downloaded in {seconds:.0f} s to {cached}.",
+                DOWNLOADED,
+                seconds=f"{seconds:.0f}",
+                path=cached,
             )
-    reason = "download disabled" if not allow_download else "no network access to the weights"
-    return Backbone(
-        _random_features(seed).eval(),
-        "random",
-        f"ImageNet weights not found ({reason}): using random weights (seed {seed}). "
-        f"Put VGG16 weights at {cached} or set {WEIGHTS_ENV}=/path/to/vgg16.pth.",
+    message = NOT_FOUND_OFFLINE if not allow_download else NOT_FOUND_NETWORK
+    return _with_note(
+        _random_features(seed).eval(), "random", message, seed=seed, path=cached, env=WEIGHTS_ENV
     )
 
 

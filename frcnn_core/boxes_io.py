@@ -26,14 +26,16 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from frcnn_core.ground_truth import MAX_BOXES, BoxesError, clean_label, parse_boxes
+from frcnn_core.i18n import N_, _
 from frcnn_core.safe_io import InputError, parse_json
 
 FORMATS = ("boxes", "coco", "voc", "yolo")
+# Shown translated: _(FORMAT_NAMES[kind]).
 FORMAT_NAMES = {
-    "boxes": "BOXES.json (this app's command line)",
+    "boxes": N_("BOXES.json (this app's command line)"),
     "coco": "COCO JSON",
     "voc": "Pascal VOC XML",
-    "yolo": "YOLO txt (+ classes.txt)",
+    "yolo": N_("YOLO txt (+ classes.txt)"),
 }
 MAX_FILE_BYTES = 4 * 2**20
 
@@ -53,13 +55,17 @@ class ImportedBoxes:
 
 def _number(value: object, where: str) -> float:
     if isinstance(value, bool):
-        raise BoxesError(f"{where}: {value!r} is not a number")
+        raise BoxesError(_("{where}: {value!r} is not a number").format(where=where, value=value))
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise BoxesError(f"{where}: {value!r} is not a number") from None
+        raise BoxesError(
+            _("{where}: {value!r} is not a number").format(where=where, value=value)
+        ) from None
     if not math.isfinite(out):
-        raise BoxesError(f"{where}: {value!r} is not a finite number")
+        raise BoxesError(
+            _("{where}: {value!r} is not a finite number").format(where=where, value=value)
+        )
     return out
 
 
@@ -69,7 +75,11 @@ def _stem(name: str) -> str:
 
 def _limit(boxes: list[dict], name: str) -> list[dict]:
     if len(boxes) > MAX_BOXES:
-        raise BoxesError(f"{name} holds {len(boxes)} boxes; at most {MAX_BOXES} per image")
+        raise BoxesError(
+            _("{name} holds {n} boxes; at most {limit} per image").format(
+                name=name, n=len(boxes), limit=MAX_BOXES
+            )
+        )
     return boxes
 
 
@@ -105,7 +115,9 @@ def read_boxes(
         BoxesError: the file cannot be read as boxes; one line naming the file and place.
     """
     if len(data) > MAX_FILE_BYTES:
-        raise BoxesError(f"{name} is larger than {MAX_FILE_BYTES // 2**20} MB")
+        raise BoxesError(
+            _("{name} is larger than {mb} MB").format(name=name, mb=MAX_FILE_BYTES // 2**20)
+        )
     kind = detect_format(name, data)
     if kind == "voc":
         return _read_voc(data, name)
@@ -129,56 +141,67 @@ def read_boxes(
 
 def _read_coco(data: object, name: str, image_name: str) -> ImportedBoxes:
     if not isinstance(data, dict):
-        raise BoxesError(f"{name} is not a COCO object")
+        raise BoxesError(_("{name} is not a COCO object").format(name=name))
     images = data.get("images")
     annotations = data.get("annotations")
     categories = data.get("categories", [])
     if not isinstance(images, list) or not isinstance(annotations, list):
-        raise BoxesError(f'{name}: a COCO file needs "images" and "annotations" lists')
+        raise BoxesError(
+            _('{name}: a COCO file needs "images" and "annotations" lists').format(name=name)
+        )
     if not isinstance(categories, list):
-        raise BoxesError(f'{name}: "categories" must be a list')
+        raise BoxesError(_('{name}: "categories" must be a list').format(name=name))
     names: dict[object, str] = {}
     for i, cat in enumerate(categories):
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
-            raise BoxesError(f'{name}: categories[{i}] needs an "id" and a "name"')
+            raise BoxesError(
+                _('{name}: categories[{i}] needs an "id" and a "name"').format(name=name, i=i)
+            )
         names[cat["id"]] = clean_label(cat["name"])
     valid = [img for img in images if isinstance(img, dict) and "id" in img]
     if len(valid) != len(images):
-        raise BoxesError(f'{name}: every entry of "images" needs an "id"')
+        raise BoxesError(_('{name}: every entry of "images" needs an "id"').format(name=name))
     if not valid:
-        raise BoxesError(f"{name} describes no image")
+        raise BoxesError(_("{name} describes no image").format(name=name))
     if len(valid) == 1:
         image = valid[0]
     else:
         wanted = _stem(image_name)
         matches = [img for img in valid if _stem(str(img.get("file_name", ""))) == wanted]
         if len(matches) != 1:
-            raise BoxesError(
-                f"{name} describes {len(valid)} images and none is named like "
-                f"{image_name or 'the current image'}"
-            )
+            if image_name:
+                message = _("{name} describes {n} images and none is named like {image}")
+            else:
+                message = _("{name} describes {n} images and none is named like the current image")
+            raise BoxesError(message.format(name=name, n=len(valid), image=image_name))
         image = matches[0]
     boxes, notes = [], []
     crowd = 0
     for i, ann in enumerate(annotations):
         where = f"{name}: annotations[{i}]"
         if not isinstance(ann, dict):
-            raise BoxesError(f"{where} is not an object")
+            raise BoxesError(_("{where} is not an object").format(where=where))
         if ann.get("image_id") != image["id"]:
             continue
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise BoxesError(f'{where}: "bbox" must be [x, y, width, height]')
+            raise BoxesError(_('{where}: "bbox" must be [x, y, width, height]').format(where=where))
         x, y, w, h = (_number(v, f"{where}.bbox") for v in bbox)
         if ann.get("iscrowd"):
             crowd += 1
             continue
         category = ann.get("category_id")
         if category not in names:
-            raise BoxesError(f"{where}: category_id {category!r} is not in the categories")
+            raise BoxesError(
+                _("{where}: category_id {category!r} is not in the categories").format(
+                    where=where, category=category
+                )
+            )
         boxes.append({"box": [x, y, x + w, y + h], "label": names[category]})
     if crowd:
-        notes.append(f"{crowd} crowd region(s) (iscrowd) left out: they are not objects")
+        notes.append(
+            _("{n} crowd region(s) (iscrowd) left out: they are not objects").format(n=crowd)
+        )
     return ImportedBoxes(_limit(boxes, name), tuple(notes))
 
 
@@ -187,26 +210,36 @@ def _read_voc(data: bytes, name: str) -> ImportedBoxes:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
         line, column = exc.position
-        raise BoxesError(f"{name} is not valid XML (line {line}, column {column})") from None
+        raise BoxesError(
+            _("{name} is not valid XML (line {line}, column {column})").format(
+                name=name, line=line, column=column
+            )
+        ) from None
     if root.tag != "annotation":
-        raise BoxesError(f"{name} is not a Pascal VOC annotation (<annotation> missing)")
+        raise BoxesError(
+            _("{name} is not a Pascal VOC annotation (<annotation> missing)").format(name=name)
+        )
     boxes, difficult = [], 0
     for i, obj in enumerate(root.findall("object")):
         where = f"{name}: <object> {i + 1}"
         label = obj.findtext("name")
         bndbox = obj.find("bndbox")
         if not label or bndbox is None:
-            raise BoxesError(f"{where} needs a <name> and a <bndbox>")
+            raise BoxesError(_("{where} needs a <name> and a <bndbox>").format(where=where))
         corners = []
         for tag in ("xmin", "ymin", "xmax", "ymax"):
             text = bndbox.findtext(tag)
             if text is None:
-                raise BoxesError(f"{where}: <{tag}> is missing")
+                raise BoxesError(_("{where}: <{tag}> is missing").format(where=where, tag=tag))
             corners.append(_number(text.strip(), f"{where} <{tag}>"))
         if (obj.findtext("difficult") or "0").strip() == "1":
             difficult += 1
         boxes.append({"box": corners, "label": clean_label(label)})
-    notes = (f"{difficult} box(es) marked difficult kept as objects",) if difficult else ()
+    notes = (
+        (_("{n} box(es) marked difficult kept as objects").format(n=difficult),)
+        if difficult
+        else ()
+    )
     return ImportedBoxes(_limit(boxes, name), notes)
 
 
@@ -217,12 +250,14 @@ def _yolo_zip(data: bytes, name: str) -> tuple[bytes, bytes | None]:
             members = {PurePath(m).name: m for m in archive.namelist()}
             labels = [m for n, m in members.items() if n.endswith(".txt") and n != "classes.txt"]
             if len(labels) != 1:
-                raise BoxesError(f"{name} must hold one labels .txt file and classes.txt")
+                raise BoxesError(
+                    _("{name} must hold one labels .txt file and classes.txt").format(name=name)
+                )
             read = archive.read
             classes = read(members["classes.txt"]) if "classes.txt" in members else None
             return read(labels[0]), classes
     except (zipfile.BadZipFile, KeyError, OSError):
-        raise BoxesError(f"{name} is not a readable zip file") from None
+        raise BoxesError(_("{name} is not a readable zip file").format(name=name)) from None
 
 
 def _read_yolo(
@@ -235,30 +270,44 @@ def _read_yolo(
         try:
             names = [clean_label(n) for n in classes.decode("utf-8-sig").splitlines() if n.strip()]
         except UnicodeDecodeError:
-            raise BoxesError("the class names file is not UTF-8 text") from None
+            raise BoxesError(_("the class names file is not UTF-8 text")) from None
     else:
-        notes.append("no class names file: labels are 'class <id>'")
+        notes.append(_("no class names file: labels are 'class <id>'"))
     try:
         lines = data.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError:
-        raise BoxesError(f"{name} is not UTF-8 text") from None
+        raise BoxesError(_("{name} is not UTF-8 text").format(name=name)) from None
     boxes = []
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
             continue
-        where = f"{name} line {number}"
+        where = _("{name} line {number}").format(name=name, number=number)
         if len(fields) != 5:
-            raise BoxesError(f"{where}: expected 'class cx cy w h', got {len(fields)} fields")
+            raise BoxesError(
+                _("{where}: expected 'class cx cy w h', got {n} fields").format(
+                    where=where, n=len(fields)
+                )
+            )
         try:
             class_id = int(fields[0])
         except ValueError:
-            raise BoxesError(f"{where}: class {fields[0]!r} is not a whole number") from None
+            raise BoxesError(
+                _("{where}: class {value!r} is not a whole number").format(
+                    where=where, value=fields[0]
+                )
+            ) from None
         cx, cy, w, h = (_number(v, where) for v in fields[1:])
         if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
-            raise BoxesError(f"{where}: YOLO coordinates are fractions of the image (0..1)")
+            raise BoxesError(
+                _("{where}: YOLO coordinates are fractions of the image (0..1)").format(where=where)
+            )
         if names and not 0 <= class_id < len(names):
-            raise BoxesError(f"{where}: class {class_id} is not in the {len(names)} class names")
+            raise BoxesError(
+                _("{where}: class {class_id} is not in the {n} class names").format(
+                    where=where, class_id=class_id, n=len(names)
+                )
+            )
         label = names[class_id] if names else f"class {class_id}"
         x1, y1 = (cx - w / 2) * width, (cy - h / 2) * height
         boxes.append({"box": [x1, y1, x1 + w * width, y1 + h * height], "label": label})
@@ -339,4 +388,4 @@ def write_boxes(
             archive.writestr(f"{stem}.txt", "\n".join(lines) + "\n")
             archive.writestr("classes.txt", "\n".join(classes) + "\n")
         return buf.getvalue(), f"{stem}_yolo.zip"
-    raise ValueError(f"unknown boxes format {kind!r}")
+    raise ValueError(_("unknown boxes format {kind!r}").format(kind=kind))

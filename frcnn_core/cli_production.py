@@ -41,6 +41,7 @@ from frcnn_core.detectors import (
     resolve_device,
 )
 from frcnn_core.device import DEVICE_ENV, device_name
+from frcnn_core.i18n import _
 from frcnn_core.image import ImageError, load_image
 from frcnn_core.production import (
     DISPLAY_SCORE_THRESHOLD,
@@ -68,8 +69,8 @@ def _one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argpars
         except (_Usage, DetectorWeightsError, DeviceError, ImageError, InputSizeError) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         except torch.cuda.OutOfMemoryError:
-            message = "out of GPU memory; try --device cpu or a smaller model"
-        print(f"error: {message}", file=sys.stderr)
+            message = _("out of GPU memory; try --device cpu or a smaller model")
+        print(_("error: {message}").format(message=message), file=sys.stderr)
         return 2
 
     return run
@@ -107,30 +108,37 @@ def detection_report(run, found, detector) -> dict:
 def detect(args: argparse.Namespace) -> int:
     threshold = args.score_threshold
     if not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
-        raise _Usage(f"--score-threshold must be between 0 and 1, got {threshold}")
+        raise _Usage(
+            _("--score-threshold must be between 0 and 1, got {threshold}").format(
+                threshold=threshold
+            )
+        )
     device = resolve_device(args.device)
     if args.half and device.type != "cuda":
-        raise _Usage("--half needs CUDA (--device cuda)")
+        raise _Usage(_("--half needs CUDA (--device cuda)"))
     out = Path(args.out) if args.out else None
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _Usage(f"cannot create {out}: {exc.strerror or exc}") from None
+            raise _Usage(
+                _("cannot create {path}: {reason}").format(path=out, reason=exc.strerror or exc)
+            ) from None
     loaded = load_image(args.image)
     detector = load_detector(args.model, args.weights, device=device, half=args.half)
     check_input_size(detector.model.transform, *loaded.size)
     # Notes only once the input is known to be usable: a failure prints its one line alone.
     for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(_("note: {note}").format(note=note), file=sys.stderr)
     wanted = os.environ.get(DEVICE_ENV, "").strip()
     if args.device is None and wanted.startswith("cuda") and device.type != "cuda":
-        print(f"note: {DEVICE_ENV}={wanted} but CUDA is not available", file=sys.stderr)
-    print(f"note: running on {device_name(device)}", file=sys.stderr)
-    print(
-        f"{'warning' if detector.weights == 'random' else 'note'}: {detector.note}",
-        file=sys.stderr,
-    )
+        print(
+            _("note: {env}={value} but CUDA is not available").format(env=DEVICE_ENV, value=wanted),
+            file=sys.stderr,
+        )
+    print(_("note: running on {device}").format(device=device_name(device)), file=sys.stderr)
+    said = _("warning: {note}") if detector.weights == "random" else _("note: {note}")
+    print(said.format(note=detector.note), file=sys.stderr)
     image = image_tensor(loaded.pixels, device, detector.dtype)
     run = run_staged(detector.model, image)
     found = detections_at(run, threshold, detector.model)
@@ -144,8 +152,8 @@ def detect(args: argparse.Namespace) -> int:
         for stem, picture in pictures.items():
             path = out / f"{stem}.png"
             if not cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
-                raise _Usage(f"cannot write {path}")
-            print(f"wrote {path}", file=sys.stderr)
+                raise _Usage(_("cannot write {path}").format(path=path))
+            print(_("wrote {path}").format(path=path), file=sys.stderr)
     return 0
 
 
@@ -157,7 +165,11 @@ def fetch_weights(args: argparse.Namespace) -> int:
     elif wanted in (*MODELS, VGG16):
         names = [wanted]
     else:
-        raise _Usage(f"unknown model {wanted!r}; choose one of {', '.join(MODELS)}, vgg16, all")
+        raise _Usage(
+            _("unknown model {model!r}; choose one of {models}, vgg16, all").format(
+                model=wanted, models=", ".join(MODELS)
+            )
+        )
     for name in names:
         if name == VGG16:
             from torchvision.models import VGG16_Weights
@@ -168,7 +180,10 @@ def fetch_weights(args: argparse.Namespace) -> int:
                 fetch_to_cache(VGG16_Weights.IMAGENET1K_V1.url, dest, DOWNLOAD_TIMEOUT_S)
         else:
             dest, downloaded = fetch_coco_weights(name)
-        print(f"{name}: {dest} ({'downloaded' if downloaded else 'already in the cache'})")
+        if downloaded:
+            print(_("{name}: {path} (downloaded)").format(name=name, path=dest))
+        else:
+            print(_("{name}: {path} (already in the cache)").format(name=name, path=dest))
     return 0
 
 
@@ -176,38 +191,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``detect`` and ``fetch-weights`` to the ``python -m frcnn_core`` parser."""
     p = sub.add_parser(
         "detect",
-        help="run torchvision's Faster R-CNN stage by stage; print the detections as JSON",
+        help=_("run torchvision's Faster R-CNN stage by stage; print the detections as JSON"),
     )
-    p.add_argument("--image", required=True, help="image file (JPEG, PNG, WebP, BMP)")
+    p.add_argument("--image", required=True, help=_("image file (JPEG, PNG, WebP, BMP)"))
     p.add_argument(
         "--model",
         default=None,
-        help=f"{' | '.join(MODELS)} (default: a checkpoint's own model, else {DEFAULT_MODEL})",
+        help=_("{models} (default: a checkpoint's own model, else {default})").format(
+            models=" | ".join(MODELS), default=DEFAULT_MODEL
+        ),
     )
     p.add_argument(
         "--weights",
         default="auto",
-        help="auto (default: $FRCNN_DETECTOR_WEIGHTS, the cached COCO weights, a download, or "
-        "random) | coco | random | path to a state_dict or fine-tuned checkpoint",
+        help=_(
+            "auto (default: $FRCNN_DETECTOR_WEIGHTS, the cached COCO weights, a download, or "
+            "random) | coco | random | path to a state_dict or fine-tuned checkpoint"
+        ),
     )
     p.add_argument(
         "--score-threshold",
         type=float,
         default=DISPLAY_SCORE_THRESHOLD,
-        help=f"keep detections scoring above this (default {DISPLAY_SCORE_THRESHOLD}, "
-        "as in the tutorial)",
+        help=_(
+            "keep detections scoring above this (default {threshold}, as in the tutorial)"
+        ).format(threshold=DISPLAY_SCORE_THRESHOLD),
     )
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--half", action="store_true", help="float16 on CUDA")
-    p.add_argument("--out", help="folder for one PNG per stage")
+    p.add_argument("--device", default=None, help=_("cpu or cuda (default: cuda when available)"))
+    p.add_argument("--half", action="store_true", help=_("float16 on CUDA"))
+    p.add_argument("--out", help=_("folder for one PNG per stage"))
     p.set_defaults(func=detect)
     p = sub.add_parser(
         "fetch-weights",
-        help="download weights into the torch cache (needs network access)",
+        help=_("download weights into the torch cache (needs network access)"),
     )
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"{' | '.join(MODELS)} | vgg16 | all (default {DEFAULT_MODEL})",
+        help=_("{models} | vgg16 | all (default {default})").format(
+            models=" | ".join(MODELS), default=DEFAULT_MODEL
+        ),
     )
     p.set_defaults(func=fetch_weights)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from frcnn_core.datasets import DatasetError, DetectionDataset, import_zip
 from frcnn_core.detectors import OFFLINE_ENV, host_reachable
+from frcnn_core.i18n import _
 
 KITTI_TINY_URL = "https://download.openmmlab.com/mmdetection/data/kitti_tiny.zip"
 MAX_DOWNLOAD_BYTES = 200 * 2**20
@@ -53,13 +54,17 @@ def download(
     host = url.split("/")[2]
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise FetchError(
-            f"{OFFLINE_ENV} is set: not downloading from {host}; `python -m frcnn_core "
-            "make-dataset --out DIR` makes the offline dataset"
+            _(
+                "{env} is set: not downloading from {host}; `python -m frcnn_core "
+                "make-dataset --out DIR` makes the offline dataset"
+            ).format(env=OFFLINE_ENV, host=host)
         )
     if not host_reachable(url):
         raise FetchError(
-            f"no network access to {host}; download {url} elsewhere and unzip it, or use "
-            "`python -m frcnn_core make-dataset --out DIR` for the offline dataset"
+            _(
+                "no network access to {host}; download {url} elsewhere and unzip it, or use "
+                "`python -m frcnn_core make-dataset --out DIR` for the offline dataset"
+            ).format(host=host, url=url)
         )
     started = time.monotonic()
     done = 0
@@ -72,22 +77,34 @@ def download(
             total = int(length) if length and length.isdigit() else None
             if total is not None and total > max_bytes:
                 raise FetchError(
-                    f"{url} is {total / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit"
+                    _("{url} is {size:.0f} MB, over the {limit:.0f} MB limit").format(
+                        url=url, size=total / 2**20, limit=max_bytes / 2**20
+                    )
                 )
             while chunk := response.read(1 << 16):
                 done += len(chunk)
                 if done > max_bytes:
-                    raise FetchError(f"{url} is over the {max_bytes / 2**20:.0f} MB limit")
+                    raise FetchError(
+                        _("{url} is over the {limit:.0f} MB limit").format(
+                            url=url, limit=max_bytes / 2**20
+                        )
+                    )
                 if time.monotonic() - started > timeout:
-                    raise FetchError(f"the download did not finish within {timeout:.0f} s")
+                    raise FetchError(
+                        _("the download did not finish within {seconds:.0f} s").format(
+                            seconds=timeout
+                        )
+                    )
                 out.write(chunk)
                 if progress is not None:
                     progress(done, total)
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"{url} answered HTTP {exc.code}") from None
+        raise FetchError(_("{url} answered HTTP {code}").format(url=url, code=exc.code)) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FetchError(f"downloading {url} failed: {reason}") from None
+        raise FetchError(
+            _("downloading {url} failed: {reason}").format(url=url, reason=reason)
+        ) from None
     finally:
         if progress is not None and done:
             print(file=sys.stderr)  # end the progress line
@@ -105,7 +122,9 @@ def fetch_kitti_tiny(out: str | os.PathLike[str], url: str = KITTI_TINY_URL) -> 
     """
     out = Path(out)
     if out.exists():
-        raise DatasetError(f"{out} already exists; choose a new folder for the dataset")
+        raise DatasetError(
+            _("{path} already exists; choose a new folder for the dataset").format(path=out)
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".kitti_tiny.", suffix=".zip", dir=out.parent)
     os.close(fd)

@@ -58,6 +58,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from frcnn_core.i18n import N_, _, ngettext
+
 FORMATS = ("kitti", "coco", "voc", "yolo")
 SPLITS = ("train", "val", "all")
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -87,6 +89,13 @@ ASPECT_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0 / 0.75, 2.0, 4.0, math.inf)
 
 class DatasetError(ValueError):
     """A dataset that cannot be read; the message is one line naming the file and the place."""
+
+
+# Messages raised in several places (translated where raised: the caller's language).
+UNKNOWN_SPLIT = N_("unknown split {split!r}; use train, val or all")
+NOT_AN_OBJECT = N_("{where} is not an object")
+BBOX_NUMBERS = N_("{where}: bbox must be [x, y, width, height] numbers")
+ZIP_TOO_LARGE = N_("the zip unpacks to over {limit}; refused")
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,14 +170,22 @@ def _regular_file(path: Path, limit: int, what: str) -> int:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise DatasetError(f"{what} {path} does not exist") from None
+        raise DatasetError(
+            _("{what} {path} does not exist").format(what=_(what), path=path)
+        ) from None
     except OSError as exc:
-        raise DatasetError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+        raise DatasetError(
+            _("{what} {path} cannot be read: {reason}").format(
+                what=_(what), path=path, reason=exc.strerror or exc
+            )
+        ) from None
     if not stat.S_ISREG(info.st_mode):
-        raise DatasetError(f"{what} {path} is not a regular file")
+        raise DatasetError(_("{what} {path} is not a regular file").format(what=_(what), path=path))
     if info.st_size > limit:
         raise DatasetError(
-            f"{what} {path} is {human_bytes(info.st_size)}; the limit is {human_bytes(limit)}"
+            _("{what} {path} is {size}; the limit is {limit}").format(
+                what=_(what), path=path, size=human_bytes(info.st_size), limit=human_bytes(limit)
+            )
         )
     return info.st_size
 
@@ -178,7 +195,7 @@ def human_bytes(n: int) -> str:
     for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
+    return ngettext("{n} byte", "{n} bytes", n).format(n=n)
 
 
 def _read_bytes(path: Path, limit: int, what: str) -> bytes:
@@ -187,9 +204,17 @@ def _read_bytes(path: Path, limit: int, what: str) -> bytes:
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
     except OSError as exc:
-        raise DatasetError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+        raise DatasetError(
+            _("{what} {path} cannot be read: {reason}").format(
+                what=_(what), path=path, reason=exc.strerror or exc
+            )
+        ) from None
     if len(data) > limit:  # grew since the stat
-        raise DatasetError(f"{what} {path} is over {human_bytes(limit)}")
+        raise DatasetError(
+            _("{what} {path} is over {limit}").format(
+                what=_(what), path=path, limit=human_bytes(limit)
+            )
+        )
     return data
 
 
@@ -198,7 +223,11 @@ def _read_text(path: Path, limit: int, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+        raise DatasetError(
+            _("{what} {path} is not UTF-8 text (byte {byte})").format(
+                what=_(what), path=path, byte=exc.start
+            )
+        ) from None
 
 
 def _lines(path: Path, limit: int, what: str) -> list[str]:
@@ -233,15 +262,21 @@ def read_json(path: Path, limit: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON
     Raises:
         DatasetError: not a regular file, too large, too deep, or not valid JSON.
     """
-    text = _read_text(path, limit, "JSON file")
+    text = _read_text(path, limit, N_("JSON file"))
     # json recurses once per level: a hostile file a million brackets deep would overflow it.
     if json_depth(text) > max_depth:
-        raise DatasetError(f"JSON file {path} nests deeper than {max_depth} levels")
+        raise DatasetError(
+            _("JSON file {path} nests deeper than {depth} levels").format(
+                path=path, depth=max_depth
+            )
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(
-            f"JSON file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            _("JSON file {path} is not valid JSON (line {line}, column {column}: {reason})").format(
+                path=path, line=exc.lineno, column=exc.colno, reason=exc.msg
+            )
         ) from None
 
 
@@ -251,20 +286,27 @@ def image_size(path: Path) -> tuple[int, int]:
     Raises:
         DatasetError: missing, not a regular file, too large, not an image, too many pixels.
     """
-    _regular_file(path, MAX_IMAGE_BYTES, "image")
+    _regular_file(path, MAX_IMAGE_BYTES, N_("image"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 width, height = img.size
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DatasetError(f"image {path} is not an image file that can be read") from None
+        raise DatasetError(
+            _("image {path} is not an image file that can be read").format(path=path)
+        ) from None
     except OSError as exc:
-        raise DatasetError(f"image {path} cannot be read: {exc.strerror or exc}") from None
+        raise DatasetError(
+            _("{what} {path} cannot be read: {reason}").format(
+                what=_("image"), path=path, reason=exc.strerror or exc
+            )
+        ) from None
     if width * height > MAX_IMAGE_PIXELS or width < 1 or height < 1:
         raise DatasetError(
-            f"image {path} is {width} x {height} pixels; the limit is "
-            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels"
+            _("image {path} is {width} x {height} pixels; the limit is {mp:.0f} megapixels").format(
+                path=path, width=width, height=height, mp=MAX_IMAGE_PIXELS / 1e6
+            )
         )
     return width, height
 
@@ -278,24 +320,36 @@ def read_pixels(record: ImageRecord) -> np.ndarray:
     Raises:
         DatasetError: the file cannot be decoded or its size changed since it was listed.
     """
-    data = _read_bytes(record.path, MAX_IMAGE_BYTES, "image")
+    data = _read_bytes(record.path, MAX_IMAGE_BYTES, N_("image"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 if img.size != (record.width, record.height):
                     raise DatasetError(
-                        f"image {record.path} is now {img.size[0]} x {img.size[1]}, was "
-                        f"{record.width} x {record.height} when the dataset was read"
+                        _(
+                            "image {path} is now {width} x {height}, was {old_width} x "
+                            "{old_height} when the dataset was read"
+                        ).format(
+                            path=record.path,
+                            width=img.size[0],
+                            height=img.size[1],
+                            old_width=record.width,
+                            old_height=record.height,
+                        )
                     )
                 pixels = np.array(img.convert("RGB"), dtype=np.uint8)
     except DatasetError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DatasetError(f"image {record.path} is not an image file that can be read") from None
+        raise DatasetError(
+            _("image {path} is not an image file that can be read").format(path=record.path)
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DatasetError(
-            f"image {record.path} is damaged and cannot be decoded ({exc})"
+            _("image {path} is damaged and cannot be decoded ({reason})").format(
+                path=record.path, reason=exc
+            )
         ) from None
     return pixels
 
@@ -307,9 +361,15 @@ def _number(text: str, where: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise DatasetError(f"{where}: {what} {text!r} is not a number") from None
+        raise DatasetError(
+            _("{where}: {what} {text!r} is not a number").format(
+                where=where, what=_(what), text=text
+            )
+        ) from None
     if not math.isfinite(value):
-        raise DatasetError(f"{where}: {what} is {text}")
+        raise DatasetError(
+            _("{where}: {what} is {text}").format(where=where, what=_(what), text=text)
+        )
     return value
 
 
@@ -324,21 +384,30 @@ def check_box(
     """
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        raise DatasetError(f"{where}: the box has a non-finite coordinate")
+        raise DatasetError(_("{where}: the box has a non-finite coordinate").format(where=where))
     if x2 <= x1 or y2 <= y1:
         raise DatasetError(
-            f"{where}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area (x2 <= x1 or y2 <= y1)"
+            _(
+                "{where}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area "
+                "(x2 <= x1 or y2 <= y1)"
+            ).format(where=where, x1=x1, y1=y1, x2=x2, y2=y2)
         )
     tol = BOX_TOLERANCE
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
         raise DatasetError(
-            f"{where}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the "
-            f"{width} x {height} image"
+            _(
+                "{where}: the box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the "
+                "{width} x {height} image"
+            ).format(where=where, x1=x1, y1=y1, x2=x2, y2=y2, width=width, height=height)
         )
     x1, x2 = max(x1, 0.0), min(x2, float(width))
     y1, y2 = max(y1, 0.0), min(y2, float(height))
     if x2 <= x1 or y2 <= y1:
-        raise DatasetError(f"{where}: the box has no area inside the {width} x {height} image")
+        raise DatasetError(
+            _("{where}: the box has no area inside the {width} x {height} image").format(
+                where=where, width=width, height=height
+            )
+        )
     return x1, y1, x2, y2
 
 
@@ -354,7 +423,11 @@ class _Annotations:
 
     def add(self, box, label: int, ignored: bool) -> None:
         if len(self.boxes) + len(self.ignored) >= MAX_BOXES_PER_IMAGE:
-            raise DatasetError(f"{self.where}: more than {MAX_BOXES_PER_IMAGE} boxes in one image")
+            raise DatasetError(
+                _("{where}: more than {n} boxes in one image").format(
+                    where=self.where, n=MAX_BOXES_PER_IMAGE
+                )
+            )
         if ignored or label == ANY_CLASS:
             self.ignored.append(box)
             self.ignored_labels.append(label)
@@ -389,19 +462,25 @@ def parse_classes(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 def _check_class_list(names: Sequence[str], where: str) -> tuple[str, ...]:
     if not names:
-        raise DatasetError(f"{where}: no class names")
+        raise DatasetError(_("{where}: no class names").format(where=where))
     if len(names) > MAX_CLASSES:
-        raise DatasetError(f"{where}: more than {MAX_CLASSES} classes")
+        raise DatasetError(_("{where}: more than {n} classes").format(where=where, n=MAX_CLASSES))
     seen: set[str] = set()
     for name in names:
         if not name:
-            raise DatasetError(f"{where}: an empty class name")
+            raise DatasetError(_("{where}: an empty class name").format(where=where))
         if len(name) > MAX_CLASS_CHARS:
-            raise DatasetError(f"{where}: class name {name[:20]!r}... is too long")
+            raise DatasetError(
+                _("{where}: class name {name!r}... is too long").format(where=where, name=name[:20])
+            )
         if name in seen:
-            raise DatasetError(f"{where}: class {name!r} is listed twice")
+            raise DatasetError(
+                _("{where}: class {name!r} is listed twice").format(where=where, name=name)
+            )
         if name == "__background__":
-            raise DatasetError(f"{where}: __background__ is not a class name to list")
+            raise DatasetError(
+                _("{where}: __background__ is not a class name to list").format(where=where)
+            )
         seen.add(name)
     return tuple(names)
 
@@ -414,7 +493,7 @@ def _class_file(root: Path) -> Path | None:
 
 
 def _read_class_file(path: Path) -> tuple[str, ...]:
-    names = [line.strip() for line in _lines(path, MAX_LIST_BYTES, "class file")]
+    names = [line.strip() for line in _lines(path, MAX_LIST_BYTES, N_("class file"))]
     return _check_class_list([n for n in names if n], str(path))
 
 
@@ -432,12 +511,14 @@ def _stem(name: str) -> str:
 
 def _read_split_file(path: Path) -> list[str]:
     ids: list[str] = []
-    for line in _lines(path, MAX_LIST_BYTES, "split file"):
+    for line in _lines(path, MAX_LIST_BYTES, N_("split file")):
         line = line.strip()
         if line and not line.startswith("#"):
             ids.append(_stem(line))
     if len(ids) > MAX_IMAGES:
-        raise DatasetError(f"split file {path} lists more than {MAX_IMAGES} images")
+        raise DatasetError(
+            _("split file {path} lists more than {n} images").format(path=path, n=MAX_IMAGES)
+        )
     return list(dict.fromkeys(ids))
 
 
@@ -445,10 +526,12 @@ def _choose_split(split: str | None, files: dict[str, Path], root: Path) -> str:
     if split is None:
         return "val" if "val" in files else "all"
     if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; use train, val or all")
+        raise DatasetError(_(UNKNOWN_SPLIT).format(split=split))
     if split != "all" and split not in files:
         raise DatasetError(
-            f"{root} has no {split} split (no {split}.txt listing image ids); use --split all"
+            _(
+                "{root} has no {split} split (no {split}.txt listing image ids); use --split all"
+            ).format(root=root, split=split)
         )
     return split
 
@@ -480,9 +563,13 @@ def _finish(
     notes: list[str],
 ) -> DetectionDataset:
     if not records:
-        raise DatasetError(f"{root}: the {split} split has no images (empty dataset)")
+        raise DatasetError(
+            _("{root}: the {split} split has no images (empty dataset)").format(
+                root=root, split=split
+            )
+        )
     if len(records) > MAX_IMAGES:
-        raise DatasetError(f"{root}: more than {MAX_IMAGES} images")
+        raise DatasetError(_("{root}: more than {n} images").format(root=root, n=MAX_IMAGES))
     records.sort(key=lambda r: r.image_id)
     return DetectionDataset(root, fmt, classes, split, tuple(records), tuple(notes))
 
@@ -492,19 +579,21 @@ def _finish(
 
 def _kitti_label(path: Path, width: int, height: int, index: dict[str, int]) -> _Annotations:
     ann = _Annotations(str(path))
-    for number, line in enumerate(_lines(path, MAX_LABEL_BYTES, "label file"), start=1):
+    for number, line in enumerate(_lines(path, MAX_LABEL_BYTES, N_("label file")), start=1):
         fields = line.split()
         if not fields:
             continue
         where = f"{path}:{number}"
         if len(fields) < 8:
             raise DatasetError(
-                f"{where}: a KITTI line needs at least 8 fields (class, truncated, occluded, "
-                f"alpha, x1, y1, x2, y2), got {len(fields)}"
+                _(
+                    "{where}: a KITTI line needs at least 8 fields (class, truncated, occluded, "
+                    "alpha, x1, y1, x2, y2), got {n}"
+                ).format(where=where, n=len(fields))
             )
-        for k, what in ((1, "truncated"), (2, "occluded"), (3, "alpha")):
+        for k, what in ((1, "truncated"), (2, "occluded"), (3, "alpha")):  # KITTI's field names
             _number(fields[k], where, what)
-        coords = [_number(v, where, "a box coordinate") for v in fields[4:8]]
+        coords = [_number(v, where, N_("a box coordinate")) for v in fields[4:8]]
         box = check_box(coords, width, height, where)
         label = index.get(fields[0], ANY_CLASS)
         ann.add(box, label, ignored=label == ANY_CLASS)
@@ -525,7 +614,11 @@ def read_kitti(
     image_dir, label_dir = root / "training" / "image_2", root / "training" / "label_2"
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
-            raise DatasetError(f"{root} is not a KITTI dataset: {folder} is missing")
+            raise DatasetError(
+                _("{root} is not a KITTI dataset: {folder} is missing").format(
+                    root=root, folder=folder
+                )
+            )
     notes: list[str] = []
     if classes is not None:
         names = _check_class_list(list(classes), "--classes")
@@ -544,17 +637,29 @@ def read_kitti(
         image_path = _find_image(image_dir, image_id)
         if image_path is None:
             raise DatasetError(
-                f"missing image: no {image_dir / image_id}.jpeg|jpg|png for {label_path}"
+                _("missing image: no {image}.jpeg|jpg|png for {label}").format(
+                    image=image_dir / image_id, label=label_path
+                )
             )
         if not label_path.exists():
-            raise DatasetError(f"missing label file {label_path} for image {image_path}")
+            raise DatasetError(
+                _("missing label file {label} for image {image}").format(
+                    label=label_path, image=image_path
+                )
+            )
         width, height = image_size(image_path)
         ann = _kitti_label(label_path, width, height, index)
         records.append(ann.record(image_id, image_path, width, height))
     if split == "all":
         unlabelled = len({p.stem for p in image_dir.iterdir()} - set(labelled))
         if unlabelled:
-            notes.append(f"{unlabelled} image(s) without a label file were left out")
+            notes.append(
+                ngettext(
+                    "{n} image without a label file was left out",
+                    "{n} images without a label file were left out",
+                    unlabelled,
+                ).format(n=unlabelled)
+            )
     return _finish(root, "kitti", names, split, records, notes)
 
 
@@ -566,7 +671,7 @@ def _coco_json_files(root: Path) -> dict[str, Path]:
     if root.is_file():
         return {"all": root}
     if not root.is_dir():
-        raise DatasetError(f"{root} does not exist")
+        raise DatasetError(_("{root} does not exist").format(root=root))
     for folder in (root, root / "annotations"):
         if not folder.is_dir():
             continue
@@ -586,33 +691,43 @@ def _coco_json_files(root: Path) -> dict[str, Path]:
             return {"all": jsons[0]}
         if len(jsons) > 1:
             raise DatasetError(
-                f"{folder} holds {len(jsons)} JSON files; name the annotations annotations.json "
-                "(or train.json and val.json), or pass the file with --data"
+                _(
+                    "{folder} holds {n} JSON files; name the annotations annotations.json "
+                    "(or train.json and val.json), or pass the file with --data"
+                ).format(folder=folder, n=len(jsons))
             )
-    raise DatasetError(f"{root} is not a COCO dataset: no annotations JSON file found")
+    raise DatasetError(
+        _("{root} is not a COCO dataset: no annotations JSON file found").format(root=root)
+    )
 
 
 def _coco_field(obj: dict, key: str, kinds: tuple[type, ...], where: str):
     value = obj.get(key)
     if not isinstance(value, kinds) or isinstance(value, bool):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise DatasetError(f"{where}: {key!r} is missing or not a {names}")
+        names = " or ".join(k.__name__ for k in kinds)  # Python's type names, as JSON has them
+        raise DatasetError(
+            _("{where}: {key!r} is missing or not a {types}").format(
+                where=where, key=key, types=names
+            )
+        )
     return value
 
 
 def _coco_categories(data: dict, path: Path) -> list[tuple[int, str]]:
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
-        raise DatasetError(f"{path}: no 'categories' list")
+        raise DatasetError(_("{path}: no 'categories' list").format(path=path))
     out: dict[int, str] = {}
     for i, cat in enumerate(cats):
         where = f"{path}: categories[{i}]"
         if not isinstance(cat, dict):
-            raise DatasetError(f"{where} is not an object")
+            raise DatasetError(_(NOT_AN_OBJECT).format(where=where))
         cid = _coco_field(cat, "id", (int,), where)
         name = _coco_field(cat, "name", (str,), where).strip()
         if cid in out:
-            raise DatasetError(f"{where}: category id {cid} appears twice")
+            raise DatasetError(
+                _("{where}: category id {id} appears twice").format(where=where, id=cid)
+            )
         out[cid] = name
     items = sorted(out.items())
     _check_class_list([name for _, name in items], f"{path}: categories")
@@ -624,7 +739,7 @@ def _read_coco_file(
 ) -> tuple[tuple[str, ...], list[ImageRecord]]:
     data = read_json(path)
     if not isinstance(data, dict):
-        raise DatasetError(f"{path}: the top level is not an object")
+        raise DatasetError(_("{path}: the top level is not an object").format(path=path))
     cats = _coco_categories(data, path)
     cat_names = [name for _, name in cats]
     if names is None:
@@ -632,61 +747,86 @@ def _read_coco_file(
     else:
         missing = [n for n in names if n not in cat_names]
         if missing:
-            raise DatasetError(f"class {missing[0]!r} is not a category of {path}")
+            raise DatasetError(
+                _("class {name!r} is not a category of {path}").format(name=missing[0], path=path)
+            )
     index = {name: i for i, name in enumerate(names)}
     cat_label = {cid: index.get(name, ANY_CLASS) for cid, name in cats}
     images = data.get("images")
     if not isinstance(images, list):
-        raise DatasetError(f"{path}: no 'images' list")
+        raise DatasetError(_("{path}: no 'images' list").format(path=path))
     if len(images) > MAX_IMAGES:
-        raise DatasetError(f"{path}: more than {MAX_IMAGES} images")
+        raise DatasetError(_("{root}: more than {n} images").format(root=path, n=MAX_IMAGES))
     folders = [path.parent, path.parent / "images", path.parent.parent / "images"]
     entries: dict[object, tuple[str, Path, int, int, _Annotations]] = {}
     stems: dict[str, object] = {}
     for i, img in enumerate(images):
         where = f"{path}: images[{i}]"
         if not isinstance(img, dict):
-            raise DatasetError(f"{where} is not an object")
+            raise DatasetError(_(NOT_AN_OBJECT).format(where=where))
         iid = _coco_field(img, "id", (int, str), where)
         file_name = _coco_field(img, "file_name", (str,), where)
         if iid in entries:
-            raise DatasetError(f"{where}: image id {iid!r} appears twice")
+            raise DatasetError(
+                _("{where}: image id {id!r} appears twice").format(where=where, id=iid)
+            )
         stem = _stem(file_name)
         if stem in stems:
-            raise DatasetError(f"{where}: two images are named {stem} (ids must be unique)")
+            raise DatasetError(
+                _("{where}: two images are named {name} (ids must be unique)").format(
+                    where=where, name=stem
+                )
+            )
         stems[stem] = iid
         if want_ids is not None and stem not in want_ids:
             entries[iid] = (stem, Path(), 0, 0, _Annotations(where))
             continue
         rel = Path(file_name.replace("\\", "/"))
         if rel.is_absolute() or ".." in rel.parts:
-            raise DatasetError(f"{where}: file_name {file_name!r} leaves the dataset folder")
+            raise DatasetError(
+                _("{where}: file_name {name!r} leaves the dataset folder").format(
+                    where=where, name=file_name
+                )
+            )
         found = next((f / rel for f in folders if (f / rel).is_file()), None)
         if found is None:
             found = next((f / rel.name for f in folders if (f / rel.name).is_file()), None)
         if found is None:
-            raise DatasetError(f"missing image: {file_name} (images[{i}] of {path})")
+            raise DatasetError(
+                _("missing image: {name} (images[{i}] of {path})").format(
+                    name=file_name, i=i, path=path
+                )
+            )
         width, height = image_size(found)
         declared = (img.get("width"), img.get("height"))
         if declared != (None, None) and declared != (width, height):
             raise DatasetError(
-                f"{where}: declares {declared[0]} x {declared[1]} but {found.name} is "
-                f"{width} x {height}"
+                _(
+                    "{where}: declares {declared_width} x {declared_height} but {name} is "
+                    "{width} x {height}"
+                ).format(
+                    where=where,
+                    declared_width=declared[0],
+                    declared_height=declared[1],
+                    name=found.name,
+                    width=width,
+                    height=height,
+                )
             )
         entries[iid] = (stem, found, width, height, _Annotations(str(found)))
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
-        raise DatasetError(f"{path}: 'annotations' is not a list")
+        raise DatasetError(_("{path}: 'annotations' is not a list").format(path=path))
     for i, ann in enumerate(anns):
         if not isinstance(ann, dict):
-            raise DatasetError(f"{path}: annotations[{i}] is not an object")
+            raise DatasetError(_(NOT_AN_OBJECT).format(where=f"{path}: annotations[{i}]"))
         where = f"{path}: annotations[{i}] (id {ann.get('id')!r})"
         iid = ann.get("image_id")
         if iid not in entries or isinstance(iid, bool):
-            raise DatasetError(f"{where}: unknown image_id {iid!r}")
+            raise DatasetError(_("{where}: unknown image_id {id!r}").format(where=where, id=iid))
         cid = ann.get("category_id")
         if cid not in cat_label or isinstance(cid, bool):
-            raise DatasetError(f"{where}: unknown category_id {cid!r}")
+            raise DatasetError(_("{where}: unknown category_id {id!r}").format(where=where, id=cid))
         stem, found, width, height, boxes = entries[iid]
         if want_ids is not None and stem not in want_ids:
             continue
@@ -696,12 +836,12 @@ def _read_coco_file(
             or len(bbox) != 4
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
         ):
-            raise DatasetError(f"{where}: bbox must be [x, y, width, height] numbers")
+            raise DatasetError(_(BBOX_NUMBERS).format(where=where))
         x, y, w, h = (float(v) for v in bbox)
         box = check_box((x, y, x + w, y + h), width, height, where)
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
-            raise DatasetError(f"{where}: iscrowd must be 0 or 1")
+            raise DatasetError(_("{where}: iscrowd must be 0 or 1").format(where=where))
         boxes.add(box, cat_label[cid], ignored=crowd == 1)
     records = [
         boxes.record(stem, found, width, height)
@@ -735,23 +875,31 @@ def read_coco(
         if want is not None and len(records) < len(want):
             found = {r.image_id for r in records}
             missing = sorted(want - found)[0]
-            raise DatasetError(f"{files[split]} lists {missing}, which {jsons['all']} lacks")
+            raise DatasetError(
+                _("{split_file} lists {id}, which {json} lacks").format(
+                    split_file=files[split], id=missing, json=jsons["all"]
+                )
+            )
         return _finish(root, "coco", names, split, records, notes)
     split = split or "val"
     if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; use train, val or all")
+        raise DatasetError(_(UNKNOWN_SPLIT).format(split=split))
     records = []
     result_names = None
     for part in ("train", "val") if split == "all" else (split,):
         part_names, part_records = _read_coco_file(jsons[part], names, None)
         if result_names is not None and part_names != result_names:
-            raise DatasetError(f"{jsons['val']} and {jsons['train']} list different categories")
+            raise DatasetError(
+                _("{val} and {train} list different categories").format(
+                    val=jsons["val"], train=jsons["train"]
+                )
+            )
         result_names = part_names
         records.extend(part_records)
     seen: set[str] = set()
     for rec in records:
         if rec.image_id in seen:
-            raise DatasetError(f"image {rec.image_id} is in both train and val")
+            raise DatasetError(_("image {id} is in both train and val").format(id=rec.image_id))
         seen.add(rec.image_id)
     assert result_names is not None
     return _finish(root, "coco", result_names, split, records, notes)
@@ -761,27 +909,31 @@ def read_coco(
 
 
 def _xml_root(path: Path) -> ET.Element:
-    data = _read_bytes(path, MAX_LABEL_BYTES, "annotation file")
+    data = _read_bytes(path, MAX_LABEL_BYTES, N_("annotation file"))
     # Entity declarations live in a DOCTYPE; without one, no entity can expand.
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise DatasetError(f"annotation file {path} has a DOCTYPE; VOC XML has none")
+        raise DatasetError(
+            _("annotation file {path} has a DOCTYPE; VOC XML has none").format(path=path)
+        )
     try:
         return ET.fromstring(data)
     except ET.ParseError as exc:
-        raise DatasetError(f"annotation file {path} is not valid XML ({exc})") from None
+        raise DatasetError(
+            _("annotation file {path} is not valid XML ({reason})").format(path=path, reason=exc)
+        ) from None
 
 
 def _xml_text(node: ET.Element, tag: str, where: str) -> str:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():
-        raise DatasetError(f"{where}: <{tag}> is missing")
+        raise DatasetError(_("{where}: <{tag}> is missing").format(where=where, tag=tag))
     return child.text.strip()
 
 
 def _voc_objects(path: Path, xml: ET.Element) -> list[tuple[str, ET.Element, str]]:
     out = []
     for k, obj in enumerate(xml.findall("object"), start=1):
-        where = f"{path}: object {k}"
+        where = _("{path}: object {k}").format(path=path, k=k)
         name = _xml_text(obj, "name", where)
         out.append((name, obj, f"{where} ({name})"))
     return out
@@ -801,7 +953,9 @@ def read_voc(
     root = Path(root)
     ann_dir, image_dir = root / "Annotations", root / "JPEGImages"
     if not ann_dir.is_dir():
-        raise DatasetError(f"{root} is not a VOC dataset: {ann_dir} is missing")
+        raise DatasetError(
+            _("{root} is not a VOC dataset: {folder} is missing").format(root=root, folder=ann_dir)
+        )
     files = _split_files(root / "ImageSets" / "Main", (root,))
     split = _choose_split(split, files, root)
     available = sorted(p.stem for p in ann_dir.glob("*.xml"))
@@ -819,14 +973,16 @@ def read_voc(
             parsed[stem] = _xml_root(path)
             found.update(name for name, _, _ in _voc_objects(path, parsed[stem]))
         if not found:
-            raise DatasetError(f"{ann_dir}: no object in any annotation file")
+            raise DatasetError(
+                _("{folder}: no object in any annotation file").format(folder=ann_dir)
+            )
         names = _check_class_list(sorted(found), str(ann_dir))
     index = {name: i for i, name in enumerate(names)}
     records = []
     for image_id in ids:
         path = ann_dir / f"{image_id}.xml"
         if not path.is_file():
-            raise DatasetError(f"missing annotation file {path}")
+            raise DatasetError(_("missing annotation file {path}").format(path=path))
         xml = parsed.get(image_id) or _xml_root(path)
         filename = xml.findtext("filename")
         image_path = None
@@ -835,7 +991,11 @@ def read_voc(
             image_path = candidate if candidate.is_file() else None
         image_path = image_path or _find_image(image_dir, image_id)
         if image_path is None:
-            raise DatasetError(f"missing image: no {image_dir / image_id}.jpg for {path}")
+            raise DatasetError(
+                _("missing image: no {image}.jpg for {path}").format(
+                    image=image_dir / image_id, path=path
+                )
+            )
         width, height = image_size(image_path)
         size = xml.find("size")
         if size is not None and size.findtext("width") and size.findtext("height"):
@@ -845,14 +1005,25 @@ def read_voc(
             )
             if declared != (width, height):
                 raise DatasetError(
-                    f"{path}: <size> says {declared[0]:g} x {declared[1]:g} but "
-                    f"{image_path.name} is {width} x {height}"
+                    _(
+                        "{path}: <size> says {declared_width:g} x {declared_height:g} but "
+                        "{name} is {width} x {height}"
+                    ).format(
+                        path=path,
+                        declared_width=declared[0],
+                        declared_height=declared[1],
+                        name=image_path.name,
+                        width=width,
+                        height=height,
+                    )
                 )
         ann = _Annotations(str(path))
         for name, obj, where in _voc_objects(path, xml):
             bnd = obj.find("bndbox")
             if bnd is None:
-                raise DatasetError(f"{where}: <bndbox> is missing")
+                raise DatasetError(
+                    _("{where}: <{tag}> is missing").format(where=where, tag="bndbox")
+                )
             coords = [
                 _number(_xml_text(bnd, tag, where), where, f"<{tag}>")
                 for tag in ("xmin", "ymin", "xmax", "ymax")
@@ -860,7 +1031,11 @@ def read_voc(
             box = check_box(coords, width, height, where)
             difficult = (obj.findtext("difficult") or "0").strip()
             if difficult not in ("0", "1"):
-                raise DatasetError(f"{where}: <difficult> must be 0 or 1, got {difficult!r}")
+                raise DatasetError(
+                    _("{where}: <difficult> must be 0 or 1, got {value!r}").format(
+                        where=where, value=difficult
+                    )
+                )
             label = index.get(name, ANY_CLASS)
             ann.add(box, label, ignored=difficult == "1")
         records.append(ann.record(image_id, image_path, width, height))
@@ -898,9 +1073,13 @@ def _yaml_names(text: str, path: Path) -> list[str]:
             return seq
         if out:
             if sorted(out) != list(range(len(out))):
-                raise DatasetError(f"{path}: names must be numbered 0..{len(out) - 1}")
+                raise DatasetError(
+                    _("{path}: names must be numbered 0..{last}").format(
+                        path=path, last=len(out) - 1
+                    )
+                )
             return [out[k] for k in range(len(out))]
-    raise DatasetError(f"{path}: no 'names:' list")
+    raise DatasetError(_("{path}: no 'names:' list").format(path=path))
 
 
 def _yolo_names(root: Path) -> tuple[str, ...]:
@@ -913,10 +1092,12 @@ def _yolo_names(root: Path) -> tuple[str, ...]:
     for name in ("data.yaml", "dataset.yaml"):
         path = root / name
         if path.is_file():
-            names = _yaml_names(_read_text(path, MAX_LIST_BYTES, "data file"), path)
+            names = _yaml_names(_read_text(path, MAX_LIST_BYTES, N_("data file")), path)
             return _check_class_list(names, str(path))
     raise DatasetError(
-        f"{root}: no class names for the YOLO ids (write one name a line to classes.txt)"
+        _("{root}: no class names for the YOLO ids (write one name a line to classes.txt)").format(
+            root=root
+        )
     )
 
 
@@ -924,26 +1105,34 @@ def _yolo_label(
     path: Path, width: int, height: int, to_label: list[int], names: tuple[str, ...]
 ) -> _Annotations:
     ann = _Annotations(str(path))
-    for number, line in enumerate(_lines(path, MAX_LABEL_BYTES, "label file"), start=1):
+    for number, line in enumerate(_lines(path, MAX_LABEL_BYTES, N_("label file")), start=1):
         fields = line.split()
         if not fields:
             continue
         where = f"{path}:{number}"
         if len(fields) != 5:
             raise DatasetError(
-                f"{where}: a YOLO line is 'class cx cy w h' (5 fields), got {len(fields)}"
+                _("{where}: a YOLO line is 'class cx cy w h' (5 fields), got {n}").format(
+                    where=where, n=len(fields)
+                )
             )
         try:
             cid = int(fields[0])
         except ValueError:
-            raise DatasetError(f"{where}: class id {fields[0]!r} is not an integer") from None
+            raise DatasetError(
+                _("{where}: class id {id!r} is not an integer").format(where=where, id=fields[0])
+            ) from None
         if not 0 <= cid < len(names):
             raise DatasetError(
-                f"{where}: unknown class id {cid} (the names file lists {len(names)} classes)"
+                _("{where}: unknown class id {id} (the names file lists {n} classes)").format(
+                    where=where, id=cid, n=len(names)
+                )
             )
-        cx, cy, w, h = (_number(v, where, "a box value") for v in fields[1:])
+        cx, cy, w, h = (_number(v, where, N_("a box value")) for v in fields[1:])
         if not all(-0.01 <= v <= 1.01 for v in (cx, cy, w, h)):
-            raise DatasetError(f"{where}: YOLO values must be normalised to 0..1")
+            raise DatasetError(
+                _("{where}: YOLO values must be normalised to 0..1").format(where=where)
+            )
         box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width)
         box = check_box((*box, (cy + h / 2) * height), width, height, where)
         label = to_label[cid]
@@ -966,12 +1155,20 @@ def read_yolo(
     root = Path(root)
     image_dir, label_dir = root / "images", root / "labels"
     if not image_dir.is_dir():
-        raise DatasetError(f"{root} is not a YOLO dataset: {image_dir} is missing")
+        raise DatasetError(
+            _("{root} is not a YOLO dataset: {folder} is missing").format(
+                root=root, folder=image_dir
+            )
+        )
     names_all = _yolo_names(root)
     names = names_all if classes is None else _check_class_list(list(classes), "--classes")
     missing = [n for n in names if n not in names_all]
     if missing:
-        raise DatasetError(f"class {missing[0]!r} is not in the YOLO class names of {root}")
+        raise DatasetError(
+            _("class {name!r} is not in the YOLO class names of {root}").format(
+                name=missing[0], root=root
+            )
+        )
     index = {name: i for i, name in enumerate(names)}
     to_label = [index.get(name, ANY_CLASS) for name in names_all]
     # Ultralytics keeps splits as sub-folders: images/train, images/val, labels/train, ...
@@ -979,7 +1176,7 @@ def read_yolo(
     if len(sub) == 2:
         split = split or "val"
         if split not in SPLITS:
-            raise DatasetError(f"unknown split {split!r}; use train, val or all")
+            raise DatasetError(_(UNKNOWN_SPLIT).format(split=split))
         parts = ["train", "val"] if split == "all" else [split]
         pairs = []
         for part in parts:
@@ -997,14 +1194,18 @@ def read_yolo(
         for image_id in ids:
             if image_id not in on_disk:
                 raise DatasetError(
-                    f"missing image: {files[split]} lists {image_id}, not found in {image_dir}"
+                    _("missing image: {split_file} lists {id}, not found in {folder}").format(
+                        split_file=files[split], id=image_id, folder=image_dir
+                    )
                 )
             pairs.append((on_disk[image_id], label_dir / f"{image_id}.txt"))
     records = []
     seen: set[str] = set()
     for image_path, label_path in pairs:
         if image_path.stem in seen:
-            raise DatasetError(f"two images are named {image_path.stem} in {root}")
+            raise DatasetError(
+                _("two images are named {name} in {root}").format(name=image_path.stem, root=root)
+            )
         seen.add(image_path.stem)
         width, height = image_size(image_path)
         if label_path.is_file():
@@ -1038,8 +1239,10 @@ def detect_format(root: str | os.PathLike[str]) -> str:
     if any(root.glob("*.json")) or any((root / "annotations").glob("*.json")):
         return "coco"
     raise DatasetError(
-        f"{root} holds no dataset in a known layout (KITTI training/label_2, VOC Annotations, "
-        "YOLO images + labels, or a COCO JSON)"
+        _(
+            "{root} holds no dataset in a known layout (KITTI training/label_2, VOC Annotations, "
+            "YOLO images + labels, or a COCO JSON)"
+        ).format(root=root)
     )
 
 
@@ -1062,10 +1265,14 @@ def load_dataset(
     """
     path = Path(root)
     if not path.exists():
-        raise DatasetError(f"dataset folder {path} does not exist")
+        raise DatasetError(_("dataset folder {path} does not exist").format(path=path))
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in READERS:
-        raise DatasetError(f"unknown dataset format {format!r}; use {', '.join(FORMATS)}")
+        raise DatasetError(
+            _("unknown dataset format {format!r}; use {formats}").format(
+                format=format, formats=", ".join(FORMATS)
+            )
+        )
     return READERS[fmt](path, parse_classes(classes), split)
 
 
@@ -1230,10 +1437,16 @@ def _member_path(name: str) -> Path | None:
     """
     clean = name.replace("\\", "/")
     if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
-        raise DatasetError(f"the zip holds an absolute path ({name[:80]!r}); refused")
+        raise DatasetError(
+            _("the zip holds an absolute path ({name!r}); refused").format(name=name[:80])
+        )
     parts = [p for p in clean.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise DatasetError(f"the zip holds a path that leaves its folder ({name[:80]!r}); refused")
+        raise DatasetError(
+            _("the zip holds a path that leaves its folder ({name!r}); refused").format(
+                name=name[:80]
+            )
+        )
     if not parts or parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db"):
         return None
     return Path(*parts)
@@ -1255,11 +1468,13 @@ def extract_zip(
     """
     dest = Path(dest)
     if dest.exists():
-        raise DatasetError(f"{dest} already exists; extract into a new folder")
+        raise DatasetError(_("{path} already exists; extract into a new folder").format(path=dest))
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DatasetError(f"the upload is not a readable zip file ({exc})") from None
+        raise DatasetError(
+            _("the upload is not a readable zip file ({reason})").format(reason=exc)
+        ) from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
@@ -1267,10 +1482,12 @@ def extract_zip(
             members = archive.infolist()
             if len(members) > max_members:
                 raise DatasetError(
-                    f"the zip holds {len(members)} files; the limit is {max_members}"
+                    _("the zip holds {n} files; the limit is {limit}").format(
+                        n=len(members), limit=max_members
+                    )
                 )
             if sum(m.file_size for m in members) > max_bytes:
-                raise DatasetError(f"the zip unpacks to over {human_bytes(max_bytes)}; refused")
+                raise DatasetError(_(ZIP_TOO_LARGE).format(limit=human_bytes(max_bytes)))
             written = 0
             for member in members:
                 rel = _member_path(member.filename)
@@ -1278,9 +1495,11 @@ def extract_zip(
                     continue
                 mode = member.external_attr >> 16
                 if mode and not (stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0):
-                    raise DatasetError(f"the zip holds a link or special file ({rel}); refused")
+                    raise DatasetError(
+                        _("the zip holds a link or special file ({name}); refused").format(name=rel)
+                    )
                 if member.flag_bits & 0x1:
-                    raise DatasetError("the zip is encrypted; upload an unencrypted zip")
+                    raise DatasetError(_("the zip is encrypted; upload an unencrypted zip"))
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(member) as src, open(target, "xb") as out:
@@ -1288,7 +1507,7 @@ def extract_zip(
                         written += len(chunk)
                         if written > max_bytes:
                             raise DatasetError(
-                                f"the zip unpacks to over {human_bytes(max_bytes)}; refused"
+                                _(ZIP_TOO_LARGE).format(limit=human_bytes(max_bytes))
                             )
                         out.write(chunk)
         os.replace(tmp, dest)
@@ -1297,7 +1516,7 @@ def extract_zip(
         raise
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetError(f"the zip cannot be extracted ({exc})") from None
+        raise DatasetError(_("the zip cannot be extracted ({reason})").format(reason=exc)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -1312,7 +1531,7 @@ def find_dataset_root(folder: str | os.PathLike[str], max_depth: int = 3) -> Pat
         DatasetError: no dataset layout found.
     """
     current = Path(folder)
-    for _ in range(max_depth + 1):
+    for _depth in range(max_depth + 1):
         try:
             detect_format(current)
             return current
@@ -1323,8 +1542,10 @@ def find_dataset_root(folder: str | os.PathLike[str], max_depth: int = 3) -> Pat
             break
         current = subdirs[0]
     raise DatasetError(
-        "the zip holds no dataset in a known layout (KITTI training/label_2, VOC Annotations, "
-        "YOLO images + labels, or a COCO JSON)"
+        _(
+            "the zip holds no dataset in a known layout (KITTI training/label_2, VOC Annotations, "
+            "YOLO images + labels, or a COCO JSON)"
+        )
     )
 
 

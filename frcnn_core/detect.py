@@ -13,6 +13,7 @@ from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_sm
 
 from frcnn_core.boxes import SCALE_CLAMP, decode
 from frcnn_core.head import HeadOutput
+from frcnn_core.i18n import _
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def explain_match(
     """
     d = detections.boxes.shape[0]
     if not 0 <= index < d:
-        raise ValueError(f"detection {index} is not in 0..{d - 1}")
+        raise ValueError(_("detection {index} is not in 0..{last}").format(index=index, last=d - 1))
     j = int(match.matched_gt[index])
     box = detections.boxes[index : index + 1].float()
     gt_boxes = gt_boxes.to(box.device, torch.float32)

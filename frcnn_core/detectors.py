@@ -42,6 +42,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from frcnn_core.device import default_device
+from frcnn_core.i18n import _
 
 MODELS = (
     "fasterrcnn_resnet50_fpn_v2",
@@ -128,7 +129,11 @@ class Detector:
 
 def _check_name(name: str) -> str:
     if name not in _BUILDERS:
-        raise DetectorWeightsError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise DetectorWeightsError(
+            _("unknown model {name!r}; choose one of {models}").format(
+                name=name, models=", ".join(MODELS)
+            )
+        )
     return name
 
 
@@ -143,16 +148,22 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise DeviceError(f"unknown device {str(device)!r}; use cpu or cuda") from None
+        raise DeviceError(
+            _("unknown device {device!r}; use cpu or cuda").format(device=str(device))
+        ) from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError("CUDA is not available on this machine; use --device cpu")
+            raise DeviceError(_("CUDA is not available on this machine; use --device cpu"))
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise DeviceError(
-                f"there is no {resolved}; this machine has {torch.cuda.device_count()} GPU(s)"
+                _("there is no {device}; this machine has {n} GPU(s)").format(
+                    device=resolved, n=torch.cuda.device_count()
+                )
             )
     elif resolved.type != "cpu":
-        raise DeviceError(f"device {str(device)!r} is not supported here; use cpu or cuda")
+        raise DeviceError(
+            _("device {device!r} is not supported here; use cpu or cuda").format(device=str(device))
+        )
     return resolved
 
 
@@ -286,11 +297,11 @@ def _read(path: str | os.PathLike[str], mmap: bool = False) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into one line."""
     path = Path(path)
     if not path.exists():
-        raise DetectorWeightsError(f"weights file not found: {path}")
+        raise DetectorWeightsError(_("weights file not found: {path}").format(path=path))
     if not path.is_file():
-        raise DetectorWeightsError(f"{path} is not a file")
+        raise DetectorWeightsError(_("{path} is not a file").format(path=path))
     if path.stat().st_size == 0:
-        raise DetectorWeightsError(f"{path.name} is empty (0 bytes)")
+        raise DetectorWeightsError(_("{file} is empty (0 bytes)").format(file=path.name))
     try:
         # mmap reads tensors lazily (cheap metadata); it needs the zip format torch.save writes.
         use_mmap = mmap and zipfile.is_zipfile(path)
@@ -298,15 +309,21 @@ def _read(path: str | os.PathLike[str], mmap: bool = False) -> Any:
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):
             raise DetectorWeightsError(
-                f"{path.name} holds Python objects besides tensors; only state_dicts and "
-                "checkpoints are loaded (weights_only=True)"
+                _(
+                    "{file} holds Python objects besides tensors; only state_dicts and "
+                    "checkpoints are loaded (weights_only=True)"
+                ).format(file=path.name)
             ) from None
         raise DetectorWeightsError(
-            f"{path.name} is not a PyTorch weights file (corrupt, truncated or another format)"
+            _("{file} is not a PyTorch weights file (corrupt, truncated or another format)").format(
+                file=path.name
+            )
         ) from None
     except Exception:  # torch raises many types for a corrupt, truncated or foreign file
         raise DetectorWeightsError(
-            f"{path.name} is not a PyTorch weights file (corrupt, truncated or another format)"
+            _("{file} is not a PyTorch weights file (corrupt, truncated or another format)").format(
+                file=path.name
+            )
         ) from None
 
 
@@ -330,16 +347,20 @@ def _guess_model(state: dict) -> str | None:
 def _num_classes(state: dict, where: str) -> int:
     weight = state.get("roi_heads.box_predictor.cls_score.weight")
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise DetectorWeightsError(f"{where} is not a Faster R-CNN state_dict (no class scores)")
+        raise DetectorWeightsError(
+            _("{file} is not a Faster R-CNN state_dict (no class scores)").format(file=where)
+        )
     return int(weight.shape[0])
 
 
 def _check_state(state: Any, where: str) -> dict:
     if not isinstance(state, dict) or not state:
-        raise DetectorWeightsError(f"{where} does not hold a state_dict")
+        raise DetectorWeightsError(_("{file} does not hold a state_dict").format(file=where))
     bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
     if bad is not None:
-        raise DetectorWeightsError(f"{where} is not a state_dict ({bad!r} is not a tensor)")
+        raise DetectorWeightsError(
+            _("{file} is not a state_dict ({key!r} is not a tensor)").format(file=where, key=bad)
+        )
     return state
 
 
@@ -347,7 +368,9 @@ def _load_state(model: nn.Module, state: dict, name: str, where: str) -> None:
     """``load_state_dict(strict=True)``, with a mismatch reported as one line."""
     expected = model.state_dict()
     guess = _guess_model(state)
-    other = f" (it looks like {guess} weights)" if guess and guess != name else ""
+    other = (
+        _(" (it looks like {model} weights)").format(model=guess) if guess and guess != name else ""
+    )
     # FrozenBatchNorm2d drops "num_batches_tracked" itself; it is not a mismatch.
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
@@ -357,20 +380,36 @@ def _load_state(model: nn.Module, state: dict, name: str, where: str) -> None:
     unexpected = [k for k in unexpected if not k.startswith("rpn.head.conv.")]
     if missing or unexpected:
         first = missing[0] if missing else unexpected[0]
-        kind = "missing" if missing else "unexpected"
-        raise DetectorWeightsError(f"{where} is not a {name} state_dict{other} ({kind} {first})")
+        if missing:
+            why = _("{file} is not a {model} state_dict{guess} (missing {key})")
+        else:
+            why = _("{file} is not a {model} state_dict{guess} (unexpected {key})")
+        raise DetectorWeightsError(why.format(file=where, model=name, guess=other, key=first))
     for key, value in expected.items():
         got = state.get(key)
         if isinstance(got, torch.Tensor) and got.shape != value.shape:
             raise DetectorWeightsError(
-                f"{where} does not fit {name}{other}: {key} has shape {tuple(got.shape)}, "
-                f"the model needs {tuple(value.shape)}"
+                _(
+                    "{file} does not fit {model}{guess}: {key} has shape {got}, the model needs "
+                    "{needed}"
+                ).format(
+                    file=where,
+                    model=name,
+                    guess=other,
+                    key=key,
+                    got=tuple(got.shape),
+                    needed=tuple(value.shape),
+                )
             )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()[:160]
-        raise DetectorWeightsError(f"{where} does not fit {name}{other}: {first}") from None
+        raise DetectorWeightsError(
+            _("{file} does not fit {model}{guess}: {reason}").format(
+                file=where, model=name, guess=other, reason=first
+            )
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -388,15 +427,22 @@ def _parse_weights_file(path: str | os.PathLike[str], name: str | None) -> _File
     if _is_checkpoint(obj):
         if obj["format"] != CHECKPOINT_FORMAT:
             raise DetectorWeightsError(
-                f"{where} is a checkpoint in format {obj['format']!r}; this version reads "
-                f"{CHECKPOINT_FORMAT!r}"
+                _(
+                    "{file} is a checkpoint in format {format!r}; this version reads {ours!r}"
+                ).format(file=where, format=obj["format"], ours=CHECKPOINT_FORMAT)
             )
         saved = obj.get("model")
         if saved not in MODELS:
-            raise DetectorWeightsError(f"{where} is a checkpoint for an unknown model {saved!r}")
+            raise DetectorWeightsError(
+                _("{file} is a checkpoint for an unknown model {model!r}").format(
+                    file=where, model=saved
+                )
+            )
         if name is not None and name != saved:
             raise DetectorWeightsError(
-                f"{where} is a checkpoint for {saved}, not {name}; use --model {saved}"
+                _("{file} is a checkpoint for {saved}, not {model}; use --model {saved}").format(
+                    file=where, saved=saved, model=name
+                )
             )
         state = _check_state(obj["state_dict"], where)
         names = obj.get("class_names")
@@ -407,24 +453,30 @@ def _parse_weights_file(path: str | os.PathLike[str], name: str | None) -> _File
             or len(names) != k
         ):
             raise DetectorWeightsError(
-                f"{where}: the checkpoint's class_names do not match its {k} class scores"
+                _("{file}: the checkpoint's class_names do not match its {n} class scores").format(
+                    file=where, n=k
+                )
             )
         meta = {key: value for key, value in obj.items() if key != "state_dict"}
         model_kwargs = obj.get("model_kwargs") or {}
         if not isinstance(model_kwargs, dict):
-            raise DetectorWeightsError(f"{where}: model_kwargs is not a dict")
+            raise DetectorWeightsError(_("{file}: model_kwargs is not a dict").format(file=where))
         return _FileWeights(saved, tuple(names), state, meta, dict(model_kwargs))
     state = _check_state(obj, where)
     guess = _guess_model(state)
     if name is not None and guess is not None and guess != name:
         raise DetectorWeightsError(
-            f"{where} is a state_dict of {guess}, not {name}; use --model {guess}"
+            _("{file} is a state_dict of {guess}, not {model}; use --model {guess}").format(
+                file=where, guess=guess, model=name
+            )
         )
     if name is None:
         name = guess
         if name is None:
             raise DetectorWeightsError(
-                f"{where} is not a state_dict of any of {', '.join(MODELS)}; name the model"
+                _("{file} is not a state_dict of any of {models}; name the model").format(
+                    file=where, models=", ".join(MODELS)
+                )
             )
     k = _num_classes(state, where)
     names = COCO_CLASS_NAMES if k == len(COCO_CLASS_NAMES) else _generic_class_names(k)
@@ -443,8 +495,12 @@ def _detector_from_file(
             raise
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise DetectorWeightsError(
-            f"{Path(path).name}: its model_kwargs {sorted(parsed.model_kwargs)} do not fit "
-            f"{parsed.name} ({first})"
+            _("{file}: its model_kwargs {kwargs} do not fit {model} ({reason})").format(
+                file=Path(path).name,
+                kwargs=sorted(parsed.model_kwargs),
+                model=parsed.name,
+                reason=first,
+            )
         ) from None
     _load_state(model, parsed.state, parsed.name, Path(path).name)
     return model.eval(), parsed
@@ -507,7 +563,9 @@ def save_checkpoint(
     names = [str(n) for n in class_names]
     if len(names) != k:
         raise DetectorWeightsError(
-            f"{len(names)} class names for a model with {k} class scores (background included)"
+            _("{n} class names for a model with {k} class scores (background included)").format(
+                n=len(names), k=k
+            )
         )
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -567,7 +625,7 @@ def download_file(
             torch.hub.download_url_to_file(url, str(dest), hash_prefix, progress=progress)
             outcome.append(None)
         except RuntimeError as exc:  # torch.hub's checksum mismatch
-            outcome.append(str(exc).splitlines()[0][:200] if str(exc) else "download failed")
+            outcome.append(str(exc).splitlines()[0][:200] if str(exc) else _("download failed"))
         except Exception as exc:  # any network or disk failure means "not available"
             outcome.append(
                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -577,8 +635,8 @@ def download_file(
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        return f"the download did not finish within {timeout:.0f} s"
-    return outcome[0] if outcome else "download failed"
+        return _("the download did not finish within {seconds:.0f} s").format(seconds=timeout)
+    return outcome[0] if outcome else _("download failed")
 
 
 def fetch_coco_weights(
@@ -612,15 +670,21 @@ def fetch_to_cache(
     host = urlparse(url).hostname
     if _offline():
         raise DetectorWeightsError(
-            f"{OFFLINE_ENV} is set: not downloading {dest.name}; unset it where {host} is reachable"
+            _(
+                "{variable} is set: not downloading {file}; unset it where {host} is reachable"
+            ).format(variable=OFFLINE_ENV, file=dest.name, host=host)
         )
     if not host_reachable(url):
         raise DetectorWeightsError(
-            f"no network access to {host}: cannot download {dest.name}; copy it to {dest} instead"
+            _(
+                "no network access to {host}: cannot download {file}; copy it to {path} instead"
+            ).format(host=host, file=dest.name, path=dest)
         )
     why = download_file(url, dest, timeout, progress)
     if why is not None:
-        raise DetectorWeightsError(f"downloading {dest.name} failed: {why}")
+        raise DetectorWeightsError(
+            _("downloading {file} failed: {reason}").format(file=dest.name, reason=why)
+        )
     return dest
 
 
@@ -711,7 +775,7 @@ def load_detector(
         try:
             model = _coco_model(cached, name, model_kwargs)
         except DetectorWeightsError as exc:
-            reason = f"the cached file is unusable ({exc})"
+            reason = _("the cached file is unusable ({reason})").format(reason=exc)
         else:
             model, extra = _place(model, target, half)
             return Detector(
@@ -739,12 +803,17 @@ def load_detector(
                 f"COCO weights downloaded in {seconds:.0f} s to {cached}.{extra}",
             )
     elif not reason:
-        reason = f"download disabled: {OFFLINE_ENV} is set" if _offline() else "download disabled"
+        reason = (
+            _("download disabled: {variable} is set").format(variable=OFFLINE_ENV)
+            if _offline()
+            else _("download disabled")
+        )
     if choice == "coco":
         raise DetectorWeightsError(
-            f"COCO weights for {name} are not available: {reason}. Run `python -m frcnn_core "
-            f"fetch-weights --model {name}` where a network exists, or copy {cached.name} "
-            f"to {cached.parent}"
+            _(
+                "COCO weights for {model} are not available: {reason}. Run `python -m frcnn_core "
+                "fetch-weights --model {model}` where a network exists, or copy {file} to {folder}"
+            ).format(model=name, reason=reason, file=cached.name, folder=cached.parent)
         )
     model, extra = _place(
         _random_model(name, len(COCO_CLASS_NAMES), seed, model_kwargs), target, half

@@ -35,6 +35,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from frcnn_core.datasets import ANY_CLASS, DetectionDataset, ImageRecord, read_json, read_pixels
+from frcnn_core.i18n import _
 
 IOU_50 = 0.5
 MAX_DETECTIONS = 100  # COCOeval's maxDets[-1]
@@ -276,19 +277,27 @@ def detections_coco(
 def _check_predictions(dataset: DetectionDataset, predictions: Sequence[Prediction]) -> None:
     if len(predictions) != len(dataset):
         raise EvaluationError(
-            f"{len(predictions)} predictions for a dataset of {len(dataset)} images"
+            _("{n} predictions for a dataset of {images} images").format(
+                n=len(predictions), images=len(dataset)
+            )
         )
     num = len(dataset.classes)
     for rec, pred in zip(dataset.images, predictions, strict=True):
         m = len(pred.scores)
         if pred.boxes.shape != (m, 4) or pred.labels.shape != (m,):
-            raise EvaluationError(f"image {rec.image_id}: boxes, scores and labels differ in size")
+            raise EvaluationError(
+                _("image {id}: boxes, scores and labels differ in size").format(id=rec.image_id)
+            )
         if m and (int(pred.labels.min()) < 0 or int(pred.labels.max()) >= num):
             raise EvaluationError(
-                f"image {rec.image_id}: a label outside 0..{num - 1} (the dataset's classes)"
+                _("image {id}: a label outside 0..{last} (the dataset's classes)").format(
+                    id=rec.image_id, last=num - 1
+                )
             )
         if m and not (torch.isfinite(pred.boxes).all() and torch.isfinite(pred.scores).all()):
-            raise EvaluationError(f"image {rec.image_id}: a box or score is not finite")
+            raise EvaluationError(
+                _("image {id}: a box or score is not finite").format(id=rec.image_id)
+            )
 
 
 def evaluate_predictions(
@@ -393,9 +402,13 @@ def read_predictions_json(
     except DatasetError as exc:
         raise EvaluationError(str(exc)) from None
     if not isinstance(data, list):
-        raise EvaluationError(f"{path}: COCO results are a JSON list of detections")
+        raise EvaluationError(
+            _("{path}: COCO results are a JSON list of detections").format(path=path)
+        )
     if len(data) > MAX_PREDICTIONS:
-        raise EvaluationError(f"{path}: more than {MAX_PREDICTIONS} detections")
+        raise EvaluationError(
+            _("{path}: more than {n} detections").format(path=path, n=MAX_PREDICTIONS)
+        )
     by_number: dict[int, list[int]] = {}
     for i, rec in enumerate(dataset.images):
         if rec.image_id.isdigit():
@@ -403,25 +416,35 @@ def read_predictions_json(
     num = len(dataset.classes)
     rows: list[list[tuple[list[float], float, int]]] = [[] for _ in dataset.images]
     for n, det in enumerate(data):
-        where = f"{path}: detection {n}"
+        where = _("{path}: detection {n}").format(path=path, n=n)
         if not isinstance(det, dict):
-            raise EvaluationError(f"{where} is not an object")
+            raise EvaluationError(_("{where} is not an object").format(where=where))
         image_id = det.get("image_id")
         if isinstance(image_id, str):
             try:
                 index = dataset.index(image_id)
             except KeyError:
-                raise EvaluationError(f"{where}: unknown image_id {image_id!r}") from None
+                raise EvaluationError(
+                    _("{where}: unknown image_id {id!r}").format(where=where, id=image_id)
+                ) from None
         elif isinstance(image_id, int) and not isinstance(image_id, bool):
             hits = by_number.get(image_id, [])
             if len(hits) != 1:
-                raise EvaluationError(f"{where}: unknown image_id {image_id!r}")
+                raise EvaluationError(
+                    _("{where}: unknown image_id {id!r}").format(where=where, id=image_id)
+                )
             index = hits[0]
         else:
-            raise EvaluationError(f"{where}: image_id must be the image's file name stem")
+            raise EvaluationError(
+                _("{where}: image_id must be the image's file name stem").format(where=where)
+            )
         cat = det.get("category_id")
         if not isinstance(cat, int) or isinstance(cat, bool) or not 0 <= cat < num:
-            raise EvaluationError(f"{where}: category_id {cat!r} is not a class index 0..{num - 1}")
+            raise EvaluationError(
+                _("{where}: category_id {id!r} is not a class index 0..{last}").format(
+                    where=where, id=cat, last=num - 1
+                )
+            )
         bbox, score = det.get("bbox"), det.get("score")
         if (
             not isinstance(bbox, list)
@@ -429,16 +452,20 @@ def read_predictions_json(
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
             or not all(math.isfinite(v) for v in bbox)
         ):
-            raise EvaluationError(f"{where}: bbox must be [x, y, width, height] numbers")
+            raise EvaluationError(
+                _("{where}: bbox must be [x, y, width, height] numbers").format(where=where)
+            )
         if (
             not isinstance(score, (int, float))
             or isinstance(score, bool)
             or not math.isfinite(score)
         ):
-            raise EvaluationError(f"{where}: score must be a number")
+            raise EvaluationError(_("{where}: score must be a number").format(where=where))
         x, y, w, h = (float(v) for v in bbox)
         if w < 0 or h < 0:
-            raise EvaluationError(f"{where}: bbox has a negative width or height")
+            raise EvaluationError(
+                _("{where}: bbox has a negative width or height").format(where=where)
+            )
         rows[index].append(([x, y, x + w, y + h], float(score), cat))
     out = []
     for row in rows:
@@ -534,9 +561,13 @@ def evaluate_checkpoint(
     except (DetectorWeightsError, DeviceError) as exc:
         raise EvaluationError(str(exc)) from None
     if tuple(detector.class_names[1:]) != tuple(dataset.classes):
+        detected = ", ".join(detector.class_names[1:][:8])
+        if len(detector.class_names) > 9:
+            detected += " ..."
         raise EvaluationError(
-            f"{Path(path).name} detects {', '.join(detector.class_names[1:][:8])}"
-            f"{' ...' if len(detector.class_names) > 9 else ''}; the dataset's classes are "
-            f"{', '.join(dataset.classes)} (pass --classes in the checkpoint's order)"
+            _(
+                "{name} detects {detected}; the dataset's classes are {classes} (pass --classes "
+                "in the checkpoint's order)"
+            ).format(name=Path(path).name, detected=detected, classes=", ".join(dataset.classes))
         )
     return evaluate_predictions(dataset, predict(detector.model, dataset, device=detector.device))

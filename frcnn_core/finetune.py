@@ -71,6 +71,7 @@ from frcnn_core.detectors import (
 )
 from frcnn_core.device import default_device
 from frcnn_core.evaluate import EvaluationResult, Prediction, evaluate_predictions, image_tensor
+from frcnn_core.i18n import N_, _
 
 BASE_LR = 0.02  # for 16 images a step (MMDetection's 8 GPUs x 2 images)
 BASE_BATCH = 16
@@ -188,38 +189,46 @@ class FinetuneSettings:
     def check(self) -> None:
         """Raises FinetuneError (one line) for values that cannot work."""
         if self.model not in MODELS:
-            raise FinetuneError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+            raise FinetuneError(
+                _("unknown model {model!r}; choose one of {models}").format(
+                    model=self.model, models=", ".join(MODELS)
+                )
+            )
         if self.weights not in ("auto", "coco", "random"):
-            raise FinetuneError("--weights must be auto, coco or random (use --load-from FILE)")
+            raise FinetuneError(_("--weights must be auto, coco or random (use --load-from FILE)"))
         positive = {
-            "epochs": self.epochs,
-            "batch size": self.batch_size,
-            "min size": self.min_size,
-            "max size": self.max_size,
-            "rois per image": self.rois_per_image,
-            "eval interval": self.eval_interval,
-            "checkpoint interval": self.checkpoint_interval,
-            "log interval": self.log_interval,
+            N_("epochs"): self.epochs,
+            N_("batch size"): self.batch_size,
+            N_("min size"): self.min_size,
+            N_("max size"): self.max_size,
+            N_("rois per image"): self.rois_per_image,
+            N_("eval interval"): self.eval_interval,
+            N_("checkpoint interval"): self.checkpoint_interval,
+            N_("log interval"): self.log_interval,
         }
         for name, value in positive.items():
             if value < 1:
-                raise FinetuneError(f"{name} must be at least 1, got {value}")
+                raise FinetuneError(
+                    _("{name} must be at least 1, got {value}").format(name=_(name), value=value)
+                )
         if self.min_size > self.max_size:
-            raise FinetuneError("min size must not exceed max size")
+            raise FinetuneError(_("min size must not exceed max size"))
         if self.lr is not None and not (0 < self.lr < 10):
-            raise FinetuneError(f"learning rate must be between 0 and 10, got {self.lr}")
+            raise FinetuneError(
+                _("learning rate must be between 0 and 10, got {lr}").format(lr=self.lr)
+            )
         if not 0 <= self.hflip <= 1:
-            raise FinetuneError("the flip probability must be between 0 and 1")
+            raise FinetuneError(_("the flip probability must be between 0 and 1"))
         if self.warmup_iters < 0 or not 0 < self.warmup_factor <= 1:
-            raise FinetuneError("warm-up needs iterations >= 0 and a factor in (0, 1]")
+            raise FinetuneError(_("warm-up needs iterations >= 0 and a factor in (0, 1]"))
         if self.clip_grad_norm < 0 or self.momentum < 0 or self.weight_decay < 0:
-            raise FinetuneError("momentum, weight decay and clipping must not be negative")
+            raise FinetuneError(_("momentum, weight decay and clipping must not be negative"))
         if not 0 < self.gamma <= 1:
-            raise FinetuneError("gamma must be in (0, 1]")
+            raise FinetuneError(_("gamma must be in (0, 1]"))
         if self.max_iters is not None and self.max_iters < 1:
-            raise FinetuneError("max iterations must be at least 1")
+            raise FinetuneError(_("max iterations must be at least 1"))
         if self.proposals is not None and self.proposals < 1:
-            raise FinetuneError("proposals must be at least 1")
+            raise FinetuneError(_("proposals must be at least 1"))
 
     def learning_rate(self, world_size: int = 1) -> float:
         """The base rate: ``lr``, else the linear rule ``0.02 * batch * processes / 16``."""
@@ -320,7 +329,7 @@ def init_distributed(device: str | None) -> tuple[DistInfo, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     want = torch.device(device) if device else default_device()
     if want.type == "cuda" and not torch.cuda.is_available():
-        raise FinetuneError("CUDA is not available on this machine; use --device cpu")
+        raise FinetuneError(_("CUDA is not available on this machine; use --device cpu"))
     if world <= 1:
         return DistInfo(), want
     info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
@@ -416,8 +425,9 @@ def initial_model(settings: FinetuneSettings, classes: Sequence[str]) -> Startin
                 raise FinetuneError(str(exc)) from None
             if detector.name != settings.model:
                 raise FinetuneError(
-                    f"{settings.load_from} holds {detector.name} weights, not {settings.model}; "
-                    f"use --model {detector.name}"
+                    _("{path} holds {name} weights, not {model}; use --model {name}").format(
+                        path=settings.load_from, name=detector.name, model=settings.model
+                    )
                 )
             if detector.weights != "random":
                 model = detector.model
@@ -426,14 +436,14 @@ def initial_model(settings: FinetuneSettings, classes: Sequence[str]) -> Startin
                 if tuple(detector.class_names[1:]) != tuple(classes):
                     _replace_predictor(model, num_classes)
                 return StartingPoint(model.train(), detector.weights, detector.note)
-            note = (
-                f"COCO weights for {settings.model} were not found: training from random "
-                f"weights (mAP rises far more slowly). To start from COCO, run `python -m "
-                f"frcnn_core fetch-weights --model {settings.model}` where a network exists, or "
-                f"set {WEIGHTS_ENV}=/path/to/weights.pth"
-            )
+            note = _(
+                "COCO weights for {model} were not found: training from random weights (mAP "
+                "rises far more slowly). To start from COCO, run `python -m frcnn_core "
+                "fetch-weights --model {model}` where a network exists, or set "
+                "{env}=/path/to/weights.pth"
+            ).format(model=settings.model, env=WEIGHTS_ENV)
         else:
-            note = "training from random weights (asked for)"
+            note = _("training from random weights (asked for)")
         model = _random_model(settings, num_classes)
         return StartingPoint(model.train(), "random", note)
 
@@ -583,12 +593,14 @@ def _resolve_splits(settings: FinetuneSettings) -> tuple[DetectionDataset, Detec
     train = load_dataset(root, settings.format, classes, train_split)
     val = load_dataset(root, settings.format, classes, val_split)
     if train_split == "all":
-        notes.append("no train split file: training on every image")
+        notes.append(_("no train split file: training on every image"))
     if val_split == "all":
-        notes.append("no val split file: evaluating on every image (the training images)")
+        notes.append(_("no val split file: evaluating on every image (the training images)"))
     if not any(len(r.boxes) for r in train.images):
         raise FinetuneError(
-            f"{root}: the training images hold no box of {', '.join(train.classes)}"
+            _("{root}: the training images hold no box of {classes}").format(
+                root=root, classes=", ".join(train.classes)
+            )
         )
     return train, val, notes
 
@@ -796,8 +808,10 @@ def run_finetune(
                 values = _reduce_losses(loss_dict, info, device)
                 if not math.isfinite(values["loss"]):
                     raise FinetuneError(
-                        f"the loss became {values['loss']} at iteration {iteration + 1}; lower "
-                        "--lr, add --warmup-iters or set --clip-grad-norm"
+                        _(
+                            "the loss became {loss} at iteration {iteration}; lower --lr, add "
+                            "--warmup-iters or set --clip-grad-norm"
+                        ).format(loss=values["loss"], iteration=iteration + 1)
                     )
                 iteration += 1
                 now = time.perf_counter()
@@ -923,24 +937,37 @@ def _read_resume(settings: FinetuneSettings, class_names: tuple[str, ...]) -> di
 
     path = Path(settings.resume or "")
     if not path.is_file():
-        raise FinetuneError(f"checkpoint to resume not found: {path}")
+        raise FinetuneError(_("checkpoint to resume not found: {path}").format(path=path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # any unreadable file is one message
-        raise FinetuneError(f"{path.name} is not a checkpoint that can be read") from None
+        raise FinetuneError(
+            _("{name} is not a checkpoint that can be read").format(name=path.name)
+        ) from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise FinetuneError(f"{path.name} is not a {CHECKPOINT_FORMAT} checkpoint")
+        raise FinetuneError(
+            _("{name} is not a {format} checkpoint").format(
+                name=path.name, format=CHECKPOINT_FORMAT
+            )
+        )
     if obj.get("model") != settings.model:
         raise FinetuneError(
-            f"{path.name} is for {obj.get('model')}; use --model {obj.get('model')}"
+            _("{name} is for {model}; use --model {model}").format(
+                name=path.name, model=obj.get("model")
+            )
         )
     if tuple(obj.get("class_names") or ()) != class_names:
         raise FinetuneError(
-            f"{path.name} was trained for classes {obj.get('class_names')[1:]}, this dataset "
-            f"has {list(class_names[1:])}"
+            _("{name} was trained for classes {saved}, this dataset has {classes}").format(
+                name=path.name,
+                saved=(obj.get("class_names") or [None])[1:],
+                classes=list(class_names[1:]),
+            )
         )
     if not obj.get("optimizer") or "epoch" not in obj:
-        raise FinetuneError(f"{path.name} holds no training state to resume (no optimizer)")
+        raise FinetuneError(
+            _("{name} holds no training state to resume (no optimizer)").format(name=path.name)
+        )
     saved = obj.get("settings") or {}
     if obj.get("trainable_batchnorm"):
         model = _random_model(settings, len(class_names))
@@ -952,7 +979,11 @@ def _read_resume(settings: FinetuneSettings, class_names: tuple[str, ...]) -> di
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1][:160]
-        raise FinetuneError(f"{path.name} does not fit {settings.model}: {first}") from None
+        raise FinetuneError(
+            _("{name} does not fit {model}: {reason}").format(
+                name=path.name, model=settings.model, reason=first
+            )
+        ) from None
     obj["model"] = model.train()
     return obj
 

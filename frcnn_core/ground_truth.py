@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from frcnn_core.i18n import _
 from frcnn_core.image import ResizeParams
 from frcnn_core.safe_io import InputError, parse_json, read_file
 from frcnn_core.text import one_line
@@ -116,17 +117,19 @@ def parse_boxes(data: object) -> tuple[list[object], list[object]]:
     if isinstance(data, dict) and "boxes" in data:
         data = data["boxes"]
     if not isinstance(data, list):
-        raise BoxesError('boxes must be a JSON list of {"box": [x1, y1, x2, y2], "label": "..."}')
+        raise BoxesError(
+            _('boxes must be a JSON list of {"box": [x1, y1, x2, y2], "label": "..."}')
+        )
     boxes: list[object] = []
     labels: list[object] = []
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "box" not in item:
-            raise BoxesError(f'boxes[{i}] is not an object with a "box" entry')
+            raise BoxesError(_('boxes[{i}] is not an object with a "box" entry').format(i=i))
         box = item["box"]
         if not isinstance(box, list) or len(box) != 4:
-            raise BoxesError(f"boxes[{i}].box must be a list of four numbers")
+            raise BoxesError(_("boxes[{i}].box must be a list of four numbers").format(i=i))
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-            raise BoxesError(f"boxes[{i}].box must hold numbers only")
+            raise BoxesError(_("boxes[{i}].box must hold numbers only").format(i=i))
         boxes.append(box)
         labels.append(item.get("label", DEFAULT_LABEL))
     return boxes, labels
@@ -136,7 +139,10 @@ def read_boxes_file(path: str | os.PathLike[str]) -> tuple[list[object], list[ob
     """Read and parse a boxes JSON file (a regular file of at most ``MAX_BOXES_FILE_BYTES``,
     nested at most 64 levels deep); :class:`BoxesError` with a one-line reason otherwise."""
     try:
-        data = parse_json(read_file(path, MAX_BOXES_FILE_BYTES, "boxes file"), f"boxes file {path}")
+        data = parse_json(
+            read_file(path, MAX_BOXES_FILE_BYTES, _("boxes file")),
+            _("boxes file {path}").format(path=path),
+        )
     except InputError as exc:
         raise BoxesError(str(exc)) from None
     return parse_boxes(data)
@@ -207,5 +213,5 @@ def class_ids(labels: tuple[str, ...], vocabulary: tuple[str, ...]) -> ClassIds:
     index = {name: i + 1 for i, name in enumerate(vocabulary)}
     unknown = [x for x in labels if x not in index]
     if unknown:
-        raise ValueError(f"the model does not know the class {unknown[0]!r}")
+        raise ValueError(_("the model does not know the class {label!r}").format(label=unknown[0]))
     return ClassIds(vocabulary, torch.tensor([index[x] for x in labels], dtype=torch.int64))

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from frcnn_core.i18n import _
 from frcnn_core.safe_io import InputError, read_file
 
 # 40 megapixels decodes to 120 MB of RGB: enough for any camera photo a class will upload,
@@ -118,17 +119,17 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        name = "the upload"
+        name = _("the upload")
     else:
         name = os.path.basename(os.fspath(source))
         try:
-            data = read_file(source, MAX_FILE_BYTES, "image")
+            data = read_file(source, MAX_FILE_BYTES, _("image"))
         except InputError as exc:
             raise ImageError(f"{exc}.") from None
     if not data:
-        raise ImageError(f"{name} is empty (0 bytes).")
+        raise ImageError(_("{name} is empty (0 bytes).").format(name=name))
     if len(data) > MAX_FILE_BYTES:
-        raise ImageError(f"{name} is over {MAX_FILE_BYTES // 2**20} MB.")
+        raise ImageError(_("{name} is over {mb} MB.").format(name=name, mb=MAX_FILE_BYTES // 2**20))
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -137,11 +138,23 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise ImageError(
-                    f"{name} is {width} x {height} = {width * height / 1e6:.0f} megapixels; "
-                    f"the limit is {MAX_PIXELS / 1e6:.0f}. Please downscale it first."
+                    _(
+                        "{name} is {width} x {height} = {megapixels:.0f} megapixels; the limit "
+                        "is {limit:.0f}. Please downscale it first."
+                    ).format(
+                        name=name,
+                        width=width,
+                        height=height,
+                        megapixels=width * height / 1e6,
+                        limit=MAX_PIXELS / 1e6,
+                    )
                 )
             if img.format not in SUPPORTED_FORMATS:
-                raise ImageError(f"{name} is a {img.format} file; use JPEG, PNG, WebP or BMP.")
+                raise ImageError(
+                    _("{name} is a {format} file; use JPEG, PNG, WebP or BMP.").format(
+                        name=name, format=img.format
+                    )
+                )
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 img.seek(0)
@@ -156,17 +169,25 @@ def load_image(source: str | os.PathLike[str] | bytes) -> LoadedImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"{name} claims too many pixels to decode safely "
-            f"(the limit is {MAX_PIXELS / 1e6:.0f} megapixels)."
+            _(
+                "{name} claims too many pixels to decode safely (the limit is {limit:.0f} "
+                "megapixels)."
+            ).format(name=name, limit=MAX_PIXELS / 1e6)
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
-            f"{name} is not an image file that can be read (JPEG, PNG, WebP, BMP)."
+            _("{name} is not an image file that can be read (JPEG, PNG, WebP, BMP).").format(
+                name=name
+            )
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).") from exc
+        raise ImageError(
+            _("{name} is damaged or truncated and cannot be decoded ({reason}).").format(
+                name=name, reason=exc
+            )
+        ) from exc
     if min(pixels.shape[:2]) < 1:
-        raise ImageError(f"{name} has no pixels.")
+        raise ImageError(_("{name} has no pixels.").format(name=name))
     return LoadedImage(pixels=pixels, notes=tuple(notes), format=fmt)
 
 

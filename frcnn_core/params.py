@@ -28,6 +28,7 @@ from frcnn_core.anchors import AnchorParams
 from frcnn_core.backbone import VGG16, BackboneParams, BackboneSpec
 from frcnn_core.detect import DetectParams, MatchParams
 from frcnn_core.head import HeadLossParams, HeadParams
+from frcnn_core.i18n import N_, _, ngettext
 from frcnn_core.image import ResizeParams
 from frcnn_core.production_params import ProductionInputParams, ProductionParams
 from frcnn_core.proposal_targets import ProposalTargetParams
@@ -40,7 +41,8 @@ MAX_ANCHORS_PER_CELL = 100
 
 
 class ParamsError(ValueError):
-    """An impossible setting or combination, in one line for the user.
+    """An impossible setting or combination, in one line for the user, in the caller's
+    language (:mod:`frcnn_core.i18n`; the command line's is English).
 
     Attributes:
         path: the setting that caused it (``"roi_pool.output_size"``), so the app can show the
@@ -126,7 +128,7 @@ def groups() -> tuple[str, ...]:
 def split_path(path: str) -> tuple[str, str]:
     group, sep, name = path.partition(".")
     if not sep or group not in groups():
-        raise ParamsError(f"unknown setting {path!r}", path)
+        raise ParamsError(_("unknown setting {path!r}").format(path=path), path)
     return group, name
 
 
@@ -149,8 +151,10 @@ class Parameter:
 
     Attributes:
         path: ``"group.field"`` in :class:`PipelineParams`.
-        label: what a slider or toggle says.
-        help: one or two sentences for a learner, ending with the tutorial's value.
+        label: what a slider or toggle says, in English (marked for the catalogue: shown as
+            ``_(p.label)`` in the viewer's language).
+        help: one or two sentences for a learner, ending with the tutorial's value (English,
+            shown as ``_(p.help)``).
         kind: ``float`` / ``int`` (a slider over [low, high] in steps of ``step``), ``bool`` (a
             toggle), ``choice`` (one of ``options``), ``numbers`` (a set of numbers, each in
             [low, high], at most ``most`` of them), ``seed`` (a non-negative integer that a
@@ -208,9 +212,8 @@ class Parameter:
             else:
                 value = text
         except ValueError:
-            raise ParamsError(
-                f"{self.path}={text!r} is not {_KIND_WORDS[self.kind]}", self.path
-            ) from None
+            message = _(_NOT_OF_KIND[self.kind]).format(path=self.path, text=text)
+            raise ParamsError(message, self.path) from None
         return self.check(value)
 
     def check(self, value: Any) -> Any:
@@ -219,30 +222,36 @@ class Parameter:
         where = self.path
         if self.kind == "bool":
             if not isinstance(value, bool):
-                raise ParamsError(f"{where} must be true or false", where)
+                raise ParamsError(_("{path} must be true or false").format(path=where), where)
             return value
         if self.kind == "choice":
             if value not in self.options:
                 options = ", ".join(map(str, self.options))
-                raise ParamsError(f"{where} must be one of {options}, not {value!r}", where)
+                message = _("{path} must be one of {options}, not {value!r}")
+                raise ParamsError(message.format(path=where, options=options, value=value), where)
             return value
         if self.kind == "numbers":
             try:
                 values = tuple(sorted({float(v) for v in value}))
             except (TypeError, ValueError):
-                raise ParamsError(f"{where} must be a list of numbers", where) from None
+                message = _("{path} must be a list of numbers").format(path=where)
+                raise ParamsError(message, where) from None
             if not values:
-                raise ParamsError(f"{where} needs at least one value", where)
+                raise ParamsError(_("{path} needs at least one value").format(path=where), where)
             if len(values) > self.most:
-                raise ParamsError(f"{where} takes at most {self.most} values", where)
+                message = ngettext(
+                    "{path} takes at most {n} value", "{path} takes at most {n} values", self.most
+                )
+                raise ParamsError(message.format(path=where, n=self.most), where)
             for v in values:
                 self._in_range(v)
             return values
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{where} must be {_KIND_WORDS[self.kind]}", where)
+            raise ParamsError(_(_MUST_BE_KIND[self.kind]).format(path=where), where)
         if self.kind in ("int", "seed"):
             if value != int(value):
-                raise ParamsError(f"{where} must be a whole number, not {value!r}", where)
+                message = _("{path} must be a whole number, not {value!r}")
+                raise ParamsError(message.format(path=where, value=value), where)
             value = int(value)
         else:
             value = float(value)
@@ -251,24 +260,35 @@ class Parameter:
 
     def _in_range(self, value: float) -> None:
         if not math.isfinite(value):
-            raise ParamsError(f"{self.path} must be a finite number", self.path)
+            message = _("{path} must be a finite number").format(path=self.path)
+            raise ParamsError(message, self.path)
         low = -math.inf if self.low is None else self.low
         high = math.inf if self.high is None else self.high
         if not low <= value <= high:
             if self.high is None:
-                where = f"at least {low:g}"
+                message = _("{path} must be at least {low:g} (got {value:g})")
             else:
-                where = f"between {low:g} and {high:g}"
-            raise ParamsError(f"{self.path} must be {where} (got {value:g})", self.path)
+                message = _("{path} must be between {low:g} and {high:g} (got {value:g})")
+            message = message.format(path=self.path, low=low, high=high, value=value)
+            raise ParamsError(message, self.path)
 
 
-_KIND_WORDS = {
-    "float": "a number",
-    "int": "a whole number",
-    "seed": "a whole number",
-    "bool": "true or false",
-    "choice": "one of the choices",
-    "numbers": "a comma-separated list of numbers",
+# Whole sentences per kind (word order differs between languages); translated where raised.
+_NOT_OF_KIND = {
+    "float": N_("{path}={text!r} is not a number"),
+    "int": N_("{path}={text!r} is not a whole number"),
+    "seed": N_("{path}={text!r} is not a whole number"),
+    "bool": N_("{path}={text!r} is not true or false"),
+    "choice": N_("{path}={text!r} is not one of the choices"),
+    "numbers": N_("{path}={text!r} is not a comma-separated list of numbers"),
+}
+_MUST_BE_KIND = {
+    "float": N_("{path} must be a number"),
+    "int": N_("{path} must be a whole number"),
+    "seed": N_("{path} must be a whole number"),
+    "bool": N_("{path} must be true or false"),
+    "choice": N_("{path} must be one of the choices"),
+    "numbers": N_("{path} must be a comma-separated list of numbers"),
 }
 
 
@@ -279,8 +299,8 @@ def _bug(path: str, label: str, help: str) -> Parameter:
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "resize.width",
-        "Input width",
-        "Width of the input frame the image is resized to, in pixels (tutorial: 800).",
+        N_("Input width"),
+        N_("Width of the input frame the image is resized to, in pixels (tutorial: 800)."),
         "int",
         160,
         1280,
@@ -288,8 +308,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "resize.height",
-        "Input height",
-        "Height of the input frame the image is resized to, in pixels (tutorial: 800).",
+        N_("Input height"),
+        N_("Height of the input frame the image is resized to, in pixels (tutorial: 800)."),
         "int",
         160,
         1280,
@@ -297,23 +317,29 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "resize.truncate_boxes",
-        "Truncate boxes to whole pixels",
-        "The tutorial truncates the scaled boxes to whole pixels (int); off keeps them as "
-        "fractions.",
+        N_("Truncate boxes to whole pixels"),
+        N_(
+            "The tutorial truncates the scaled boxes to whole pixels (int); off keeps them as "
+            "fractions."
+        ),
         "bool",
     ),
     Parameter(
         "backbone.normalize",
-        "ImageNet normalisation",
-        "Subtract ImageNet's mean and divide by its standard deviation per colour channel, as "
-        "VGG16 was trained. The tutorial forgot it (bug B13).",
+        N_("ImageNet normalisation"),
+        N_(
+            "Subtract ImageNet's mean and divide by its standard deviation per colour channel, as "
+            "VGG16 was trained. The tutorial forgot it (bug B13)."
+        ),
         "bool",
     ),
     Parameter(
         "anchors.scales",
-        "Scales",
-        "Anchor size in feature cells: side = stride × scale pixels at ratio 1 (tutorial: 8, "
-        "16, 32). Type a number to add one.",
+        N_("Scales"),
+        N_(
+            "Anchor size in feature cells: side = stride × scale pixels at ratio 1 (tutorial: 8, "
+            "16, 32). Type a number to add one."
+        ),
         "numbers",
         0.5,
         64.0,
@@ -321,9 +347,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "anchors.ratios",
-        "Ratios (height / width)",
-        "0.5 is a wide box, 2 a tall one; the area stays that of the scale (tutorial: 0.5, 1, "
-        "2). Type a number to add one.",
+        N_("Ratios (height / width)"),
+        N_(
+            "0.5 is a wide box, 2 a tall one; the area stays that of the scale (tutorial: 0.5, 1, "
+            "2). Type a number to add one."
+        ),
         "numbers",
         0.1,
         10.0,
@@ -331,15 +359,19 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     _bug(
         "anchors.bug_b1_x_outer",
-        "B1: anchors in x-outer order",
-        "The tutorial built the anchors column by column while the RPN's outputs are row by "
-        "row: every anchor is paired with the prediction of the mirrored cell.",
+        N_("B1: anchors in x-outer order"),
+        N_(
+            "The tutorial built the anchors column by column while the RPN's outputs are row by "
+            "row: every anchor is paired with the prediction of the mirrored cell."
+        ),
     ),
     Parameter(
         "anchor_targets.pos_iou",
-        "Positive IoU ≥",
-        "An anchor whose best IoU with a ground-truth box reaches this is an object "
-        "(tutorial: 0.7).",
+        N_("Positive IoU ≥"),
+        N_(
+            "An anchor whose best IoU with a ground-truth box reaches this is an object "
+            "(tutorial: 0.7)."
+        ),
         "float",
         0.05,
         1.0,
@@ -347,8 +379,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "anchor_targets.neg_iou",
-        "Negative IoU <",
-        "An anchor whose best IoU is under this is background (tutorial: 0.3).",
+        N_("Negative IoU <"),
+        N_("An anchor whose best IoU is under this is background (tutorial: 0.3)."),
         "float",
         0.0,
         0.95,
@@ -356,8 +388,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "anchor_targets.batch_size",
-        "Anchors per image",
-        "How many labelled anchors enter the RPN's loss (tutorial: 256).",
+        N_("Anchors per image"),
+        N_("How many labelled anchors enter the RPN's loss (tutorial: 256)."),
         "int",
         16,
         1024,
@@ -365,8 +397,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "anchor_targets.pos_fraction",
-        "Positive fraction at most",
-        "Share of the sampled anchors that may be positive (tutorial: 0.5).",
+        N_("Positive fraction at most"),
+        N_("Share of the sampled anchors that may be positive (tutorial: 0.5)."),
         "float",
         0.05,
         1.0,
@@ -374,41 +406,43 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "anchor_targets.seed",
-        "Anchor sampling seed",
-        "Which random sample of anchors enters the loss; Resample draws another.",
+        N_("Anchor sampling seed"),
+        N_("Which random sample of anchors enters the loss; Resample draws another."),
         "seed",
         0,
     ),
     _bug(
         "anchor_targets.bug_b2_negatives_last",
-        "B2: negatives labelled last",
-        "The tutorial labels the best anchors positive before the negatives, so a small box "
-        "whose best IoU is under the negative threshold loses its positives.",
+        N_("B2: negatives labelled last"),
+        N_(
+            "The tutorial labels the best anchors positive before the negatives, so a small box "
+            "whose best IoU is under the negative threshold loses its positives."
+        ),
     ),
     _bug(
         "anchor_targets.bug_b3_neg_count",
-        "B3: n_neg = 256 × #pos",
-        "The tutorial multiplies where it should subtract: every negative enters the loss.",
+        N_("B3: n_neg = 256 × #pos"),
+        N_("The tutorial multiplies where it should subtract: every negative enters the loss."),
     ),
     _bug(
         "anchor_targets.bug_b4_float_npos",
-        "B4: n_pos = 0.5 × 256 as a float",
-        "A float count makes np.random.choice fail once there are more than 128 positives.",
+        N_("B4: n_pos = 0.5 × 256 as a float"),
+        N_("A float count makes np.random.choice fail once there are more than 128 positives."),
     ),
     _bug(
         "anchor_targets.bug_b5_width_assign",
-        "B5: width = x2 = x1",
-        "An assignment where a subtraction was meant gives wrong box targets.",
+        N_("B5: width = x2 = x1"),
+        N_("An assignment where a subtraction was meant gives wrong box targets."),
     ),
     _bug(
         "rpn.bug_b6_no_relu",
-        "B6: no ReLU after the RPN's 3 × 3 conv",
-        "Without it the conv and the 1 × 1 layers collapse into one linear map.",
+        N_("B6: no ReLU after the RPN's 3 × 3 conv"),
+        N_("Without it the conv and the 1 × 1 layers collapse into one linear map."),
     ),
     Parameter(
         "rpn_loss.loss_lambda",
-        "RPN box-loss weight λ",
-        "Weight of the RPN's box-regression term against its objectness term (tutorial: 10).",
+        N_("RPN box-loss weight λ"),
+        N_("Weight of the RPN's box-regression term against its objectness term (tutorial: 10)."),
         "float",
         0.0,
         20.0,
@@ -416,8 +450,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "rpn_loss.smooth_l1_beta",
-        "RPN smooth-L1 β",
-        "Where the RPN's box loss turns from quadratic to linear (tutorial: 1).",
+        N_("RPN smooth-L1 β"),
+        N_("Where the RPN's box loss turns from quadratic to linear (tutorial: 1)."),
         "float",
         0.0,
         5.0,
@@ -425,8 +459,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposals.nms_iou",
-        "NMS IoU threshold",
-        "NMS deletes a box that overlaps a better-scored one by more than this (tutorial: 0.7).",
+        N_("NMS IoU threshold"),
+        N_(
+            "NMS deletes a box that overlaps a better-scored one by more than this (tutorial: 0.7)."
+        ),
         "float",
         0.0,
         1.0,
@@ -434,8 +470,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposals.min_size",
-        "Min size (px)",
-        "Proposals narrower or shorter than this many input pixels are dropped (tutorial: 16).",
+        N_("Min size (px)"),
+        N_("Proposals narrower or shorter than this many input pixels are dropped (tutorial: 16)."),
         "float",
         0.0,
         800.0,
@@ -443,9 +479,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposals.scale_clamp",
-        "Largest log size change",
-        "Predicted log width and height changes are clamped to this, so a box grows at most "
-        "e^this times (tutorial: log(1000 / 16) ≈ 4.135).",
+        N_("Largest log size change"),
+        N_(
+            "Predicted log width and height changes are clamped to this, so a box grows at most "
+            "e^this times (tutorial: log(1000 / 16) ≈ 4.135)."
+        ),
         "float",
         0.5,
         10.0,
@@ -453,18 +491,18 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     _bug(
         "proposals.bug_b7_logit_rank",
-        "B7: rank by the raw object logit",
-        "The tutorial ranked proposals by the object logit, not the softmax probability.",
+        N_("B7: rank by the raw object logit"),
+        N_("The tutorial ranked proposals by the object logit, not the softmax probability."),
     ),
     _bug(
         "proposals.bug_b8_index_order",
-        "B8: NMS in anchor-index order",
-        "The tutorial's order.argsort()[::-1] visits boxes by index, not by score.",
+        N_("B8: NMS in anchor-index order"),
+        N_("The tutorial's order.argsort()[::-1] visits boxes by index, not by score."),
     ),
     Parameter(
         "train_proposals.pre_nms",
-        "Pre-NMS top N (training)",
-        "Best-scored boxes that go into NMS while training (tutorial: 12000).",
+        N_("Pre-NMS top N (training)"),
+        N_("Best-scored boxes that go into NMS while training (tutorial: 12000)."),
         "int",
         100,
         30000,
@@ -472,8 +510,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "train_proposals.post_nms",
-        "Post-NMS top N (training)",
-        "Best NMS survivors kept as proposals while training (tutorial: 2000).",
+        N_("Post-NMS top N (training)"),
+        N_("Best NMS survivors kept as proposals while training (tutorial: 2000)."),
         "int",
         10,
         5000,
@@ -481,8 +519,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "test_proposals.pre_nms",
-        "Pre-NMS top N (test)",
-        "Best-scored boxes that go into NMS at test time (tutorial: 6000).",
+        N_("Pre-NMS top N (test)"),
+        N_("Best-scored boxes that go into NMS at test time (tutorial: 6000)."),
         "int",
         100,
         30000,
@@ -490,8 +528,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "test_proposals.post_nms",
-        "Post-NMS top N (test)",
-        "Best NMS survivors kept as proposals at test time (tutorial: 300).",
+        N_("Post-NMS top N (test)"),
+        N_("Best NMS survivors kept as proposals at test time (tutorial: 300)."),
         "int",
         10,
         5000,
@@ -499,8 +537,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposal_targets.roi_batch_size",
-        "RoIs per image",
-        "How many RoIs enter the head's loss (tutorial: 128).",
+        N_("RoIs per image"),
+        N_("How many RoIs enter the head's loss (tutorial: 128)."),
         "int",
         8,
         512,
@@ -508,8 +546,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposal_targets.roi_pos_fraction",
-        "Positive RoI fraction at most",
-        "Share of the sampled RoIs that may be objects (tutorial: 0.25).",
+        N_("Positive RoI fraction at most"),
+        N_("Share of the sampled RoIs that may be objects (tutorial: 0.25)."),
         "float",
         0.05,
         1.0,
@@ -517,9 +555,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposal_targets.roi_pos_iou",
-        "Positive RoI IoU ≥",
-        "A proposal whose best IoU with a ground-truth box reaches this is an object RoI "
-        "(tutorial: 0.5).",
+        N_("Positive RoI IoU ≥"),
+        N_(
+            "A proposal whose best IoU with a ground-truth box reaches this is an object RoI "
+            "(tutorial: 0.5)."
+        ),
         "float",
         0.05,
         1.0,
@@ -527,8 +567,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposal_targets.roi_neg_iou_hi",
-        "Background RoI IoU <",
-        "Upper end of the background range (tutorial: 0.5).",
+        N_("Background RoI IoU <"),
+        N_("Upper end of the background range (tutorial: 0.5)."),
         "float",
         0.05,
         1.0,
@@ -536,8 +576,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposal_targets.roi_neg_iou_lo",
-        "Background RoI IoU ≥",
-        "Lower end of the background range (tutorial: 0.0; Fast R-CNN used 0.1).",
+        N_("Background RoI IoU ≥"),
+        N_("Lower end of the background range (tutorial: 0.0; Fast R-CNN used 0.1)."),
         "float",
         0.0,
         0.95,
@@ -545,16 +585,18 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "proposal_targets.seed",
-        "RoI sampling seed",
-        "Which random sample of RoIs enters the loss; Resample draws another.",
+        N_("RoI sampling seed"),
+        N_("Which random sample of RoIs enters the loss; Resample draws another."),
         "seed",
         0,
     ),
     Parameter(
         "roi_pool.output_size",
-        "Pooled size",
-        "Every RoI is pooled to this many × this many cells; the head's input width follows "
-        "(tutorial: 7).",
+        N_("Pooled size"),
+        N_(
+            "Every RoI is pooled to this many × this many cells; the head's input width follows "
+            "(tutorial: 7)."
+        ),
         "int",
         1,
         10,
@@ -562,17 +604,19 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "roi_pool.method",
-        "Pooling used by the pipeline",
-        "RoI Pool rounds the RoI to whole cells and takes each bin's maximum (the paper); RoI "
-        "Align samples the exact box bilinearly (tutorial: RoI Pool).",
+        N_("Pooling used by the pipeline"),
+        N_(
+            "RoI Pool rounds the RoI to whole cells and takes each bin's maximum (the paper); RoI "
+            "Align samples the exact box bilinearly (tutorial: RoI Pool)."
+        ),
         "choice",
         options=POOL_METHODS,
         choice_labels=("RoI Pool", "RoI Align"),
     ),
     Parameter(
         "roi_pool.sampling_ratio",
-        "RoI Align samples per bin side",
-        "Bilinear samples per bin side for RoI Align; 0 adapts to the RoI's size (default: 2).",
+        N_("RoI Align samples per bin side"),
+        N_("Bilinear samples per bin side for RoI Align; 0 adapts to the RoI's size (default: 2)."),
         "int",
         0,
         8,
@@ -580,13 +624,16 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     _bug(
         "head.bug_b11_no_relu",
-        "B11: no ReLU between fc6 and fc7",
-        "The tutorial's nn.Sequential(Linear, Linear): two layers that collapse into one.",
+        N_("B11: no ReLU between fc6 and fc7"),
+        N_("The tutorial's nn.Sequential(Linear, Linear): two layers that collapse into one."),
     ),
     Parameter(
         "head_loss.loss_lambda",
-        "Head box-loss weight λ",
-        "Weight of the head's box-regression term against its classification term (tutorial: 10).",
+        N_("Head box-loss weight λ"),
+        N_(
+            "Weight of the head's box-regression term against its classification term "
+            "(tutorial: 10)."
+        ),
         "float",
         0.0,
         20.0,
@@ -594,8 +641,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "head_loss.smooth_l1_beta",
-        "Head smooth-L1 β",
-        "Where the head's box loss turns from quadratic to linear (tutorial: 1).",
+        N_("Head smooth-L1 β"),
+        N_("Where the head's box loss turns from quadratic to linear (tutorial: 1)."),
         "float",
         0.0,
         5.0,
@@ -603,13 +650,13 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     _bug(
         "head_loss.bug_b12_unreduced",
-        "B12: leave the RoI box loss unreduced",
-        "The tutorial never sums roi_loc_loss, so the total loss is a matrix.",
+        N_("B12: leave the RoI box loss unreduced"),
+        N_("The tutorial never sums roi_loc_loss, so the total loss is a matrix."),
     ),
     Parameter(
         "detect.score_threshold",
-        "Score threshold",
-        "Detections whose class score is under this are dropped (tutorial: 0.05).",
+        N_("Score threshold"),
+        N_("Detections whose class score is under this are dropped (tutorial: 0.05)."),
         "float",
         0.0,
         0.99,
@@ -617,9 +664,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "detect.class_nms_iou",
-        "Per-class NMS IoU",
-        "A detection overlapping a better one of the same class by more than this is "
-        "suppressed (tutorial: 0.5).",
+        N_("Per-class NMS IoU"),
+        N_(
+            "A detection overlapping a better one of the same class by more than this is "
+            "suppressed (tutorial: 0.5)."
+        ),
         "float",
         0.05,
         1.0,
@@ -627,8 +676,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "detect.max_detections",
-        "Max detections",
-        "The best-scored detections kept per image (tutorial: 100).",
+        N_("Max detections"),
+        N_("The best-scored detections kept per image (tutorial: 100)."),
         "int",
         1,
         300,
@@ -636,9 +685,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "match.match_iou",
-        "IoU for a true positive",
-        "A detection is a true positive when it overlaps a ground-truth box of its class by "
-        "at least this (PASCAL VOC: 0.5).",
+        N_("IoU for a true positive"),
+        N_(
+            "A detection is a true positive when it overlaps a ground-truth box of its class by "
+            "at least this (PASCAL VOC: 0.5)."
+        ),
         "float",
         0.1,
         0.95,
@@ -646,10 +697,12 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "production_input.shorter_side",
-        "Shorter side (px)",
-        "The production detector scales the image, aspect kept, so its shorter side is this "
-        "many pixels unless the longer side would pass its limit. Smaller is faster on a CPU, "
-        "larger finds smaller objects (torchvision and the tutorial's MMDetection config: 800).",
+        N_("Shorter side (px)"),
+        N_(
+            "The production detector scales the image, aspect kept, so its shorter side is this "
+            "many pixels unless the longer side would pass its limit. Smaller is faster on a CPU, "
+            "larger finds smaller objects (torchvision and the tutorial's MMDetection config: 800)."
+        ),
         "int",
         128,
         1344,
@@ -657,9 +710,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "production_input.longer_side",
-        "Longer side at most (px)",
-        "The production detector's resize never makes the longer side larger than this "
-        "(torchvision and the tutorial's MMDetection config: 1333).",
+        N_("Longer side at most (px)"),
+        N_(
+            "The production detector's resize never makes the longer side larger than this "
+            "(torchvision and the tutorial's MMDetection config: 1333)."
+        ),
         "int",
         133,
         2133,
@@ -667,10 +722,12 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "production.box_score_thresh",
-        "Score threshold",
-        "The production detector's detections whose class probability is not above this are "
-        "hidden; moving it re-runs no network. Its lowest value is the model's own: torchvision "
-        "drops every score under 0.05 (tutorial, MMDetection demo: 0.3).",
+        N_("Score threshold"),
+        N_(
+            "The production detector's detections whose class probability is not above this "
+            "are hidden; moving it re-runs no network. Its lowest value is the model's own: "
+            "torchvision drops every score under 0.05 (tutorial, MMDetection demo: 0.3)."
+        ),
         "float",
         0.05,
         0.99,
@@ -680,15 +737,34 @@ PARAMETERS: tuple[Parameter, ...] = (
 
 BY_PATH: dict[str, Parameter] = {p.path: p for p in PARAMETERS}
 
-# Names a user may try that are sizes of the network, not settings, and what they follow from.
+# Names a user may try that are sizes of the network, not settings, and what they follow from:
+# the whole message (``{name}`` is the name tried; ``{backbone}``, ``{stride}``, ``{channels}``
+# the backbone's), translated where raised.
+_PER_CELL = N_(
+    "{name} is derived, not a setting: it follows from the number of scales × the number of ratios"
+)
 DERIVED: dict[str, str] = {
-    "stride": "the backbone's stride ({spec.name}: {spec.stride}); anchors are spaced by it",
-    "spatial_scale": "1 / the backbone's stride (1/{spec.stride})",
-    "feature_size": "the input frame and the backbone's stride (800 / {spec.stride} = 50)",
-    "channels": "the backbone ({spec.name}: {spec.channels} channels)",
-    "in_features": "channels × pooled size² ({spec.channels} × 7 × 7 = 25088 by default)",
-    "per_cell": "the number of scales × the number of ratios",
-    "anchors_per_cell": "the number of scales × the number of ratios",
+    "stride": N_(
+        "{name} is derived, not a setting: it follows from the backbone's stride ({backbone}: "
+        "{stride}); anchors are spaced by it"
+    ),
+    "spatial_scale": N_(
+        "{name} is derived, not a setting: it follows from 1 / the backbone's stride (1/{stride})"
+    ),
+    "feature_size": N_(
+        "{name} is derived, not a setting: it follows from the input frame and the backbone's "
+        "stride (800 / {stride} = 50)"
+    ),
+    "channels": N_(
+        "{name} is derived, not a setting: it follows from the backbone ({backbone}: "
+        "{channels} channels)"
+    ),
+    "in_features": N_(
+        "{name} is derived, not a setting: it follows from channels × pooled size² "
+        "({channels} × 7 × 7 = 25088 by default)"
+    ),
+    "per_cell": _PER_CELL,
+    "anchors_per_cell": _PER_CELL,
 }
 
 
@@ -696,7 +772,7 @@ def parameter(path: str) -> Parameter:
     try:
         return BY_PATH[path]
     except KeyError:
-        raise ParamsError(f"unknown setting {path!r}", path) from None
+        raise ParamsError(_("unknown setting {path!r}").format(path=path), path) from None
 
 
 def resolve(name: str, spec: BackboneSpec = VGG16) -> Parameter:
@@ -710,8 +786,10 @@ def resolve(name: str, spec: BackboneSpec = VGG16) -> Parameter:
     name = name.strip()
     field_name = name.rpartition(".")[2]
     if field_name in DERIVED and name not in BY_PATH:
-        why = DERIVED[field_name].format(spec=spec)
-        raise ParamsError(f"{field_name} is derived, not a setting: it follows from {why}", name)
+        message = _(DERIVED[field_name]).format(
+            name=field_name, backbone=spec.name, stride=spec.stride, channels=spec.channels
+        )
+        raise ParamsError(message, name)
     if name in BY_PATH:
         return BY_PATH[name]
     owners = [p for p in PARAMETERS if p.name == name]
@@ -719,8 +797,10 @@ def resolve(name: str, spec: BackboneSpec = VGG16) -> Parameter:
         return owners[0]
     if owners:
         options = ", ".join(p.path for p in owners)
-        raise ParamsError(f"{name!r} is ambiguous: use one of {options}", name)
-    raise ParamsError(f"unknown setting {name!r} (see --help for the list)", name)
+        message = _("{name!r} is ambiguous: use one of {options}")
+        raise ParamsError(message.format(name=name, options=options), name)
+    message = _("unknown setting {name!r} (see --help for the list)").format(name=name)
+    raise ParamsError(message, name)
 
 
 def validate(params: PipelineParams, spec: BackboneSpec = VGG16) -> PipelineParams:
@@ -733,18 +813,24 @@ def validate(params: PipelineParams, spec: BackboneSpec = VGG16) -> PipelinePara
         entry.check(params.get(entry.path))
     for path in ("resize.height", "resize.width"):
         if params.get(path) < spec.stride * 2:
+            message = _(
+                "{path} must be at least {least} pixels: the backbone's feature map has one "
+                "cell per {stride}"
+            )
             raise ParamsError(
-                f"{path} must be at least {spec.stride * 2} pixels: the backbone's feature map "
-                f"has one cell per {spec.stride}",
-                path,
+                message.format(path=path, least=spec.stride * 2, stride=spec.stride), path
             )
     per_cell = params.anchors.per_cell
     if per_cell > MAX_ANCHORS_PER_CELL:
-        raise ParamsError(
-            f"{len(params.anchors.scales)} scales × {len(params.anchors.ratios)} ratios = "
-            f"{per_cell} anchors per cell; at most {MAX_ANCHORS_PER_CELL}",
-            "anchors.ratios",
+        message = _(
+            "{scales} scales × {ratios} ratios = {n} anchors per cell; at most {most}"
+        ).format(
+            scales=len(params.anchors.scales),
+            ratios=len(params.anchors.ratios),
+            n=per_cell,
+            most=MAX_ANCHORS_PER_CELL,
         )
+        raise ParamsError(message, "anchors.ratios")
     return params
 
 

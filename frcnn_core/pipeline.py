@@ -79,6 +79,7 @@ from frcnn_core.head import (
     head_forward,
     head_loss,
 )
+from frcnn_core.i18n import N_
 from frcnn_core.image import InputImage, LoadedImage, ResizeParams, resize_image
 from frcnn_core.params import PipelineParams
 from frcnn_core.proposal_targets import (
@@ -305,79 +306,88 @@ SOURCES = ("photo", "user_boxes", "spec", "backbone_net", "heads", "vocabulary")
 PIPELINE = Graph(
     SOURCES,
     [
-        Stage("image", _image, ("photo",), ("resize",), "Load and resize"),
+        Stage("image", _image, ("photo",), ("resize",), N_("Load and resize")),
         Stage(
             "ground_truth",
             _ground_truth,
             ("photo", "user_boxes"),
             ("resize",),
-            "Ground-truth boxes",
+            N_("Ground-truth boxes"),
         ),
-        Stage("classes", _classes, ("ground_truth", "vocabulary"), (), "Class ids"),
+        Stage("classes", _classes, ("ground_truth", "vocabulary"), (), N_("Class ids")),
         Stage(
-            "backbone", _backbone, ("image", "backbone_net"), ("backbone",), "Backbone", heavy=True
+            "backbone",
+            _backbone,
+            ("image", "backbone_net"),
+            ("backbone",),
+            N_("Backbone"),
+            heavy=True,
         ),
-        Stage("anchors", _anchors, ("image", "spec"), ("anchors",), "Anchors"),
+        Stage("anchors", _anchors, ("image", "spec"), ("anchors",), N_("Anchors")),
         Stage(
             "anchor_overlaps",
             _anchor_overlaps,
             ("anchors", "ground_truth"),
             (),
-            "Anchor–ground-truth IoU",
+            N_(
+                "Anchor–ground-truth IoU",
+            ),
         ),
         Stage(
             "anchor_targets",
             _anchor_targets,
             ("anchors", "ground_truth", "anchor_overlaps"),
             ("anchor_targets",),
-            "Anchor labelling and sampling",
+            N_("Anchor labelling and sampling"),
         ),
-        Stage("rpn", _rpn, ("backbone", "heads"), ("rpn",), "RPN head", heavy=True),
-        Stage("rpn_loss", _rpn_loss, ("rpn", "anchor_targets"), ("rpn_loss",), "RPN loss"),
+        Stage("rpn", _rpn, ("backbone", "heads"), ("rpn",), N_("RPN head"), heavy=True),
+        Stage("rpn_loss", _rpn_loss, ("rpn", "anchor_targets"), ("rpn_loss",), N_("RPN loss")),
         Stage(
             "proposals",
             _proposals,
             ("image", "anchors", "rpn"),
             ("proposals", "train_proposals"),
-            "Proposal layer",
+            N_("Proposal layer"),
         ),
         Stage(
             "proposal_targets",
             _proposal_targets,
             ("proposals", "ground_truth", "classes"),
             ("proposal_targets",),
-            "Proposal targets (RoI sampling)",
+            N_("Proposal targets (RoI sampling)"),
         ),
         Stage(
             "roi_pool",
             _sampled_roi_pool,
             ("backbone", "proposal_targets", "spec"),
             ("roi_pool",),
-            "RoI pooling",
+            N_("RoI pooling"),
         ),
-        Stage("head", _head, ("roi_pool", "heads"), ("head",), "Fast R-CNN head", heavy=True),
-        Stage("head_loss", _head_loss, ("head", "proposal_targets"), ("head_loss",), "Head loss"),
-        Stage("losses", _losses, ("rpn_loss", "head_loss"), (), "Losses"),
+        Stage("head", _head, ("roi_pool", "heads"), ("head",), N_("Fast R-CNN head"), heavy=True),
+        Stage(
+            "head_loss", _head_loss, ("head", "proposal_targets"), ("head_loss",), N_("Head loss")
+        ),
+        Stage("losses", _losses, ("rpn_loss", "head_loss"), (), N_("Losses")),
         Stage(
             "test_proposals",
             _proposals,
             ("image", "anchors", "rpn"),
             ("proposals", "test_proposals"),
-            "Test-time proposals",
+            N_("Test-time proposals"),
         ),
         Stage(
             "test_roi_pool",
             _test_roi_pool,
             ("backbone", "test_proposals", "spec"),
             ("roi_pool",),
-            "Test-time RoI pooling",
+            N_("Test-time RoI pooling"),
         ),
         Stage(
             "test_head",
             _head,
             ("test_roi_pool", "heads"),
             ("head",),
-            "Test-time head",
+            N_("Test-time head"),
             heavy=True,
         ),
         Stage(
@@ -385,14 +395,14 @@ PIPELINE = Graph(
             _detections,
             ("image", "test_proposals", "test_head"),
             ("detect",),
-            "Detection",
+            N_("Detection"),
         ),
         Stage(
             "detection_match",
             _detection_match,
             ("detections", "ground_truth", "classes"),
             ("match",),
-            "Detections against the ground truth",
+            N_("Detections against the ground truth"),
         ),
     ],
 )

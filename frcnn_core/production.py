@@ -52,6 +52,8 @@ from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
+from frcnn_core.i18n import _
+
 # The tutorial's score threshold (MMDetection demo): detections below it are not shown.
 DISPLAY_SCORE_THRESHOLD = 0.3
 # Pooled 7 x 7 features are 12 KB per RoI at 256 channels; only the first ones are kept.
@@ -79,8 +81,16 @@ def check_input_size(transform: nn.Module, height: int, width: int) -> tuple[int
     size = (math.floor(height * scale), math.floor(width * scale))
     if min(size) < 1:
         raise InputSizeError(
-            f"a {width} x {height} image is too thin for the detector: resized to at most "
-            f"{transform.max_size} pixels it would be {size[1]} x {size[0]}; crop or pad it"
+            _(
+                "a {width} x {height} image is too thin for the detector: resized to at most "
+                "{longest} pixels it would be {new_width} x {new_height}; crop or pad it"
+            ).format(
+                width=width,
+                height=height,
+                longest=transform.max_size,
+                new_width=size[1],
+                new_height=size[0],
+            )
         )
     return size
 

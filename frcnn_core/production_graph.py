@@ -53,6 +53,7 @@ from frcnn_core.detect import Match, MatchParams, match_detections
 from frcnn_core.detectors import BACKGROUND, Detector
 from frcnn_core.graph import Graph, Stage
 from frcnn_core.ground_truth import clean_boxes
+from frcnn_core.i18n import N_
 from frcnn_core.image import LoadedImage
 from frcnn_core.pipeline import UserBoxes
 from frcnn_core.production import (
@@ -508,7 +509,7 @@ PRODUCTION = Graph(
             _staged_run,
             ("photo", "detector"),
             ("production_input",),
-            "Production forward",
+            N_("Production forward"),
             heavy=True,
         ),
         Stage(
@@ -516,42 +517,42 @@ PRODUCTION = Graph(
             _class_candidates,
             ("staged_run", "detector"),
             (),
-            "Class candidates",
+            N_("Class candidates"),
         ),
         Stage(
             "production_detections",
             _detections,
             ("class_candidates",),
             ("production",),
-            "Score threshold and per-class NMS",
+            N_("Score threshold and per-class NMS"),
         ),
         Stage(
             "labelled_boxes",
             _labelled_boxes,
             ("staged_run", "user_boxes", "detector"),
             (),
-            "Your boxes with class names",
+            N_("Your boxes with class names"),
         ),
         Stage(
             "production_match",
             _match,
             ("production_detections", "labelled_boxes"),
             ("match",),
-            "Detections against your boxes",
+            N_("Detections against your boxes"),
         ),
         Stage(
             "production_targets",
             _targets,
             ("staged_run", "labelled_boxes", "detector"),
             (),
-            "Training targets",
+            N_("Training targets"),
         ),
         Stage(
             "production_head_loss",
             _head_loss,
             ("photo", "detector", "production_targets"),
             ("production_input",),
-            "Head loss (second forward)",
+            N_("Head loss (second forward)"),
             heavy=True,
         ),
     ],

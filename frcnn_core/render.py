@@ -1,6 +1,8 @@
-"""Still pictures of each stage as RGB arrays (OpenCV drawing), for slides and the CLI.
+"""Still pictures of each stage as RGB arrays (OpenCV drawing, text by
+:mod:`frcnn_core.fonts`), for slides and the CLI.
 
-Colours: ground truth yellow, positive green, negative red, proposals cyan, NMS-removed grey.
+Their text is in the caller's language (:mod:`frcnn_core.i18n`). Colours: ground truth
+yellow, positive green, negative red, proposals cyan, NMS-removed grey.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import cv2
 import numpy as np
 import torch
 
+from frcnn_core import fonts
 from frcnn_core.graph import Run
+from frcnn_core.i18n import _, ngettext
 
 GT = (255, 215, 0)
 POSITIVE = (40, 200, 60)
@@ -17,6 +21,13 @@ NEGATIVE = (230, 50, 50)
 PROPOSAL = (0, 200, 230)
 MUTED = (150, 150, 150)
 WHITE = (255, 255, 255)
+OUTLINE = (20, 20, 20)
+# Font sizes (pixels) that keep the text as large as the OpenCV Hershey text these pictures
+# had (about 28 per unit of cv2's font scale: titles 0.65, tiles 0.5; labels a little larger).
+TITLE_SIZE = 18
+LABEL_SIZE = 22
+TILE_SIZE = 14
+TITLE_LINE = 24
 
 
 def _boxes(
@@ -28,9 +39,11 @@ def _boxes(
 
 
 def _title(image: np.ndarray, text: str) -> np.ndarray:
-    """A black band on top with white text."""
-    band = np.zeros((36, image.shape[1], 3), dtype=np.uint8)
-    cv2.putText(band, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.65, WHITE, 1, cv2.LINE_AA)
+    """A black band on top with white text (smaller, or on more lines, on a narrow image)."""
+    lines, size = fonts.fit(text, image.shape[1] - 16, TITLE_SIZE, bold=True)
+    band = np.zeros((12 + TITLE_LINE * len(lines), image.shape[1], 3), dtype=np.uint8)
+    for k, line in enumerate(lines):
+        fonts.put_text(band, line, (8, 18 + TITLE_LINE * k), size, WHITE, bold=True, anchor="lm")
     return np.vstack([band, image])
 
 
@@ -45,11 +58,19 @@ def gt_boxes(result: Run) -> np.ndarray:
         result.ground_truth.boxes.int().tolist(), labels, strict=True
     ):
         cv2.rectangle(img, (x1, y1), (x2, y2), GT, 3, cv2.LINE_AA)
-        cv2.putText(
-            img, label, (x1 + 4, max(y1 - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, GT, 2, cv2.LINE_AA
+        fonts.put_text(
+            img, label, (x1 + 4, max(y1 - 6, 16)), LABEL_SIZE, GT, bold=True, outline=OUTLINE
         )
     h, w = result.image.size
-    return _title(img, f"1. input {w} x {h} with {len(labels)} ground-truth boxes")
+    n = len(labels)
+    return _title(
+        img,
+        ngettext(
+            "1. input {w} x {h} with {n} ground-truth box",
+            "1. input {w} x {h} with {n} ground-truth boxes",
+            n,
+        ).format(w=w, h=h, n=n),
+    )
 
 
 def feature_grid(features: torch.Tensor, channels: list[int], cell: int = 150) -> np.ndarray:
@@ -68,15 +89,8 @@ def feature_grid(features: torch.Tensor, channels: list[int], cell: int = 150) -
         r, q = divmod(k, cols)
         y0 = r * (cell + 22)
         grid[y0 + 22 : y0 + 22 + cell, q * cell : (q + 1) * cell] = tile
-        cv2.putText(
-            grid,
-            f"ch {c}",
-            (q * cell + 4, y0 + 16),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            WHITE,
-            1,
-            cv2.LINE_AA,
+        fonts.put_text(
+            grid, _("ch {c}").format(c=c), (q * cell + 4, y0 + 11), TILE_SIZE, WHITE, anchor="lm"
         )
     return grid
 
@@ -90,8 +104,14 @@ def most_active_channels(features: torch.Tensor, k: int = 16) -> list[int]:
 def features(result: Run) -> np.ndarray:
     fmap = result.backbone.features
     c, hf, wf = fmap.shape[1:]
-    grid = feature_grid(fmap, most_active_channels(fmap))
-    return _title(grid, f"2. backbone: {c} x {hf} x {wf}, 16 most active channels")
+    channels = most_active_channels(fmap)
+    grid = feature_grid(fmap, channels)
+    return _title(
+        grid,
+        _("2. backbone: {c} x {hf} x {wf}, {k} most active channels").format(
+            c=c, hf=hf, wf=wf, k=len(channels)
+        ),
+    )
 
 
 def anchor_centres(result: Run) -> np.ndarray:
@@ -100,7 +120,12 @@ def anchor_centres(result: Run) -> np.ndarray:
         cv2.circle(img, (x, y), 2, PROPOSAL, -1)
     hf, wf = result.anchors.feature_size
     stride = result.anchors.stride
-    return _title(img, f"3. {hf} x {wf} = {hf * wf} anchor centres (stride {stride})")
+    return _title(
+        img,
+        _("3. {hf} x {wf} = {n} anchor centres (stride {stride})").format(
+            hf=hf, wf=wf, n=hf * wf, stride=stride
+        ),
+    )
 
 
 def anchors_at(result: Run, cell: tuple[int, int] | None = None) -> np.ndarray:
@@ -120,7 +145,10 @@ def anchors_at(result: Run, cell: tuple[int, int] | None = None) -> np.ndarray:
     for k, box in enumerate(boxes.tolist()):
         x1, y1, x2, y2 = (round(v) + pad for v in box)
         cv2.rectangle(img, (x1, y1), (x2, y2), colours[k * len(colours) // a], 2, cv2.LINE_AA)
-    return _title(img, f"4. the {a} anchors of cell (y={iy}, x={ix}); colour = ratio")
+    return _title(
+        img,
+        _("4. the {a} anchors of cell (y={iy}, x={ix}); colour = ratio").format(a=a, iy=iy, ix=ix),
+    )
 
 
 def labelled_anchors(result: Run) -> np.ndarray:
@@ -133,8 +161,15 @@ def labelled_anchors(result: Run) -> np.ndarray:
     c = t.counts()
     return _title(
         img,
-        f"5-6. labels: {c['positive']} pos / {c['negative']} neg / {c['ignored']} ign; "
-        f"sampled {c['sampled_positive']} + {c['sampled_negative']}",
+        _(
+            "5-6. labels: {pos} pos / {neg} neg / {ign} ign; sampled {sampled_pos} + {sampled_neg}"
+        ).format(
+            pos=c["positive"],
+            neg=c["negative"],
+            ign=c["ignored"],
+            sampled_pos=c["sampled_positive"],
+            sampled_neg=c["sampled_negative"],
+        ),
     )
 
 
@@ -143,10 +178,14 @@ def proposals(result: Run, after_nms: bool, show: int = 300) -> np.ndarray:
     img = _dimmed(result.image.pixels)
     if after_nms:
         _boxes(img, p.rois[:show], PROPOSAL)
-        text = f"7. after NMS {p.nms_keep.numel()}, kept {p.keep_index.numel()} (top {show} drawn)"
+        text = _("7. after NMS {n}, kept {kept} (top {show} drawn)").format(
+            n=p.nms_keep.numel(), kept=p.keep_index.numel(), show=show
+        )
     else:
         _boxes(img, p.clipped[p.pre_nms_index[:show]], PROPOSAL)
-        text = f"6. before NMS: top {p.pre_nms_index.numel()} by score (top {show} drawn)"
+        text = _("6. before NMS: top {n} by score (top {show} drawn)").format(
+            n=p.pre_nms_index.numel(), show=show
+        )
     _boxes(img, result.ground_truth.boxes, GT, 2)
     return _title(img, text)
 
@@ -158,7 +197,12 @@ def sampled_rois(result: Run) -> np.ndarray:
     _boxes(img, t.rois[n_pos:], NEGATIVE)
     _boxes(img, t.rois[:n_pos], POSITIVE, 2)
     _boxes(img, result.ground_truth.boxes, GT, 2)
-    return _title(img, f"8. sampled RoIs: {n_pos} positive, {t.neg_index.numel()} negative")
+    return _title(
+        img,
+        _("8. sampled RoIs: {pos} positive, {neg} negative").format(
+            pos=n_pos, neg=t.neg_index.numel()
+        ),
+    )
 
 
 def pooled(result: Run, k: int = 8, cell: int = 112) -> np.ndarray:
@@ -179,7 +223,10 @@ def pooled(result: Run, k: int = 8, cell: int = 112) -> np.ndarray:
     if not tiles:
         tiles = [np.zeros((cell + 8, cell + 8, 3), np.uint8)]
     s = list(result.roi_pool.pooled.shape)
-    return _title(np.hstack(tiles), f"9. RoI pool {s}: channel mean, first {len(tiles)}")
+    return _title(
+        np.hstack(tiles),
+        _("9. RoI pool {shape}: channel mean, first {n}").format(shape=s, n=len(tiles)),
+    )
 
 
 def all_stages(result: Run) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
 """Still pictures of each stage of the production detector (:mod:`frcnn_core.production`), as
-RGB uint8 arrays drawn with OpenCV, for slides and ``python -m frcnn_core detect --out``.
+RGB uint8 arrays drawn with OpenCV (text by :mod:`frcnn_core.fonts`, in the caller's language),
+for slides and ``python -m frcnn_core detect --out``.
 
 Everything is drawn in the input frame (the resized image, before padding) except the
 detections, which are drawn on the original image, where ``model(images)`` puts them.
@@ -12,6 +13,8 @@ import cv2
 import numpy as np
 import torch
 
+from frcnn_core import fonts
+from frcnn_core.i18n import _, ngettext
 from frcnn_core.production import Detections, StagedRun
 
 PROPOSAL = (0, 200, 230)
@@ -21,22 +24,24 @@ DETECTION = (255, 215, 0)
 # Level 0 (finest) red ... level 4 ("pool") purple: warm = fine, cool = coarse.
 LEVEL_COLOURS = ((230, 60, 50), (240, 160, 30), (60, 190, 80), (40, 140, 230), (150, 80, 220))
 PANEL_WIDTH = 480
+OUTLINE = (20, 20, 20)
+# A font size of 28 pixels per unit of OpenCV's font scale keeps the capitals as tall as the
+# Hershey text these pictures had (0.55 for titles, 0.5 for labels).
+TITLE_SIZE = 15.5
+LABEL_SIZE = 14
 
 
 def _title(image: np.ndarray, text: str) -> np.ndarray:
-    """A black band on top with white text, larger on large images (slides shrink them)."""
+    """A black band on top with white text, larger on large images (slides shrink them),
+    smaller or on more lines when the image is narrower than the text."""
     k = max(1.0, image.shape[1] / 1000)
-    band = np.zeros((round(32 * k), image.shape[1], 3), dtype=np.uint8)
-    cv2.putText(
-        band,
-        text,
-        (8, round(22 * k)),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.55 * k,
-        WHITE,
-        round(k),
-        cv2.LINE_AA,
-    )
+    size, line = TITLE_SIZE * k, 21 * k
+    lines, size = fonts.fit(text, max(1, image.shape[1] - round(16 * k)), size, bold=True)
+    band = np.zeros((round(11 * k + line * len(lines)), image.shape[1], 3), dtype=np.uint8)
+    for i, text_line in enumerate(lines):
+        fonts.put_text(
+            band, text_line, (8 * k, 16 * k + line * i), size, WHITE, bold=True, anchor="lm"
+        )
     return np.vstack([band, image])
 
 
@@ -97,8 +102,20 @@ def input_frame(run: StagedRun) -> np.ndarray:
     h, w = s.original_size
     return _title(
         canvas,
-        f"1. input: {w} x {h} resized x {s.scale:.3f} to {wi} x {hi} "
-        f"(min {s.min_size} / max {s.max_size}), padded to {wp} x {hp}",
+        _(
+            "1. input: {w} x {h} resized x {scale:.3f} to {wi} x {hi} (min {min_size} / max "
+            "{max_size}), padded to {wp} x {hp}"
+        ).format(
+            w=w,
+            h=h,
+            scale=s.scale,
+            wi=wi,
+            hi=hi,
+            min_size=s.min_size,
+            max_size=s.max_size,
+            wp=wp,
+            hp=hp,
+        ),
     )
 
 
@@ -124,15 +141,20 @@ def fpn_levels(run: StagedRun, channels: int = 4, cell: int = 120) -> np.ndarray
         ]
         label = np.zeros((cell + 4, 150, 3), dtype=np.uint8)
         sy, sx = run.backbone.strides[name]
-        stride = f"stride {sy}" if sy == sx else f"stride {sy} x {sx}"
-        for k, text in enumerate((f"level {name}", f"{fmap.shape[0]} x {h} x {w}", stride)):
-            cv2.putText(
-                label, text, (6, 24 + 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, WHITE, 1, cv2.LINE_AA
-            )
+        if sy == sx:
+            stride = _("stride {s}").format(s=sy)
+        else:
+            stride = _("stride {sy} x {sx}").format(sy=sy, sx=sx)
+        texts = (_("level {name}").format(name=name), f"{fmap.shape[0]} x {h} x {w}", stride)
+        for k, text in enumerate(texts):
+            fonts.put_text(label, text, (6, 24 + 22 * k), LABEL_SIZE, WHITE)
         rows.append(np.hstack([label, *tiles]))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    return _title(np.vstack(rows), f"2. backbone + FPN: {channels} most active channels per level")
+    return _title(
+        np.vstack(rows),
+        _("2. backbone + FPN: {k} most active channels per level").format(k=channels),
+    )
 
 
 def anchors(run: StagedRun) -> np.ndarray:
@@ -143,7 +165,7 @@ def anchors(run: StagedRun) -> np.ndarray:
         img = _dimmed(base)
         colour = LEVEL_COLOURS[i % len(LEVEL_COLOURS)]
         per_cell = len(run.anchors.sizes[name]) * len(run.anchors.aspect_ratios[name])
-        _, hl, wl = run.rpn.objectness[name].shape
+        hl, wl = run.rpn.objectness[name].shape[1:]
         centres = ((boxes[::per_cell, :2] + boxes[::per_cell, 2:]) / 2).cpu().round().int()
         for x, y in centres.tolist():
             cv2.circle(img, (x, y), 1, colour, -1)
@@ -157,10 +179,12 @@ def anchors(run: StagedRun) -> np.ndarray:
         panels.append(
             _title(
                 _fit(img),
-                f"level {name}: {hl} x {wl} x {per_cell} = {boxes.shape[0]} (size {sizes})",
+                _("level {name}: {hl} x {wl} x {per_cell} = {n} (size {sizes})").format(
+                    name=name, hl=hl, wl=wl, per_cell=per_cell, n=boxes.shape[0], sizes=sizes
+                ),
             )
         )
-    return _title(_stack(panels), f"3. anchors: {run.anchors.total} in all")
+    return _title(_stack(panels), _("3. anchors: {n} in all").format(n=run.anchors.total))
 
 
 def objectness(run: StagedRun) -> np.ndarray:
@@ -176,10 +200,12 @@ def objectness(run: StagedRun) -> np.ndarray:
         panels.append(
             _title(
                 _fit(blend),
-                f"level {name}: max sigmoid {float(prob.max()):.2f}, min {float(prob.min()):.2f}",
+                _("level {name}: max sigmoid {high:.2f}, min {low:.2f}").format(
+                    name=name, high=float(prob.max()), low=float(prob.min())
+                ),
             )
         )
-    return _title(_stack(panels), "4. RPN objectness per level (highest over the anchors)")
+    return _title(_stack(panels), _("4. RPN objectness per level (highest over the anchors)"))
 
 
 def proposals(run: StagedRun, show: int = 300) -> np.ndarray:
@@ -198,11 +224,17 @@ def proposals(run: StagedRun, show: int = 300) -> np.ndarray:
     return _title(
         np.hstack(
             [
-                _title(_fit(before), f"before NMS: {p.pre_nms} (top {show} drawn)"),
-                _title(_fit(after), f"after NMS + top-n: {p.post_nms} (top {show} drawn)"),
+                _title(
+                    _fit(before),
+                    _("before NMS: {n} (top {show} drawn)").format(n=p.pre_nms, show=show),
+                ),
+                _title(
+                    _fit(after),
+                    _("after NMS + top-n: {n} (top {show} drawn)").format(n=p.post_nms, show=show),
+                ),
             ]
         ),
-        f"5. proposals per level: {funnel}",
+        _("5. proposals per level: {funnel}").format(funnel=funnel),
     )
 
 
@@ -217,8 +249,16 @@ def roi_levels(run: StagedRun, show: int = 300) -> np.ndarray:
     counts = ", ".join(f"{n}: {c}" for n, c in roi.counts().items())
     return _title(
         img,
-        f"6. RoI levels k = floor({roi.canonical_level} + log2(sqrt(wh) / "
-        f"{roi.canonical_scale})), clamped {roi.k_min}..{roi.k_max}: {counts}",
+        _(
+            "6. RoI levels k = floor({k0} + log2(sqrt(wh) / {scale})), clamped "
+            "{k_min}..{k_max}: {counts}"
+        ).format(
+            k0=roi.canonical_level,
+            scale=roi.canonical_scale,
+            k_min=roi.k_min,
+            k_max=roi.k_max,
+            counts=counts,
+        ),
     )
 
 
@@ -243,17 +283,25 @@ def detections(
         x1, y1, x2, y2 = (round(v) for v in box)
         cv2.rectangle(img, (x1, y1), (x2, y2), DETECTION, thick, cv2.LINE_AA)
         name = class_names[label] if 0 <= label < len(class_names) else str(label)
-        cv2.putText(
+        size = LABEL_SIZE * thick / 2
+        fonts.put_text(
             img,
             f"{name} {score:.2f}",
-            (x1 + 3, max(y1 - 6, 14)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5 * thick / 2,
+            (x1 + 3, max(y1 - 6, round(size))),
+            size,
             DETECTION,
-            max(1, thick // 2),
-            cv2.LINE_AA,
+            bold=True,
+            outline=OUTLINE,
         )
-    return _title(img, f"7. {len(found)} detections with score > {found.threshold:g}")
+    n = len(found)
+    return _title(
+        img,
+        ngettext(
+            "7. {n} detection with score > {threshold:g}",
+            "7. {n} detections with score > {threshold:g}",
+            n,
+        ).format(n=n, threshold=found.threshold),
+    )
 
 
 def all_stages(

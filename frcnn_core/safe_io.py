@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from frcnn_core.i18n import _
+
 MB = 2**20
 # Nesting deeper than any boxes, dataset or project file needs, far below Python's recursion
 # limit (json.loads recurses once per level).
@@ -35,40 +37,65 @@ class InputError(ValueError):
     """A file that cannot be used; the message is one line for the user."""
 
 
-def read_file(path: str | os.PathLike[str], max_bytes: int, what: str = "file") -> bytes:
+def read_file(path: str | os.PathLike[str], max_bytes: int, what: str | None = None) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``.
+
+    Args:
+        what: what the file is, in the messages ("image", "boxes file"; default "file"), in the
+            caller's language.
 
     Raises:
         InputError: missing, not a regular file (a folder, a FIFO, a device), unreadable, or
             larger than ``max_bytes``.
     """
     name = os.fspath(path)
+    what = what or _("file")
     try:
         info = os.stat(name)
     except FileNotFoundError:
-        raise InputError(f"{what} {name} does not exist") from None
+        raise InputError(_("{what} {name} does not exist").format(what=what, name=name)) from None
     except OSError as exc:
-        raise InputError(f"{what} {name} cannot be read: {exc.strerror or exc}") from None
+        raise InputError(_cannot_read(what, name, exc)) from None
     if stat.S_ISDIR(info.st_mode):
-        raise InputError(f"{what} {name} is a folder, not a file")
+        raise InputError(_("{what} {name} is a folder, not a file").format(what=what, name=name))
     if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{what} {name} is not a regular file (a pipe or a device?)")
+        raise InputError(
+            _("{what} {name} is not a regular file (a pipe or a device?)").format(
+                what=what, name=name
+            )
+        )
     if info.st_size > max_bytes:
-        raise InputError(f"{what} {name} is {_size(info.st_size)}; the limit is {_size(max_bytes)}")
+        raise InputError(
+            _("{what} {name} is {size}; the limit is {limit}").format(
+                what=what, name=name, size=_size(info.st_size), limit=_size(max_bytes)
+            )
+        )
     try:
         # O_NONBLOCK: had the path been swapped for a FIFO since the check, open() must not wait.
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise InputError(f"{what} {name} cannot be read: {exc.strerror or exc}") from None
+        raise InputError(_cannot_read(what, name, exc)) from None
     if len(data) > max_bytes:
-        raise InputError(f"{what} {name} is larger than {_size(max_bytes)}")
+        raise InputError(
+            _("{what} {name} is larger than {limit}").format(
+                what=what, name=name, limit=_size(max_bytes)
+            )
+        )
     return data
 
 
+def _cannot_read(what: str, name: str, exc: OSError) -> str:
+    return _("{what} {name} cannot be read: {reason}").format(
+        what=what, name=name, reason=exc.strerror or exc
+    )
+
+
 def _size(n: int) -> str:
-    return f"{n / MB:.0f} MB" if n >= MB else f"{n} bytes"
+    if n >= MB:
+        return _("{mb:.0f} MB").format(mb=n / MB)
+    return _("{n} bytes").format(n=n)
 
 
 def json_depth(text: str) -> int:
@@ -93,27 +120,36 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def parse_json(data: bytes | str, what: str = "file", max_depth: int = MAX_JSON_DEPTH) -> Any:
+def parse_json(data: bytes | str, what: str | None = None, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """JSON from bytes or text, nesting at most ``max_depth`` deep.
+
+    Args:
+        what: the file, in the messages (default "file"), in the caller's language.
 
     Raises:
         InputError: not UTF-8, not JSON (with the line and column), or nested too deeply.
     """
+    what = what or _("file")
     try:
         text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
-        raise InputError(f"{what} is not UTF-8 text") from None
+        raise InputError(_("{what} is not UTF-8 text").format(what=what)) from None
     if json_depth(text) > max_depth:
-        raise InputError(f"{what} nests deeper than {max_depth} levels")
+        raise InputError(
+            _("{what} nests deeper than {depth} levels").format(what=what, depth=max_depth)
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        # exc.msg is Python's own English ("Expecting value"): the line and column say where.
         raise InputError(
-            f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            _("{what} is not valid JSON (line {line}, column {column}: {reason})").format(
+                what=what, line=exc.lineno, column=exc.colno, reason=exc.msg
+            )
         ) from None
 
 
-def check_writable(path: str | os.PathLike[str], what: str = "output") -> Path:
+def check_writable(path: str | os.PathLike[str], what: str | None = None) -> Path:
     """``path`` as a Path once it is clear a file can be written there: its folder exists and
     is writable, and the path itself is not a folder (nor an existing file that cannot be
     replaced).
@@ -122,20 +158,31 @@ def check_writable(path: str | os.PathLike[str], what: str = "output") -> Path:
         InputError: with the reason, before any long work starts.
     """
     target = Path(path)
+    what = what or _("output")
     if target.is_dir():
-        raise InputError(f"{what} {target} is a folder; give a file name")
+        raise InputError(
+            _("{what} {path} is a folder; give a file name").format(what=what, path=target)
+        )
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"{what} {target}: the folder {folder} does not exist")
+        raise InputError(
+            _("{what} {path}: the folder {folder} does not exist").format(
+                what=what, path=target, folder=folder
+            )
+        )
     try:  # the one sure test (permissions say nothing of a read-only disk, or to root)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
         raise InputError(
-            f"{what} {target}: cannot write in {folder} ({exc.strerror or exc})"
+            _("{what} {path}: cannot write in {folder} ({reason})").format(
+                what=what, path=target, folder=folder, reason=exc.strerror or exc
+            )
         ) from None
     if target.exists() and not os.access(target, os.W_OK):
-        raise InputError(f"{what} {target} exists and is not writable")
+        raise InputError(
+            _("{what} {path} exists and is not writable").format(what=what, path=target)
+        )
     return target
 
 

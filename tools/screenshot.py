@@ -51,8 +51,8 @@ def app_pages() -> list[str]:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id.endswith("_TABLE") for t in node.targets
         ):
-            for row in ast.literal_eval(node.value):
-                paths.append(row[1])
+            for row in node.value.elts:  # (file, url path, N_(title), icon)
+                paths.append(ast.literal_eval(row.elts[1]))
     return ["", *paths[1:]]
 
 
@@ -87,16 +87,26 @@ def full_shot(page, target: Path) -> None:
         page.set_viewport_size(viewport)
 
 
-def shoot(browser, base: str, path: str, target: Path, size, theme: str, present: bool) -> None:
+def shoot(
+    browser,
+    base: str,
+    path: str,
+    target: Path,
+    size,
+    theme: str,
+    present: bool,
+    lang: str | None = None,
+) -> None:
     width, height, zoom = size
     context = browser.new_context(
         viewport={"width": round(width / zoom), "height": round(height / zoom)},
         device_scale_factor=zoom,
         color_scheme=theme,
+        locale="ko-KR" if lang == "ko" else "en-US",
     )
     page = context.new_page()
     try:
-        page.goto(f"{base}/{path}")
+        page.goto(f"{base}/{path}" + (f"?lang={lang}" if lang else ""))
         wait_done(page)
         if present:
             toggle = page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(
@@ -121,6 +131,7 @@ def main() -> None:
     parser.add_argument("--zoom", type=float, default=1.0, help="browser zoom, e.g. 1.5")
     parser.add_argument("--theme", choices=THEMES, default="light")
     parser.add_argument("--presentation", action="store_true", help="presentation setting on")
+    parser.add_argument("--lang", choices=["en", "ko"], help="the app's language (?lang=...)")
     parser.add_argument(
         "--matrix",
         action="store_true",
@@ -142,8 +153,10 @@ def main() -> None:
                 for size, theme in runs:
                     width, height, zoom = size
                     name = f"{path or 'image'}-{width}x{height}-{round(zoom * 100)}-{theme}"
-                    target = out / f"{name}{'-present' if args.presentation else ''}.png"
-                    shoot(browser, base, path, target, size, theme, args.presentation)
+                    name += "-present" if args.presentation else ""
+                    name += f"-{args.lang}" if args.lang else ""
+                    target = out / f"{name}.png"
+                    shoot(browser, base, path, target, size, theme, args.presentation, args.lang)
                     print(target, flush=True)
         finally:
             browser.close()

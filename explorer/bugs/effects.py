@@ -4,6 +4,9 @@ Most effects compare two runs of the pipeline that differ only in one bug's sett
 :func:`explorer.bugs.catalogue.with_bug`): every stage upstream of that setting is shared with
 the other pages' runs, so a bug costs only the stages it changes. No streamlit here: the page
 places what these functions return.
+
+Tables are rows of dicts whose keys are English column names marked for the catalogue (``N_``):
+the code reads them back by those names, and the page translates them where it shows them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from frcnn_core.head import (
     head_forward,
     head_loss,
 )
+from frcnn_core.i18n import N_
 from frcnn_core.proposals import ProposalResult
 from frcnn_core.roi_pool import pool_rois
 from frcnn_core.rpn import RPNHead, RPNParams, rpn_forward
@@ -269,13 +273,13 @@ def targets_table(
         x1, y1, x2, y2 = grid.inside_anchors[i].tolist()
         rows.append(
             {
-                "anchor": f"({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})",
-                "width": x2 - x1,
-                "tutorial width (= x1)": x1,
-                "dx fixed": float(fixed[k, 0]),
-                "dx tutorial": float(buggy[k, 0]),
-                "dw fixed": float(fixed[k, 2]),
-                "dw tutorial": float(buggy[k, 2]),
+                N_("anchor"): f"({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})",
+                N_("width"): x2 - x1,
+                N_("tutorial width (= x1)"): x1,
+                N_("dx fixed"): float(fixed[k, 0]),
+                N_("dx tutorial"): float(buggy[k, 0]),
+                N_("dw fixed"): float(fixed[k, 2]),
+                N_("dw tutorial"): float(buggy[k, 2]),
             }
         )
     return rows
@@ -521,11 +525,11 @@ def input_statistics(pixels: np.ndarray) -> list[dict[str, float | str]]:
     norm = image_to_tensor(image, BackboneParams(normalize=True))[0].flatten(1)
     return [
         {
-            "channel": name,
-            "tutorial mean": float(raw[c].mean()),
-            "tutorial std": float(raw[c].std()),
-            "fixed mean": float(norm[c].mean()),
-            "fixed std": float(norm[c].std()),
+            N_("channel"): name,
+            N_("tutorial mean"): float(raw[c].mean()),
+            N_("tutorial std"): float(raw[c].std()),
+            N_("fixed mean"): float(norm[c].mean()),
+            N_("fixed std"): float(norm[c].std()),
         }
         for c, name in enumerate(("R", "G", "B"))
     ]
@@ -567,10 +571,10 @@ def positives_rows(fixed: Run, buggy: Run) -> list[dict[str, object]]:
     good, bad = (positives_per_box(t, pos_iou) for t in results)
     return [
         {
-            "box": f"{i + 1}: {label}",
-            "best IoU": float(results[0].gt_best_iou[i]),
-            "positives (fixed)": good[i],
-            "positives (tutorial)": bad[i],
+            N_("box"): f"{i + 1}: {label}",
+            N_("best IoU"): float(results[0].gt_best_iou[i]),
+            N_("positives (fixed)"): good[i],
+            N_("positives (tutorial)"): bad[i],
         }
         for i, label in enumerate(fixed["ground_truth"].labels)
     ]

@@ -18,6 +18,7 @@ import torch
 from explorer.figures import image_figure
 from explorer.views.backbone import tiled_heatmap
 from frcnn_core.anchors import AnchorParams, AnchorResult
+from frcnn_core.i18n import _
 
 # One colour per ratio (up to eight ratios), line style per scale.
 RATIO_COLOURS = (
@@ -97,16 +98,18 @@ def cell_anchors(grid: AnchorResult, params: AnchorParams, iy: int, ix: int) -> 
 
 
 def cell_table(anchors: list[CellAnchor]) -> list[dict[str, object]]:
-    """Rows for a table of one cell's anchors."""
+    """Rows for a table of one cell's anchors (headers and yes/no in the session's language)."""
+    index, ratio, scale = _("index"), _("ratio h/w"), _("scale")
+    box, inside, yes, no = _("box (x1, y1, x2, y2)"), _("inside"), _("yes"), _("no")
     return [
         {
             "a": c.a,
-            "index": c.index,
-            "ratio h/w": f"{c.ratio:g}",
-            "scale": f"{c.scale:g}",
+            index: c.index,
+            ratio: f"{c.ratio:g}",
+            scale: f"{c.scale:g}",
             "w × h": f"{c.width:.0f} × {c.height:.0f}",
-            "box (x1, y1, x2, y2)": "(" + ", ".join(f"{v:.1f}" for v in c.box) + ")",
-            "inside": "yes" if c.inside else "no",
+            box: "(" + ", ".join(f"{v:.1f}" for v in c.box) + ")",
+            inside: yes if c.inside else no,
         }
         for c in anchors
     ]
@@ -129,11 +132,13 @@ def centres_figure(
             x=xy[:, 0],
             y=xy[:, 1],
             mode="markers",
-            name=f"{hf} × {wf} = {hf * wf} centres",
+            name=_("{hf} × {wf} = {n} centres").format(hf=hf, wf=wf, n=hf * wf),
             marker=dict(color=CENTRE_COLOUR, size=4),
             customdata=np.stack((iy, ix), axis=1),
-            hovertemplate="cell (iy %{customdata[0]}, ix %{customdata[1]})<br>"
-            "centre (%{x:.0f}, %{y:.0f})<extra></extra>",
+            hovertemplate=_(
+                "cell (iy %{customdata[0]}, ix %{customdata[1]})<br>centre (%{x:.0f}, %{y:.0f})"
+            )
+            + "<extra></extra>",
         )
     )
     py, px = picked
@@ -143,7 +148,7 @@ def centres_figure(
             x=[cx],
             y=[cy],
             mode="markers",
-            name=f"picked cell ({py}, {px})",
+            name=_("picked cell ({iy}, {ix})").format(iy=py, ix=px),
             marker=dict(color="rgba(0,0,0,0)", size=16, line=dict(color=PICKED_COLOUR, width=3)),
             hoverinfo="skip",
         )
@@ -181,7 +186,7 @@ def cell_anchors_figure(
             y=[0, 0, h, h, 0],
             mode="lines",
             line=dict(color="#111827", width=1.5, dash="dot"),
-            name="image border",
+            name=_("image border"),
             hoverinfo="skip",
         )
     )
@@ -196,7 +201,7 @@ def cell_anchors_figure(
                 y=[y1, y1, y2, y2, y1],
                 mode="lines",
                 line=dict(color=colour, width=2.5, dash=dash),
-                name=label + ("" if c.inside else " (outside)"),
+                name=label if c.inside else _("{anchor} (outside)").format(anchor=label),
                 hovertemplate=f"{label}<br>({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})<extra></extra>",
             )
         )
@@ -206,7 +211,7 @@ def cell_anchors_figure(
             y=[centre[1]],
             mode="markers",
             marker=dict(color=PICKED_COLOUR, size=9, symbol="x"),
-            name=f"centre ({centre[0]:.0f}, {centre[1]:.0f})",
+            name=_("centre ({x:.0f}, {y:.0f})").format(x=centre[0], y=centre[1]),
             hoverinfo="skip",
         )
     )
@@ -220,7 +225,7 @@ def cell_anchors_figure(
             x=0,
             font=dict(size=11),
             entrywidth=210,
-            title=dict(text="#index: r ratio, s scale · w×h", side="top"),
+            title=dict(text=_("#index: r ratio, s scale · w×h"), side="top"),
         ),
         margin=dict(l=0, r=0, t=0, b=0),
     )
@@ -250,25 +255,25 @@ def shape_sizes(params: AnchorParams, stride: int) -> list[tuple[float, float, f
 
 def shape_names(params: AnchorParams, stride: int) -> list[str]:
     """One name per anchor shape, e.g. "ratio 0.5, scale 8 (181×91)"."""
-    return [
-        f"ratio {r:g}, scale {s:g} ({w:.0f}×{h:.0f})" for r, s, w, h in shape_sizes(params, stride)
-    ]
+    name = _("ratio {r:g}, scale {s:g} ({w:.0f}×{h:.0f})")
+    return [name.format(r=r, s=s, w=w, h=h) for r, s, w, h in shape_sizes(params, stride)]
 
 
 def shape_table(by_shape: np.ndarray, params: AnchorParams, stride: int) -> list[dict[str, object]]:
     """One row per anchor shape: its size and at how many cells it lies inside the image."""
     cells = by_shape.shape[1] * by_shape.shape[2]
+    ratio, scale, inside, share = _("ratio h/w"), _("scale"), _("inside at cells"), _("share")
     rows = []
     for a, (r, s, w, h) in enumerate(shape_sizes(params, stride)):
         n = int(by_shape[a].sum())
         rows.append(
             {
                 "a": a,
-                "ratio h/w": f"{r:g}",
-                "scale": f"{s:g}",
+                ratio: f"{r:g}",
+                scale: f"{s:g}",
                 "w × h": f"{w:.0f} × {h:.0f}",
-                "inside at cells": n,
-                "share": f"{100 * n / cells:.1f} %",
+                inside: n,
+                share: f"{100 * n / cells:.1f} %",
             }
         )
     return rows
@@ -282,8 +287,9 @@ def inside_heatmap(counts: np.ndarray, per_cell: int, picked: tuple[int, int]) -
             zmin=0,
             zmax=per_cell,
             colorscale="Viridis",
-            colorbar=dict(title=dict(text="inside"), thickness=12),
-            hovertemplate="cell (iy %{y}, ix %{x}): %{z} of " + str(per_cell) + "<extra></extra>",
+            colorbar=dict(title=dict(text=_("inside")), thickness=12),
+            hovertemplate=_("cell (iy %{{y}}, ix %{{x}}): %{{z}} of {a}").format(a=per_cell)
+            + "<extra></extra>",
         )
     )
     py, px = picked
@@ -303,10 +309,12 @@ def inside_heatmap(counts: np.ndarray, per_cell: int, picked: tuple[int, int]) -
         height=420,
         margin=dict(l=0, r=0, t=30, b=0),
         title=dict(
-            text=f"Anchors inside the image per cell (of {per_cell})", x=0.01, font=dict(size=13)
+            text=_("Anchors inside the image per cell (of {a})").format(a=per_cell),
+            x=0.01,
+            font=dict(size=13),
         ),
-        xaxis_title="ix",
-        yaxis_title="iy",
+        xaxis_title="ix",  # i18n: keep (the cell's column index, as in the formulas)
+        yaxis_title="iy",  # i18n: keep
     )
     return fig
 
@@ -322,7 +330,7 @@ def shape_maps_figure(by_shape: np.ndarray, params: AnchorParams, stride: int) -
         names,
         cols=len(params.scales),
         colorscale=[[0, "#E5E7EB"], [1, "#16A34A"]],
-        hover_name="inside (1 = yes)",
+        hover_name=_("inside (1 = yes)"),
         tile_px=200,
         showscale=False,
     )

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from explorer.figures import image_figure
+from frcnn_core.i18n import _
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,17 @@ class LayerRow:
     receptive_field: int
 
     def as_dict(self) -> dict[str, object]:
+        """The row for a table, headers in the session's language (the Parameters column's
+        ``column_config`` key is ``_("parameters")`` too)."""
         c, h, w = self.shape
         return {
-            "index": self.index,
-            "layer": self.name,
-            "module": self.kind,
-            "output shape (C × H × W)": f"{c} × {h} × {w}",
-            "parameters": self.parameters,
-            "stride": self.stride,
-            "receptive field": self.receptive_field,
+            _("index"): self.index,
+            _("layer"): self.name,
+            _("module"): self.kind,
+            _("output shape (C × H × W)"): f"{c} × {h} × {w}",
+            _("parameters"): self.parameters,
+            _("stride"): self.stride,
+            _("receptive field"): self.receptive_field,
         }
 
 
@@ -174,10 +177,11 @@ def tiled_heatmap(
             hoverongaps=False,
             showscale=showscale,
             colorbar=dict(thickness=12),
-            hovertemplate=(
-                "cell (iy %{customdata[1]}, ix %{customdata[2]})<br>"
-                f"{hover_name} %{{customdata[3]:.3f}}<extra></extra>"
-            ),
+            hovertemplate=_(
+                "cell (iy %{{customdata[1]}}, ix %{{customdata[2]}})<br>"
+                "{name} %{{customdata[3]:.3f}}"
+            ).format(name=hover_name)
+            + "<extra></extra>",
         )
     )
     fig.update_yaxes(
@@ -199,8 +203,11 @@ def feature_grid_figure(features: torch.Tensor, channels: list[int], cols: int =
     fmap = features[0].detach().float().cpu().numpy()
     raw = fmap[list(channels)]  # [K, Hf, Wf]
     scaled = np.stack([_minmax(x) for x in raw])
-    titles = [f"ch {ch} · max {x.max():.2f}" for ch, x in zip(channels, raw, strict=True)]
-    return tiled_heatmap(scaled, titles, cols, raw=raw, hover_name="activation")
+    titles = [
+        _("ch {ch} · max {top:.2f}").format(ch=ch, top=x.max())
+        for ch, x in zip(channels, raw, strict=True)
+    ]
+    return tiled_heatmap(scaled, titles, cols, raw=raw, hover_name=_("activation"))
 
 
 def channel_overlay_figure(
@@ -218,7 +225,9 @@ def channel_overlay_figure(
     h, w = pixels.shape[:2]
     hf, wf = channel_map.shape
     sy, sx = h / hf, w / wf
-    fig = image_figure(pixels, height=height, title=f"channel {channel} over the image")
+    fig = image_figure(
+        pixels, height=height, title=_("channel {ch} over the image").format(ch=channel)
+    )
     fig.add_trace(
         go.Heatmap(
             z=_minmax(channel_map.astype(np.float64)),
@@ -233,9 +242,8 @@ def channel_overlay_figure(
             colorscale="Inferno",
             opacity=opacity,
             showscale=False,
-            hovertemplate=(
-                "pixel (x %{x:.0f}, y %{y:.0f})<br>activation %{customdata:.3f}<extra></extra>"
-            ),
+            hovertemplate=_("pixel (x %{x:.0f}, y %{y:.0f})<br>activation %{customdata:.3f}")
+            + "<extra></extra>",
         )
     )
     fig.update_layout(showlegend=False)
@@ -252,9 +260,9 @@ def ranking_figure(means: np.ndarray, highlight: list[int]) -> go.Figure:
             y=means[order],
             mode="lines",
             line=dict(color="#64748B"),
-            name="all channels",
+            name=_("all channels"),
             customdata=order,
-            hovertemplate="rank %{x}: ch %{customdata}, mean %{y:.3f}<extra></extra>",
+            hovertemplate=_("rank %{x}: ch %{customdata}, mean %{y:.3f}") + "<extra></extra>",
         )
     )
     if highlight:
@@ -264,17 +272,17 @@ def ranking_figure(means: np.ndarray, highlight: list[int]) -> go.Figure:
                 y=[float(means[c]) for c in highlight],
                 mode="markers",
                 marker=dict(color="#A855F7", size=8),
-                name="shown",
-                text=[f"ch {c}" for c in highlight],
-                hovertemplate="%{text}: mean %{y:.3f}<extra></extra>",
+                name=_("shown"),
+                text=[_("ch {ch}").format(ch=c) for c in highlight],
+                hovertemplate=_("%{text}: mean %{y:.3f}") + "<extra></extra>",
             )
         )
     fig.update_layout(
         height=220,
         margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(text="Mean activation per channel, sorted", x=0.01, font=dict(size=13)),
-        xaxis_title="rank",
-        yaxis_title="mean",
+        title=dict(text=_("Mean activation per channel, sorted"), x=0.01, font=dict(size=13)),
+        xaxis_title=_("rank"),
+        yaxis_title=_("mean"),
         showlegend=False,
     )
     return fig

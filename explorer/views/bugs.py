@@ -1,5 +1,6 @@
 """The tutorial-bugs page's figures (the numbers they show come from
-:mod:`explorer.bugs.effects`)."""
+:mod:`explorer.bugs.effects`), their text in the session's language. A title passed in is
+already translated by the page."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from explorer.figures import (
     heatmap,
     image_figure,
 )
+from frcnn_core.i18n import _
 
 
 def pairing_figure(
@@ -33,8 +35,10 @@ def pairing_figure(
     The joining lines are an SVG ``Scatter``: at most a few hundred segments, and WebGL lines
     are drawn flat on the image's reversed y axis (plotly.js issue #2904)."""
     fig = image_figure(pixels, height=height, dim=0.55)
-    what = "positive anchor" if effect.positives else "anchor (sample)"
-    add_boxes(fig, effect.anchor_boxes, POSITIVE_COLOUR, f"{what}: where it is", 1, 0.6)
+    name = (
+        _("positive anchor: where it is") if effect.positives else _("anchor (sample): where it is")
+    )
+    add_boxes(fig, effect.anchor_boxes, POSITIVE_COLOUR, name, 1, 0.6)
     a = effect.anchor_centres.numpy()
     c = effect.cell_centres.numpy()
     xs = np.stack((a[:, 0], c[:, 0], np.full(len(a), np.nan)), axis=1).reshape(-1)
@@ -45,7 +49,7 @@ def pairing_figure(
             y=ys,
             mode="lines",
             line=dict(color=NEGATIVE_COLOUR, width=1.5),
-            name="paired with",
+            name=_("paired with"),
             hoverinfo="skip",
         )
     )
@@ -55,7 +59,7 @@ def pairing_figure(
             y=c[:, 1],
             mode="markers",
             marker=dict(color=NEGATIVE_COLOUR, size=9, symbol="x"),
-            name="cell whose prediction it gets",
+            name=_("cell whose prediction it gets"),
             hoverinfo="skip",
         )
     )
@@ -80,11 +84,20 @@ def logit_vs_probability_figure(
     fixed_only = fixed_keep.cpu()[~torch.isin(fixed_keep.cpu(), buggy_keep.cpu())]
     buggy_only = buggy_keep.cpu()[~torch.isin(buggy_keep.cpu(), fixed_keep.cpu())]
     fig = go.Figure()
-    shown = f" ({sample.numel()} of {n} drawn)" if sample.numel() < n else ""
+    anchors = (
+        _("anchors ({shown} of {n} drawn)").format(shown=sample.numel(), n=n)
+        if sample.numel() < n
+        else _("anchors")
+    )
     for index, colour, name, size in (
-        (sample, IGNORED_COLOUR, f"anchors{shown}", 3),
-        (fixed_only, PROPOSAL_COLOUR, f"kept only by probability: {fixed_only.numel()}", 5),
-        (buggy_only, ACCENT_COLOUR, f"kept only by logit: {buggy_only.numel()}", 5),
+        (sample, IGNORED_COLOUR, anchors, 3),
+        (
+            fixed_only,
+            PROPOSAL_COLOUR,
+            _("kept only by probability: {n}").format(n=fixed_only.numel()),
+            5,
+        ),
+        (buggy_only, ACCENT_COLOUR, _("kept only by logit: {n}").format(n=buggy_only.numel()), 5),
     ):
         fig.add_trace(
             go.Scattergl(
@@ -93,14 +106,14 @@ def logit_vs_probability_figure(
                 mode="markers",
                 marker=dict(color=colour, size=size, opacity=0.7),
                 name=name,
-                hovertemplate="logit s1 %{x:.4f}<br>probability %{y:.4f}<extra></extra>",
+                hovertemplate=_("logit s1 %{x:.4f}<br>probability %{y:.4f}<extra></extra>"),
             )
         )
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=30, b=0),
-        xaxis_title="object logit s1 (tutorial's ranking)",
-        yaxis_title="object probability (correct ranking)",
+        xaxis_title=_("object logit s1 (tutorial's ranking)"),
+        yaxis_title=_("object probability (correct ranking)"),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
     )
     return fig
@@ -126,8 +139,10 @@ def kept_figure(
     both = torch.isin(keep, other_keep.cpu())
     fig = image_figure(pixels, height=height, dim=0.55)
     boxes = rois.cpu()
-    add_boxes(fig, boxes[keep[both]], IGNORED_COLOUR, f"kept by both: {int(both.sum())}", 1, 0.35)
-    add_boxes(fig, boxes[keep[~both]], colour, f"kept only here: {int((~both).sum())}", 1, 0.7)
+    both_name = _("kept by both: {n}").format(n=int(both.sum()))
+    here_name = _("kept only here: {n}").format(n=int((~both).sum()))
+    add_boxes(fig, boxes[keep[both]], IGNORED_COLOUR, both_name, 1, 0.35)
+    add_boxes(fig, boxes[keep[~both]], colour, here_name, 1, 0.7)
     add_gt(fig, gt_boxes, gt_labels)
     return fig
 
@@ -147,10 +162,11 @@ def crops_figure(
     x1, y1, x2, y2 = crops.cells
     s = stride
     pooled = torch.tensor([[x1 * s, y1 * s, (x2 + 1) * s, (y2 + 1) * s]], dtype=torch.float32)
-    add_boxes(fig, pooled, POSITIVE_COLOUR, "pooling slice (rows = y)", 3)
+    add_boxes(fig, pooled, POSITIVE_COLOUR, _("pooling slice (rows = y)"), 3)
     if crops.swapped.numel():
         swapped = torch.tensor([crops.swapped_box], dtype=torch.float32)
-        add_boxes(fig, swapped, NEGATIVE_COLOUR, "tutorial's picture slice (rows = x)", 3)
+        name = _("tutorial's picture slice (rows = x)")
+        add_boxes(fig, swapped, NEGATIVE_COLOUR, name, 3)
     return fig
 
 

@@ -11,13 +11,24 @@ from explorer.text import html_text, plain, shown
 from explorer.views.inspect import PARTNER_COLOUR, PICKED_COLOUR, centre_markers, clickable
 from frcnn_core.anchors import AnchorParams, anchor_position
 from frcnn_core.detect import Detections, Match, Verdict
+from frcnn_core.i18n import N_, _
 from frcnn_core.proposals import ProposalResult
 
 
 def _name(class_names: tuple[str, ...], label: object) -> str:
     """Class name of a 1-based class id; heads built without any labelled box say "object"."""
     i = int(label) - 1  # type: ignore[call-overload]
-    return class_names[i] if i < len(class_names) else f"class {i + 1}"
+    return class_names[i] if i < len(class_names) else _("class {i}").format(i=i + 1)
+
+
+# The table's columns as the code names them, and as a reader sees them (column_config labels).
+ROW_LABELS = {
+    "class": N_("class"),
+    "score": N_("score"),
+    "best IoU": N_("best IoU"),
+    "best GT": N_("best GT"),
+    "result": N_("result"),
+}
 
 
 def detection_rows(
@@ -49,7 +60,7 @@ def detection_names(dets: Detections, match: Match, class_names: tuple[str, ...]
     """A line per detection for a picker: ``#1 · zebra 0.83 · true positive``."""
     out = {}
     for i in range(dets.boxes.shape[0]):
-        kind = "true positive" if bool(match.true_positive[i]) else "false positive"
+        kind = _("true positive") if bool(match.true_positive[i]) else _("false positive")
         name = shown(_name(class_names, dets.labels[i]))
         out[i] = f"#{i + 1} · {name} {float(dets.scores[i]):.3f} · {kind}"
     return out
@@ -73,36 +84,46 @@ def verdict_lines(
     name = plain(_name(class_names, label))
 
     def box(j: int) -> str:
-        return f"GT box {j + 1} ({plain(gt_labels[j])})"
+        return _("GT box {n} ({label})").format(n=j + 1, label=plain(gt_labels[j]))
 
     if verdict.kind == "true positive":
         return [
-            f"**True positive**: it takes {box(verdict.gt)} at IoU **{verdict.iou:.3f}** ≥ "
-            f"{match_iou:g}, a box of its class that no better-scored detection took."
+            _(
+                "**True positive**: it takes {box} at IoU **{iou:.3f}** ≥ {t:g}, a box of its "
+                "class that no better-scored detection took."
+            ).format(box=box(verdict.gt), iou=verdict.iou, t=match_iou)
         ]
     if verdict.kind == "no ground truth":
-        lines = ["**False positive**: there is no ground truth to match."]
+        lines = [_("**False positive**: there is no ground truth to match.")]
     elif verdict.kind == "no box of its class":
-        lines = [f"**False positive**: no ground-truth box is a {name}."]
+        lines = [_("**False positive**: no ground-truth box is a {name}.").format(name=name)]
     elif verdict.kind == "IoU too low" and verdict.gt < 0:
-        lines = [f"**False positive**: it does not overlap any {name} box."]
+        lines = [_("**False positive**: it does not overlap any {name} box.").format(name=name)]
     elif verdict.kind == "IoU too low":
         lines = [
-            f"**False positive**: its best overlap with a {name} box is {box(verdict.gt)} at "
-            f"IoU **{verdict.iou:.3f}** < {match_iou:g}."
+            _(
+                "**False positive**: its best overlap with a {name} box is {box} at IoU "
+                "**{iou:.3f}** < {t:g}."
+            ).format(name=name, box=box(verdict.gt), iou=verdict.iou, t=match_iou)
         ]
     else:
-        taken = f"detection #{verdict.taken_by + 1}" if verdict.taken_by >= 0 else "another"
+        taken = (
+            _("detection #{n}").format(n=verdict.taken_by + 1)
+            if verdict.taken_by >= 0
+            else _("another")
+        )
         lines = [
-            f"**False positive (duplicate)**: it overlaps {box(verdict.gt)} at IoU "
-            f"**{verdict.iou:.3f}**, but {taken}, scored higher, already took that box: each "
-            "box counts once."
+            _(
+                "**False positive (duplicate)**: it overlaps {box} at IoU **{iou:.3f}**, but "
+                "{taken}, scored higher, already took that box: each box counts once."
+            ).format(box=box(verdict.gt), iou=verdict.iou, taken=taken)
         ]
     best = int(match.best_gt[index])
     if best >= 0 and best != verdict.gt:
         lines.append(
-            f"Its largest overlap with any box is {box(best)}, IoU "
-            f"{float(match.best_iou[index]):.3f}, of another class."
+            _("Its largest overlap with any box is {box}, IoU {iou:.3f}, of another class.").format(
+                box=box(best), iou=float(match.best_iou[index])
+            )
         )
     return lines
 
@@ -123,11 +144,27 @@ def source_lines(
     x1, y1, x2, y2 = proposals.rois[r].tolist()
     d = dets.boxes[index].tolist()
     return [
-        f"**Source RoI**: test proposal {r} of {proposals.rois.shape[0]} (dashed white), "
-        f"({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}), from anchor #{n} (cell iy {iy}, ix {ix}, "
-        f"shape a = {a}), RPN score {float(proposals.scores[r]):.4f}.",
-        f"Moved by its class's deltas to ({d[0]:.1f}, {d[1]:.1f}, {d[2]:.1f}, {d[3]:.1f}); "
-        f"class score **{float(dets.scores[index]):.4f}**.",
+        _(
+            "**Source RoI**: test proposal {r} of {total} (dashed white), ({x1:.1f}, {y1:.1f}, "
+            "{x2:.1f}, {y2:.1f}), from anchor #{n} (cell iy {iy}, ix {ix}, shape a = {a}), RPN "
+            "score {score:.4f}."
+        ).format(
+            r=r,
+            total=proposals.rois.shape[0],
+            x1=x1,
+            y1=y1,
+            x2=x2,
+            y2=y2,
+            n=n,
+            iy=iy,
+            ix=ix,
+            a=a,
+            score=float(proposals.scores[r]),
+        ),
+        _(
+            "Moved by its class's deltas to ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}); class "
+            "score **{score:.4f}**."
+        ).format(x1=d[0], y1=d[1], x2=d[2], y2=d[3], score=float(dets.scores[index])),
     ]
 
 
@@ -155,14 +192,19 @@ def detections_figure(
         for c, s, iou in zip(dets.labels, dets.scores, match.best_iou, strict=True)
     ]
     for keep, colour, name in (
-        (~tp, NEGATIVE_COLOUR, "false positive"),
-        (tp, POSITIVE_COLOUR, "true positive"),
+        (~tp, NEGATIVE_COLOUR, _("false positive: {n}")),
+        (tp, POSITIVE_COLOUR, _("true positive: {n}")),
     ):
         idx = torch.nonzero(keep).squeeze(1).tolist()
         if not idx:
             continue
         add_boxes(
-            fig, dets.boxes[idx], colour, f"{name}: {len(idx)}", 2.5, hover=[text[i] for i in idx]
+            fig,
+            dets.boxes[idx],
+            colour,
+            name.format(n=len(idx)),
+            2.5,
+            hover=[text[i] for i in idx],
         )
         b = dets.boxes[idx].cpu().numpy()
         fig.add_trace(
@@ -178,12 +220,12 @@ def detections_figure(
             )
         )
     if 0 <= partner_gt < gt_boxes.shape[0]:
-        add_boxes(fig, gt_boxes[partner_gt : partner_gt + 1], PARTNER_COLOUR, "its GT box", 3)
+        add_boxes(fig, gt_boxes[partner_gt : partner_gt + 1], PARTNER_COLOUR, _("its GT box"), 3)
     if picked is not None and 0 <= picked < dets.boxes.shape[0]:
         if source_roi is not None:
-            add_boxes(fig, source_roi.reshape(1, 4), PICKED_COLOUR, "its RoI", 2, dash="dot")
+            add_boxes(fig, source_roi.reshape(1, 4), PICKED_COLOUR, _("its RoI"), 2, dash="dot")
         box = dets.boxes[picked : picked + 1]
-        add_boxes(fig, box, PICKED_COLOUR, "picked detection", 3, dash="dash")
+        add_boxes(fig, box, PICKED_COLOUR, _("picked detection"), 3, dash="dash")
     if dets.boxes.shape[0]:
         names = detection_names(dets, match, class_names)
         colours = [POSITIVE_COLOUR if t else NEGATIVE_COLOUR for t in tp.tolist()]
@@ -193,7 +235,7 @@ def detections_figure(
                 list(range(len(names))),
                 list(names.values()),
                 colours,
-                "detection centres (click one to inspect it)",
+                _("detection centres (click one to inspect it)"),
                 size=8,
             )
         )

@@ -24,28 +24,29 @@ from explorer.text import html_text, shown
 from frcnn_core.datasets import DatasetSummary, ImageRecord
 from frcnn_core.evaluate import ClassResult, ImageOutcome, Prediction
 from frcnn_core.finetune import LOSS_NAMES
+from frcnn_core.i18n import N_, _
 
-# Class colours, far apart, with the names the legend uses.
+# Class colours, far apart, with the names the legend uses (translated where shown).
 PALETTE = (
-    ("#E6194B", "red"),
-    ("#4363D8", "blue"),
-    ("#3CB44B", "green"),
-    ("#F58231", "orange"),
-    ("#911EB4", "purple"),
-    ("#42D4F4", "cyan"),
-    ("#F032E6", "magenta"),
-    ("#9A6324", "brown"),
-    ("#808000", "olive"),
-    ("#000075", "navy"),
+    ("#E6194B", N_("red")),
+    ("#4363D8", N_("blue")),
+    ("#3CB44B", N_("green")),
+    ("#F58231", N_("orange")),
+    ("#911EB4", N_("purple")),
+    ("#42D4F4", N_("cyan")),
+    ("#F032E6", N_("magenta")),
+    ("#9A6324", N_("brown")),
+    ("#808000", N_("olive")),
+    ("#000075", N_("navy")),
 )
-IGNORED = ("#94A3B8", "grey, dashed")
+IGNORED = ("#94A3B8", N_("grey, dashed"))
 TP_COLOUR, FP_COLOUR, MISS_COLOUR = "#22C55E", "#EF4444", "#FACC15"
 LOSS_LABELS = {
-    "loss": "total",
-    "loss_classifier": "box head: class",
-    "loss_box_reg": "box head: box",
-    "loss_objectness": "RPN: objectness",
-    "loss_rpn_box_reg": "RPN: box",
+    "loss": N_("total"),
+    "loss_classifier": N_("box head: class"),
+    "loss_box_reg": N_("box head: box"),
+    "loss_objectness": N_("RPN: objectness"),
+    "loss_rpn_box_reg": N_("RPN: box"),
 }
 LOSS_LINE_COLOURS = {
     "loss": "#111827",
@@ -62,7 +63,10 @@ def class_colour(index: int) -> str:
 
 def legend_text(classes: Sequence[str]) -> str:
     """``Car: red · Pedestrian: blue · ...`` (plain text: pass through ``plain_message``)."""
-    parts = [f"{shown(c, 40)}: {PALETTE[k % len(PALETTE)][1]}" for k, c in enumerate(classes)]
+    parts = [
+        _("{name}: {colour}").format(name=shown(c, 40), colour=_(PALETTE[k % len(PALETTE)][1]))
+        for k, c in enumerate(classes)
+    ]
     return " · ".join(parts)
 
 
@@ -178,20 +182,20 @@ def class_counts_figure(summary: DatasetSummary, height: int = 300) -> go.Figure
     names = [html_text(c, 40) for c in summary.classes]
     fig = go.Figure(
         go.Bar(
-            x=[*names, "ignored"],
+            x=[*names, html_text(_("ignored"))],
             y=[*summary.boxes_per_class, summary.ignored],
             marker_color=[class_colour(k) for k in range(len(names))] + [IGNORED[0]],
             text=[*summary.boxes_per_class, summary.ignored],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="%{x}: %{y} boxes<extra></extra>",
+            hovertemplate=_("%{x}: %{y} boxes") + "<extra></extra>",
         )
     )
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(text="Boxes per class", x=0.01, font=dict(size=14)),
-        yaxis_title="boxes",
+        title=dict(text=_("Boxes per class"), x=0.01, font=dict(size=14)),
+        yaxis_title=_("boxes"),
         showlegend=False,
     )
     return fig
@@ -214,7 +218,7 @@ def histogram_figure(
                 y=list(row),
                 name=html_text(name, 40),
                 marker_color=class_colour(k),
-                hovertemplate="%{x}: %{y}<extra>%{fullData.name}</extra>",
+                hovertemplate="%{x}: %{y}<extra>%{fullData.name}</extra>",  # i18n: keep (no words)
             )
         )
     fig.update_layout(
@@ -223,7 +227,7 @@ def histogram_figure(
         margin=dict(l=0, r=0, t=30, b=0),
         title=dict(text=title, x=0.01, font=dict(size=14)),
         xaxis_title=x_title,
-        yaxis_title="boxes",
+        yaxis_title=_("boxes"),
         legend=dict(
             orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1, traceorder="normal"
         ),
@@ -245,16 +249,16 @@ def loss_figure(history: Sequence[tuple[int, dict]], height: int = 340) -> go.Fi
                 x=steps,
                 y=[losses.get(name) for _, losses in history],
                 mode="lines+markers" if len(history) < 40 else "lines",
-                name=LOSS_LABELS[name],
+                name=_(LOSS_LABELS[name]),
                 line=dict(color=LOSS_LINE_COLOURS[name], width=3 if name == "loss" else 1.6),
             )
         )
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(text="Training losses", x=0.01, font=dict(size=14)),
-        xaxis_title="iteration",
-        yaxis_title="loss",
+        title=dict(text=_("Training losses"), x=0.01, font=dict(size=14)),
+        xaxis_title=_("iteration"),
+        yaxis_title=_("loss"),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
         uirevision="losses",
     )
@@ -269,7 +273,7 @@ def map_figure(
     """mAP@0.5 and COCO mAP@[.5:.95] on the validation images at each evaluation."""
     fig = go.Figure()
     steps = [it for _, it, _, _ in evaluations]
-    hover = [f"epoch {ep}" for ep, _, _, _ in evaluations]
+    hover = [_("epoch {epoch}").format(epoch=e[0]) for e in evaluations]
     for k, (name, colour) in enumerate((("mAP@0.5", "#2563EB"), ("mAP@[.5:.95]", "#A855F7"))):
         fig.add_trace(
             go.Scatter(
@@ -279,14 +283,14 @@ def map_figure(
                 mode="lines+markers",
                 name=name,
                 line=dict(color=colour, width=2.5 if k == 0 else 1.6),
-                hovertemplate="%{text}: %{y:.3f}<extra>" + name + "</extra>",
+                hovertemplate=f"%{{text}}: %{{y:.3f}}<extra>{name}</extra>",  # i18n: keep
             )
         )
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(text="mAP on the validation images", x=0.01, font=dict(size=14)),
-        xaxis_title="iteration",
+        title=dict(text=_("mAP on the validation images"), x=0.01, font=dict(size=14)),
+        xaxis_title=_("iteration"),
         yaxis=dict(title="mAP", range=[0, 1]),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
         uirevision="map",
@@ -314,16 +318,16 @@ def pr_figure(per_class: Sequence[ClassResult], height: int = 420) -> go.Figure:
                 line=dict(color=class_colour(k), width=2, shape="hv"),
                 name=f"{name} (AP@0.5 {result.ap50:.2f})",
                 customdata=list(result.scores),
-                hovertemplate="recall %{x:.2f}, precision %{y:.2f}, score ≥ %{customdata:.2f}"
-                f"<extra>{name}</extra>",
+                hovertemplate=_("recall %{x:.2f}, precision %{y:.2f}, score ≥ %{customdata:.2f}")
+                + f"<extra>{name}</extra>",
             )
         )
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=30, b=60),
-        title=dict(text="Precision-recall at IoU 0.5", x=0.01, font=dict(size=14)),
-        xaxis=dict(title="recall", range=[0, 1.01]),
-        yaxis=dict(title="precision", range=[0, 1.05]),
+        title=dict(text=_("Precision-recall at IoU 0.5"), x=0.01, font=dict(size=14)),
+        xaxis=dict(title=_("recall"), range=[0, 1.01]),
+        yaxis=dict(title=_("precision"), range=[0, 1.05]),
         legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0),
     )
     return fig
@@ -343,18 +347,31 @@ def matches_figure(
     labels = prediction.labels.tolist()
     scores = prediction.scores.tolist()
     if len(record.ignored_boxes):
-        add_boxes(fig, record.ignored_boxes, IGNORED[0], "ignored", width=1.5, dash="dot")
-    for indices, colour, name in (
-        (outcome.true_positives, TP_COLOUR, "true positive"),
-        (outcome.false_positives, FP_COLOUR, "false positive"),
+        add_boxes(fig, record.ignored_boxes, IGNORED[0], _("ignored"), width=1.5, dash="dot")
+    for indices, colour, hover_text, legend in (
+        (
+            outcome.true_positives,
+            TP_COLOUR,
+            N_("true positive: {name} {score:.2f}"),
+            N_("true positives ({n})"),
+        ),
+        (
+            outcome.false_positives,
+            FP_COLOUR,
+            N_("false positive: {name} {score:.2f}"),
+            N_("false positives ({n})"),
+        ),
     ):
         idx = list(indices)
-        hover = [f"{name}: {html_text(classes[labels[i]], 40)} {scores[i]:.2f}" for i in idx]
+        hover = [
+            _(hover_text).format(name=html_text(classes[labels[i]], 40), score=scores[i])
+            for i in idx
+        ]
         add_boxes(
             fig,
             prediction.boxes[idx] if idx else np.zeros((0, 4)),
             colour,
-            f"{name}s ({len(idx)})",
+            _(legend).format(n=len(idx)),
             width=2.5,
             hover=hover,
         )
@@ -364,9 +381,11 @@ def matches_figure(
         fig,
         record.boxes[missed] if missed else np.zeros((0, 4)),
         MISS_COLOUR,
-        f"misses ({len(missed)})",
+        _("misses ({n})").format(n=len(missed)),
         width=2.5,
         dash="dash",
-        hover=[f"missed: {html_text(classes[gt_labels[k]], 40)}" for k in missed],
+        hover=[
+            _("missed: {name}").format(name=html_text(classes[gt_labels[k]], 40)) for k in missed
+        ],
     )
     return fig

@@ -12,6 +12,7 @@ import torch
 from explorer.figures import LOSS_COLOURS
 from explorer.text import plain, shown
 from frcnn_core.head import FastRCNNHead, HeadOutput
+from frcnn_core.i18n import _
 from frcnn_core.proposal_targets import ProposalTargetResult
 
 LOSS_NAMES = ("rpn_cls", "rpn_loc", "roi_cls", "roi_loc", "total")
@@ -21,8 +22,8 @@ DELTAS = ("dx", "dy", "dw", "dh")
 def class_names_with_background(class_names: tuple[str, ...], width: int) -> tuple[str, ...]:
     """``("background", *class_names)`` padded to ``width`` outputs: with no boxes the head still
     has one (nameless) object class."""
-    names = ("background", *class_names)
-    return names + tuple(f"class {i}" for i in range(len(names), width))
+    names = (_("background"), *class_names)
+    return names + tuple(_("class {i}").format(i=i) for i in range(len(names), width))
 
 
 def class_columns(names: tuple[str, ...]) -> list[str]:
@@ -44,14 +45,14 @@ def architecture_table(
     n_rois = pooled_shape[0]
     flat = head.fc6.in_features
     shape = ", ".join(str(v) for v in pooled_shape)
-    act = " + ReLU" if relu else " (no ReLU: B11)"
+    act = " + ReLU" if relu else _(" (no ReLU: B11)")
     rows = [
-        ("RoI features (flattened)", f"[{shape}] → [{n_rois}, {flat}]", 0),
+        (_("RoI features (flattened)"), f"[{shape}] → [{n_rois}, {flat}]", 0),
         ("fc6" + act, f"[{n_rois}, {head.fc6.out_features}]", _count(head.fc6)),
         ("fc7" + act, f"[{n_rois}, {head.fc7.out_features}]", _count(head.fc7)),
-        (f"class scores (C + 1 = {c1})", f"[{n_rois}, {c1}]", _count(head.score)),
+        (_("class scores (C + 1 = {n})").format(n=c1), f"[{n_rois}, {c1}]", _count(head.score)),
         (
-            f"class-specific deltas ((C + 1) × 4 = {c1 * 4})",
+            _("class-specific deltas ((C + 1) × 4 = {n})").format(n=c1 * 4),
             f"[{n_rois}, {c1 * 4}] → [{n_rois}, {c1}, 4]",
             _count(head.loc),
         ),
@@ -77,17 +78,17 @@ def roi_table(
     positive = (labels > 0).numpy()
     table = pd.DataFrame(
         {
-            "RoI": np.arange(n),
-            "true class": [names[int(v)] for v in labels],
-            "best IoU": targets.max_iou.detach().cpu()[targets.sample_index.cpu()].numpy(),
+            _("RoI"): np.arange(n),
+            _("true class"): [names[int(v)] for v in labels],
+            _("best IoU"): targets.max_iou.detach().cpu()[targets.sample_index.cpu()].numpy(),
         }
     )
     for j, column in enumerate(class_columns(names)):
         table[column] = probs[:, j]
-    table["predicted"] = [names[int(v)] for v in probs.argmax(axis=1)] if n else []
+    table[_("predicted")] = [names[int(v)] for v in probs.argmax(axis=1)] if n else []
     for j, d in enumerate(DELTAS):
         table[d] = picked[:, j]
-        table[f"target {d}"] = np.where(positive, goal[:, j], np.nan)
+        table[_("target {d}").format(d=d)] = np.where(positive, goal[:, j], np.nan)
     return table
 
 
@@ -107,7 +108,7 @@ def losses_figure(losses: dict[str, float], height: int = 320) -> go.Figure:
         )
     )
     top = max(values, default=1.0)
-    fig.update_yaxes(range=[0, top * 1.18 if top > 0 else 1.0], title="loss")
+    fig.update_yaxes(range=[0, top * 1.18 if top > 0 else 1.0], title=_("loss"))
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=30, b=0),
@@ -129,15 +130,19 @@ def delta_rows(
     names = class_names_with_background(class_names, len(deltas))
     rows: list[dict[str, object]] = []
     for c, values in enumerate(deltas):
-        used = " (true class: in the loss)" if c == label and label > 0 else ""
+        text = (
+            _("predicted for {c}: {name} (true class: in the loss)")
+            if c == label and label > 0
+            else _("predicted for {c}: {name}")
+        )
         rows.append(
-            {"": f"predicted for {c}: {shown(names[c])}{used}"}
+            {"": text.format(c=c, name=shown(names[c]))}
             | {d: round(v, 4) for d, v in zip(DELTAS, values, strict=True)}
         )
     if label > 0:
         goal = targets.targets.detach().float().cpu()[index].tolist()
         rows.append(
-            {"": f"target (to its GT box, class {label})"}
+            {"": _("target (to its GT box, class {label})").format(label=label)}
             | {d: round(v, 4) for d, v in zip(DELTAS, goal, strict=True)}
         )
     return rows
@@ -153,13 +158,39 @@ def roi_verdict(
     label = int(targets.labels[index])
     guess = int(probs.argmax())
     p_true = float(probs[label])
-    kind = "positive" if label > 0 else "background (negative)"
-    right = "right" if guess == label else "wrong"
+    first = (
+        _("**True class**: {label} ({name}), a positive RoI; best IoU with a GT box {iou:.3f}.")
+        if label > 0
+        else _(
+            "**True class**: {label} ({name}), a background (negative) RoI; best IoU with a GT "
+            "box {iou:.3f}."
+        )
+    )
+    second = (
+        _(
+            "**Predicted**: {guess} ({name}) at {p:.3f}: right. p(true class) = {p_true:.3f}, "
+            "so its cross-entropy is −log {p_true:.3f} = **{ce:.3f}** (the class loss averages "
+            "this over the {n} RoIs)."
+        )
+        if guess == label
+        else _(
+            "**Predicted**: {guess} ({name}) at {p:.3f}: wrong. p(true class) = {p_true:.3f}, "
+            "so its cross-entropy is −log {p_true:.3f} = **{ce:.3f}** (the class loss averages "
+            "this over the {n} RoIs)."
+        )
+    )
     return [
-        f"**True class**: {label} ({plain(names[label])}), a {kind} RoI; best IoU with a GT "
-        f"box {float(targets.max_iou[targets.sample_index[index]]):.3f}.",
-        f"**Predicted**: {guess} ({plain(names[guess])}) at {float(probs[guess]):.3f}: "
-        f"{right}. p(true class) = {p_true:.3f}, so its cross-entropy is −log {p_true:.3f} = "
-        f"**{-math.log(max(p_true, 1e-12)):.3f}** (the class loss averages this over the "
-        f"{targets.labels.numel()} RoIs).",
+        first.format(
+            label=label,
+            name=plain(names[label]),
+            iou=float(targets.max_iou[targets.sample_index[index]]),
+        ),
+        second.format(
+            guess=guess,
+            name=plain(names[guess]),
+            p=float(probs[guess]),
+            p_true=p_true,
+            ce=-math.log(max(p_true, 1e-12)),
+            n=targets.labels.numel(),
+        ),
     ]

@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from explorer.figures import GT_COLOUR, box_outline, image_figure, image_source
 from explorer.text import html_text
 from frcnn_core.ground_truth import DEFAULT_LABEL, GroundTruth, clean_label
+from frcnn_core.i18n import N_, _
 from frcnn_core.image import ImageError, InputImage, LoadedImage
 
 CANVAS_MAX_WIDTH = 760
@@ -277,11 +278,17 @@ def split_rows(rows: Sequence[Row], default_label: str = DEFAULT_LABEL) -> Table
             boxes.append({"box": [values[c] for c in COORDS], "label": label})
             continue
         pending.append({"label": label if has_label else None, **values})
-        named = f"Row {number} (“{label}”)" if has_label else f"Row {number}"
-        messages.append(
-            f"{named} has no number in {', '.join(missing)}: it stays in the table but is not "
-            "used until all four are filled in."
-        )
+        if has_label:
+            message = _(
+                "Row {row} (“{label}”) has no number in {columns}: it stays in the table but "
+                "is not used until all four are filled in."
+            )
+        else:
+            message = _(
+                "Row {row} has no number in {columns}: it stays in the table but is not used "
+                "until all four are filled in."
+            )
+        messages.append(message.format(row=number, label=label, columns=", ".join(missing)))
     return TableResult(boxes, pending, messages)
 
 
@@ -298,13 +305,19 @@ def rows_table(rows: Sequence[Row]) -> pd.DataFrame:
 # -- uploads ----------------------------------------------------------------------------------
 
 
+# An upload that cannot be used; ``{reason}`` is the image's problem, one sentence.
+UNUSABLE_UPLOAD = N_("“{name}” cannot be used: {reason} The previous image and its boxes are kept.")
+
+
 @dataclass(frozen=True)
 class UploadResult:
-    """An upload checked: ``loaded`` when usable, else ``error`` (a sentence for the user)."""
+    """An upload checked: ``loaded`` when usable, else ``error`` (a sentence for the user,
+    :data:`UNUSABLE_UPLOAD` in the caller's language) and its ``reason``."""
 
     name: str
     loaded: LoadedImage | None = None
     error: str | None = None
+    reason: str | None = None
 
 
 def check_upload(name: str, data: bytes, decode: Callable[[bytes], LoadedImage]) -> UploadResult:
@@ -313,10 +326,9 @@ def check_upload(name: str, data: bytes, decode: Callable[[bytes], LoadedImage])
     try:
         loaded = decode(data)
     except ImageError as exc:
-        return UploadResult(
-            name,
-            error=f"“{name}” cannot be used: {exc} The previous image and its boxes are kept.",
-        )
+        reason = str(exc)
+        error = _(UNUSABLE_UPLOAD).format(name=name, reason=reason)
+        return UploadResult(name, error=error, reason=reason)
     return UploadResult(name, loaded=loaded)
 
 
@@ -329,12 +341,17 @@ def input_frame_text(image: InputImage, truncate: bool) -> str:
     h, w = image.original_size
     ih, iw = image.size
     sx, sy = image.scale
-    how = (
-        "boxes truncated to whole pixels as the tutorial does"
-        if truncate
-        else "boxes kept as floats (not truncated)"
-    )
-    return f"{w} x {h} -> {iw} x {ih}, sx = {sx:.4g}, sy = {sy:.4g}; {how}"
+    if truncate:
+        text = _(
+            "{w} x {h} -> {iw} x {ih}, sx = {sx:.4g}, sy = {sy:.4g}; boxes truncated to whole "
+            "pixels as the tutorial does"
+        )
+    else:
+        text = _(
+            "{w} x {h} -> {iw} x {ih}, sx = {sx:.4g}, sy = {sy:.4g}; boxes kept as floats (not "
+            "truncated)"
+        )
+    return text.format(w=w, h=h, iw=iw, ih=ih, sx=sx, sy=sy)
 
 
 def input_frame_rows(gt: GroundTruth) -> dict[str, list[Any]]:
@@ -359,7 +376,7 @@ def input_frame_figure(image: InputImage, gt: GroundTruth, height: int = 520) ->
             x=xs,
             y=ys,
             mode="lines",
-            name="ground truth",
+            name=_("ground truth"),
             line=dict(color=GT_COLOUR, width=3),
             hoverinfo="skip",
             connectgaps=False,

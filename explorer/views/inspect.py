@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import torch
 
 from explorer.text import MAX_MESSAGE_CHARS, html_text
+from frcnn_core.i18n import _
 
 PICKED_COLOUR = "#FFFFFF"
 PARTNER_COLOUR = "#F97316"  # the box that explains the picked one (its suppressor, its GT)
@@ -126,9 +127,12 @@ def class_probs_figure(
     names: Sequence[str],
     true_class: int | None = None,
     height: int = 240,
-    title: str = "Class probabilities",
+    title: str | None = None,
 ) -> go.Figure:
-    """The head's softmax over background and the C classes as bars, the true class marked."""
+    """The head's softmax over background and the C classes as bars, the true class marked.
+    ``title`` defaults to "Class probabilities" in the session's language."""
+    if title is None:
+        title = _("Class probabilities")
     values = [float(p) for p in probs]
     labels = [f"{i}: {html_text(n, 40)}" for i, n in enumerate(names)]
     colours = ["#94A3B8" if i == 0 else "#2563EB" for i in range(len(values))]
@@ -147,7 +151,7 @@ def class_probs_figure(
         layout=dict(
             height=height,
             margin=dict(l=0, r=0, t=30, b=0),
-            yaxis=dict(range=[0, 1.15], title="probability"),
+            yaxis=dict(range=[0, 1.15], title=_("probability")),
             title=dict(text=title, x=0.01, font=dict(size=13)),
             showlegend=False,
         ),

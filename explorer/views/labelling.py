@@ -24,8 +24,10 @@ from frcnn_core.anchor_targets import (
     LabelReason,
 )
 from frcnn_core.anchors import AnchorParams, AnchorResult
+from frcnn_core.i18n import N_, _
 
-LABEL_NAMES = {1: "positive", 0: "negative", -1: "ignored"}
+# Shown through _() (in the session's language).
+LABEL_NAMES = {1: N_("positive"), 0: N_("negative"), -1: N_("ignored")}
 
 
 def drawn_anchors(
@@ -54,8 +56,9 @@ def anchor_names(
     numbers = grid.inside_index.cpu()[rows].tolist()
     labels = targets.labels_unsampled.cpu()[rows].tolist()
     ious = targets.max_iou.cpu()[rows].tolist()
+    line = _("anchor #{n} · {label} · IoU {iou:.3f}")
     return {
-        i: f"anchor #{n} · {LABEL_NAMES[lab]} · IoU {v:.3f}"
+        i: line.format(n=n, label=_(LABEL_NAMES[lab]), iou=v)
         for i, n, lab, v in zip(index, numbers, labels, ious, strict=True)
     }
 
@@ -79,18 +82,22 @@ def labels_figure(
     fig = image_figure(pixels, dim=0.6)
     pos, neg = drawn_anchors(targets, sampled, max_negatives)
     n_neg = int((labels == 0).sum())
-    drawn = f" ({neg.numel()} drawn)" if neg.numel() < n_neg else ""
-    add_boxes(fig, inside[neg], NEGATIVE_COLOUR, f"negative: {n_neg}{drawn}", 1, 0.5)
+    if neg.numel() < n_neg:
+        negative = _("negative: {n} ({drawn} drawn)").format(n=n_neg, drawn=neg.numel())
+    else:
+        negative = _("negative: {n}").format(n=n_neg)
+    add_boxes(fig, inside[neg], NEGATIVE_COLOUR, negative, 1, 0.5)
     names = anchor_names(grid, targets, pos.tolist() + neg.tolist())
     hover = [names[i] for i in pos.tolist()]
-    add_boxes(fig, inside[pos], POSITIVE_COLOUR, f"positive: {pos.numel()}", 2, 1.0, hover)
+    positive = _("positive: {n}").format(n=pos.numel())
+    add_boxes(fig, inside[pos], POSITIVE_COLOUR, positive, 2, 1.0, hover)
     add_gt(fig, gt_boxes, gt_labels)
     if highlight is not None:
         add_boxes(
             fig,
             inside[highlight : highlight + 1],
             PICKED_COLOUR,
-            "selected anchor",
+            _("selected anchor"),
             3,
             1.0,
             dash="dash",
@@ -103,7 +110,7 @@ def labels_figure(
                 order,
                 [names[i] for i in order.tolist()],
                 [NEGATIVE_COLOUR] * neg.numel() + [POSITIVE_COLOUR] * pos.numel(),
-                "anchor centres (click one to inspect it)",
+                _("anchor centres (click one to inspect it)"),
                 size=6,
             )
         )
@@ -117,15 +124,16 @@ def iou_rows(
     anchors, and how many anchors reach that best (its ties, all positive)."""
     ious = targets.ious[index].cpu().tolist()
     best = targets.gt_best_iou.cpu().tolist()
+    box, box_best, at_best = _("GT box"), _("box's best IoU"), _("anchors at it")
     rows = []
     for j, (v, b) in enumerate(zip(ious, best, strict=True)):
         ties = _tie_count(targets, j) if b > 0 else 0
         rows.append(
             {
-                "GT box": f"{j + 1}: {shown(gt_labels[j])}",
+                box: f"{j + 1}: {shown(gt_labels[j])}",
                 "IoU": round(v, 4),
-                "box's best IoU": round(b, 4),
-                "anchors at it": ties,
+                box_best: round(b, 4),
+                at_best: ties,
             }
         )
     return rows
@@ -144,6 +152,9 @@ def label_explanation(
 ) -> list[str]:
     """Markdown lines: the anchor's label, the rule that gave it, and whether it was sampled.
 
+    Each line is one message of the catalogue; the reasons for a positive label (each a whole
+    clause) are joined by a translated "; and ".
+
     Args:
         targets: the labelling the anchor belongs to.
         why: :func:`frcnn_core.anchor_targets.label_reason` of the anchor.
@@ -152,45 +163,73 @@ def label_explanation(
     counts = targets.counts()
     claims = []
     if why.reaches_positive:
-        claims.append(f"its best IoU {why.max_iou:.3f} ≥ {pos:.2f} (the positive threshold)")
+        claims.append(
+            _("its best IoU {iou:.3f} ≥ {pos:.2f} (the positive threshold)").format(
+                iou=why.max_iou, pos=pos
+            )
+        )
     for j in why.best_for:
         n = _tie_count(targets, j)
         best = float(targets.gt_best_iou[j])
-        who = "the anchor that overlaps" if n == 1 else f"one of the {n} anchors that overlap"
-        tie = "" if n == 1 else " (a tie)"
-        claims.append(
-            f"it is {who} box {j + 1} ({plain(gt_labels[j])}) best, at IoU {best:.3f}{tie}: "
-            "every box claims its best anchors, even under the threshold"
-        )
+        if n == 1:
+            claim = _(
+                "it is the anchor that overlaps box {box} ({label}) best, at IoU {iou:.3f}: "
+                "every box claims its best anchors, even under the threshold"
+            )
+        else:
+            claim = _(
+                "it is one of the {n} anchors that overlap box {box} ({label}) best, at IoU "
+                "{iou:.3f} (a tie): every box claims its best anchors, even under the threshold"
+            )
+        claims.append(claim.format(n=n, box=j + 1, label=plain(gt_labels[j]), iou=best))
     if why.label == 1:
-        lines = ["**Positive** (label 1): " + "; and ".join(claims) + "."]
+        reasons = _("; and ").join(claims)
+        lines = [_("**Positive** (label 1): {reasons}.").format(reasons=reasons)]
     elif why.label == 0:
-        lines = [f"**Negative** (label 0): its best IoU {why.max_iou:.3f} < {neg:.2f}."]
+        lines = [
+            _("**Negative** (label 0): its best IoU {iou:.3f} < {neg:.2f}.").format(
+                iou=why.max_iou, neg=neg
+            )
+        ]
         if claims:
             lines.append(
-                "It would be positive (" + "; ".join(claims) + "), but with bug B2 the "
-                "negative rule runs last and overrides it."
+                _(
+                    "It would be positive ({reasons}), but with bug B2 the negative rule runs "
+                    "last and overrides it."
+                ).format(reasons="; ".join(claims))
             )
     else:
         lines = [
-            f"**Ignored** (label −1): its best IoU {why.max_iou:.3f} is in [{neg:.2f}, "
-            f"{pos:.2f}) and it is no box's best anchor, so it is left out of the loss."
+            _(
+                "**Ignored** (label −1): its best IoU {iou:.3f} is in [{neg:.2f}, {pos:.2f}) "
+                "and it is no box's best anchor, so it is left out of the loss."
+            ).format(iou=why.max_iou, neg=neg, pos=pos)
         ]
     if why.label != -1:
         kind = "positive" if why.label == 1 else "negative"
         n = counts[f"sampled_{kind}"]
         cap = int(params.batch_size * params.pos_fraction)
-        if why.sampled:
-            lines.append(
-                f"**Sampled**: one of the {n} {kind}s of the {params.batch_size}-anchor batch "
-                "in the loss."
+        if why.sampled and why.label == 1:
+            line = _(
+                "**Sampled**: one of the {n} positives of the {batch}-anchor batch in the loss."
+            )
+        elif why.sampled:
+            line = _(
+                "**Sampled**: one of the {n} negatives of the {batch}-anchor batch in the loss."
+            )
+        elif why.label == 1:
+            line = _(
+                "**Not sampled**: the batch takes at most {cap} positives and fills the rest of "
+                "{batch} with negatives, chosen at random; this positive was left out, so it is "
+                "not in the loss."
             )
         else:
-            lines.append(
-                f"**Not sampled**: the batch takes at most {cap} positives and fills the rest "
-                f"of {params.batch_size} with negatives, chosen at random; this {kind} was left "
-                "out, so it is not in the loss."
+            line = _(
+                "**Not sampled**: the batch takes at most {cap} positives and fills the rest of "
+                "{batch} with negatives, chosen at random; this negative was left out, so it is "
+                "not in the loss."
             )
+        lines.append(line.format(n=n, cap=cap, batch=params.batch_size))
     return lines
 
 

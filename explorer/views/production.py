@@ -26,6 +26,7 @@ from explorer.figures import (
 )
 from explorer.text import html_text, shown
 from frcnn_core.detect import Match
+from frcnn_core.i18n import N_, _, ngettext
 from frcnn_core.production import DISPLAY_SCORE_THRESHOLD, Detections, top_rois
 from frcnn_core.production_graph import (
     CachedRun,
@@ -102,16 +103,16 @@ def detection_rows(
         x1, y1, x2, y2 = (round(float(v), 1) for v in found.boxes_original[i].tolist())
         row: dict[str, Any] = {
             "#": i + 1,
-            "class": shown(class_name(class_names, int(found.labels[i]))),
-            "score": round(float(found.scores[i]), 4),
+            _("class"): shown(class_name(class_names, int(found.labels[i]))),
+            _("score"): round(float(found.scores[i]), 4),
             "x1": x1,
             "y1": y1,
             "x2": x2,
             "y2": y2,
         }
         if match is not None:
-            row["best IoU"] = round(float(match.best_iou[i]), 3)
-            row["result"] = "TP" if bool(match.true_positive[i]) else "FP"
+            row[_("best IoU")] = round(float(match.best_iou[i]), 3)
+            row[_("result")] = "TP" if bool(match.true_positive[i]) else "FP"
         rows.append(row)
     return rows
 
@@ -146,11 +147,12 @@ def detections_figure(
     add_gt(fig, truth.all_boxes, truth.all_labels)
     names = [class_name(class_names, int(c)) for c in found.labels.tolist()]
     text = [f"{html_text(names[i])} {float(found.scores[i]):.2f}" for i in range(len(found))]
+    # (detections, colour, legend name with "{n}" for their count)
     if match is not None:
         tp = match.true_positive.tolist()
         groups = [
-            ([i for i in index if not tp[i]], NEGATIVE_COLOUR, "false positive"),
-            ([i for i in index if tp[i]], POSITIVE_COLOUR, "true positive"),
+            ([i for i in index if not tp[i]], NEGATIVE_COLOUR, _("false positive: {n}")),
+            ([i for i in index if tp[i]], POSITIVE_COLOUR, _("true positive: {n}")),
         ]
     else:
         order = list(dict.fromkeys(names[i] for i in index))
@@ -158,15 +160,16 @@ def detections_figure(
             (
                 [i for i in index if names[i] == name],
                 CLASS_COLOURS[k % len(CLASS_COLOURS)],
-                html_text(name),
+                html_text(name).replace("{", "{{").replace("}", "}}") + ": {n}",
             )
             for k, name in enumerate(order)
         ]
-    for idx, colour, name in groups:
+    for idx, colour, legend in groups:
         if not idx:
             continue
         boxes = found.boxes_original[idx]
-        add_boxes(fig, boxes, colour, f"{name}: {len(idx)}", 2.5, hover=[text[i] for i in idx])
+        name = legend.format(n=len(idx))
+        add_boxes(fig, boxes, colour, name, 2.5, hover=[text[i] for i in idx])
         fig.add_trace(_label_trace(boxes, [text[i] for i in idx], colour))
     if match is not None and truth.graded:
         missed = torch.nonzero(~match.gt_found).squeeze(1).tolist()
@@ -175,7 +178,7 @@ def detections_figure(
                 fig,
                 truth.boxes[missed],
                 MISS_COLOUR,
-                f"missed: {len(missed)}",
+                _("missed: {n}").format(n=len(missed)),
                 3,
                 hover=[html_text(truth.labels[j]) for j in missed],
                 dash="dash",
@@ -217,7 +220,7 @@ def _heat(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 def channel_tiles(level: LevelTiles, count: int, columns: int = 4) -> np.ndarray:
     """The level's ``count`` most active channels as viridis tiles in a grid (each scaled to
     its own range), row by row in the order of ``level.channels``."""
-    _, h, w = level.shape
+    h, w = level.shape[1:]
     tile_w = max(1, round(TILE_HEIGHT * w / max(h, 1)))
     tiles = [
         cv2.copyMakeBorder(
@@ -234,7 +237,7 @@ def channel_tiles(level: LevelTiles, count: int, columns: int = 4) -> np.ndarray
 
 
 def mean_tile(level: LevelTiles, width: int = 480) -> np.ndarray:
-    _, h, w = level.shape
+    h, w = level.shape[1:]
     return _heat(level.mean, (width, max(1, round(width * h / max(w, 1)))))
 
 
@@ -247,14 +250,14 @@ def level_rows(cached: CachedRun) -> list[dict[str, Any]]:
     for name, level in cached.levels.items():
         rows.append(
             {
-                "level": name,
-                "map (C × H × W)": fmt_hw(level.shape),
-                "stride (px)": fmt_stride(level.stride),
-                "anchor size (px)": ", ".join(str(s) for s in run.anchors.sizes[name]),
-                "ratios (h / w)": ", ".join(f"{r:g}" for r in run.anchors.aspect_ratios[name]),
-                "anchors": anchors[name],
-                "proposals from it": run.proposals.funnel[name]["final"],
-                "RoIs pooled from it": pooled.get(name, 0),
+                _("level"): name,
+                _("map (C × H × W)"): fmt_hw(level.shape),
+                _("stride (px)"): fmt_stride(level.stride),
+                _("anchor size (px)"): ", ".join(str(s) for s in run.anchors.sizes[name]),
+                _("ratios (h / w)"): ", ".join(f"{r:g}" for r in run.anchors.aspect_ratios[name]),
+                _("anchors"): anchors[name],
+                _("proposals from it"): run.proposals.funnel[name]["final"],
+                _("RoIs pooled from it"): pooled.get(name, 0),
             }
         )
     return rows
@@ -273,24 +276,28 @@ def anchors_figure(cached: CachedRun, level: str, height: int = 520) -> go.Figur
     for i, name in enumerate(names):
         boxes = run.anchors.anchors[name]
         per_cell = _per_cell(cached, name)
-        _, hl, wl = run.rpn.objectness[name].shape
+        hl, wl = run.rpn.objectness[name].shape[1:]
         middle = ((hl // 2) * wl + wl // 2) * per_cell
         sizes = ", ".join(str(s) for s in run.anchors.sizes[name])
         add_boxes(
             fig,
             boxes[middle : middle + per_cell],
             level_colour(i),
-            f"level {name}: size {sizes}",
+            _("level {level}: size {sizes}").format(level=name, sizes=sizes),
             2.5 if name == level else 1.5,
             dash=None if name == level else "dot",
         )
     i = names.index(level)
     per_cell = _per_cell(cached, level)
-    _, hl, wl = run.rpn.objectness[level].shape
+    hl, wl = run.rpn.objectness[level].shape[1:]
     step = max(1, math.ceil(math.sqrt(hl * wl / MAX_CENTRES)))
     boxes = run.anchors.anchors[level].reshape(hl, wl, per_cell, 4)[::step, ::step, 0]
     centres = ((boxes[..., :2] + boxes[..., 2:]) / 2).reshape(-1, 2).numpy()
-    label = f"centres of level {level}" + (f" (every {step}th row and column)" if step > 1 else "")
+    if step > 1:
+        label = _("centres of level {level} (one row and column in {step})")
+    else:
+        label = _("centres of level {level}")
+    label = label.format(level=level, step=step)
     fig.add_trace(
         go.Scattergl(
             x=centres[:, 0],
@@ -317,26 +324,27 @@ def objectness_pictures(cached: CachedRun) -> list[tuple[str, np.ndarray, float]
     return out
 
 
+# (the funnel's count, its label: translated where shown)
 FUNNEL_STEPS = (
-    ("anchors", "anchors"),
-    ("top_n", "pre-NMS top-n"),
-    ("after_small", "clipped, small removed"),
-    ("after_score", "above score threshold"),
-    ("after_nms", "after NMS"),
-    ("final", "post-NMS top-n"),
+    ("anchors", N_("anchors")),
+    ("top_n", N_("pre-NMS top-n")),
+    ("after_small", N_("clipped, small removed")),
+    ("after_score", N_("above score threshold")),
+    ("after_nms", N_("after NMS")),
+    ("final", N_("post-NMS top-n")),
 )
 
 
 def funnel_rows(cached: CachedRun) -> list[dict[str, Any]]:
     funnel = cached.run.proposals.funnel
     rows = [
-        {"level": name, **{label: c[step] for step, label in FUNNEL_STEPS}}
+        {_("level"): name, **{_(label): c[step] for step, label in FUNNEL_STEPS}}
         for name, c in funnel.items()
     ]
     rows.append(
         {
-            "level": "all",
-            **{label: sum(c[step] for c in funnel.values()) for step, label in FUNNEL_STEPS},
+            _("level"): _("all"),
+            **{_(label): sum(c[step] for c in funnel.values()) for step, label in FUNNEL_STEPS},
         }
     )
     return rows
@@ -348,13 +356,13 @@ def funnel_figure(cached: CachedRun, height: int = 360) -> go.Figure:
     for i, (name, counts) in enumerate(cached.run.proposals.funnel.items()):
         fig.add_trace(
             go.Bar(
-                x=[label for _, label in FUNNEL_STEPS],
-                y=[max(counts[step], 0) for step, _ in FUNNEL_STEPS],
-                name=f"level {name}",
+                x=[_(label) for _step, label in FUNNEL_STEPS],
+                y=[max(counts[step], 0) for step, _label in FUNNEL_STEPS],
+                name=_("level {level}").format(level=name),
                 marker_color=level_colour(i),
             )
         )
-    fig.update_yaxes(type="log", title="boxes")
+    fig.update_yaxes(type="log", title=_("boxes"))
     fig.update_layout(
         barmode="group",
         height=height,
@@ -372,7 +380,8 @@ def proposals_figure(cached: CachedRun, show: int, height: int = 520) -> go.Figu
     for i, name in enumerate(p.levels):
         keep = levels == i
         if bool(keep.any()):
-            add_boxes(fig, boxes[keep], level_colour(i), f"from level {name}: {int(keep.sum())}")
+            legend = _("from level {level}: {n}").format(level=name, n=int(keep.sum()))
+            add_boxes(fig, boxes[keep], level_colour(i), legend)
     return fig
 
 
@@ -386,9 +395,9 @@ def roi_level_rows(cached: CachedRun) -> list[dict[str, Any]]:
         low = roi.canonical_scale * 2.0 ** (k - roi.canonical_level)
         high = low * 2
         if k > roi.k_max:
-            sizes = "none: beyond the rule's levels"
+            sizes = _("none: beyond the rule's levels")
         elif roi.k_min == roi.k_max:
-            sizes = "every size"
+            sizes = _("every size")
         elif k == roi.k_min:
             sizes = f"< {high:g}"
         elif k == roi.k_max:
@@ -397,10 +406,10 @@ def roi_level_rows(cached: CachedRun) -> list[dict[str, Any]]:
             sizes = f"{low:g} … {high:g}"
         rows.append(
             {
-                "level": name,
+                _("level"): name,
                 "k": k,
-                "scale": f"1/{round(1 / roi.scales[i])}",
-                "√(w·h) in px": sizes,
+                _("scale"): f"1/{round(1 / roi.scales[i])}",
+                _("√(w·h) in px"): sizes,
                 "RoIs": counts[name],
             }
         )
@@ -417,12 +426,15 @@ def roi_levels_figure(cached: CachedRun, show: int, height: int = 520) -> go.Fig
     for i, name in enumerate(roi.level_names):
         keep = torch.nonzero(levels == i).squeeze(1)
         if keep.numel():
-            hover = [f"√(wh) = {float(side[j]):.0f} px → level {name}" for j in keep.tolist()]
+            hover = [
+                _("√(wh) = {size:.0f} px → level {level}").format(size=float(side[j]), level=name)
+                for j in keep.tolist()
+            ]
             add_boxes(
                 fig,
                 boxes[keep],
                 level_colour(i),
-                f"pooled from {name}: {keep.numel()}",
+                _("pooled from {level}: {n}").format(level=name, n=keep.numel()),
                 hover=hover,
             )
     return fig
@@ -448,14 +460,14 @@ def top_roi_rows(
         fg = p[1:]
         best = fg.argsort(descending=True)[:3].tolist()
         row: dict[str, Any] = {
-            "rank": rank,
+            _("rank"): rank,
             "RoI": i + 1,
-            "objectness": round(float(cached.run.proposals.scores[i]), 3),
+            _("objectness"): round(float(cached.run.proposals.scores[i]), 3),
         }
         for n, c in enumerate(best, start=1):
-            row[f"class {n}"] = shown(class_name(class_names, c + 1))
+            row[_("class {n}").format(n=n)] = shown(class_name(class_names, c + 1))
             row[f"p{n}"] = round(float(fg[c]), 3)
-        row["background"] = round(float(p[0]), 3)
+        row[_("background")] = round(float(p[0]), 3)
         rows.append(row)
     return index.tolist(), probs, rows
 
@@ -463,7 +475,8 @@ def top_roi_rows(
 def top_rois_figure(cached: CachedRun, index: list[int], height: int = 460) -> go.Figure:
     fig = image_figure(cached.frame, height=height, dim=0.6)
     boxes = cached.run.proposals.boxes[index]
-    add_boxes(fig, boxes, PROPOSAL_COLOUR, f"top {len(index)} RoIs", 2)
+    legend = ngettext("top {n} RoI", "top {n} RoIs", len(index)).format(n=len(index))
+    add_boxes(fig, boxes, PROPOSAL_COLOUR, legend, 2)
     fig.add_trace(_label_trace(boxes, [f"#{r}" for r in range(1, len(index) + 1)], "#FFFFFF"))
     return fig
 
@@ -471,12 +484,13 @@ def top_rois_figure(cached: CachedRun, index: list[int], height: int = 460) -> g
 def probabilities_figure(
     probs: torch.Tensor, class_names: tuple[str, ...], top: int = 10, height: int = 300
 ) -> go.Figure:
-    """One RoI's highest class probabilities (background included), as bars."""
+    """One RoI's highest class probabilities (background included), as bars. The background
+    (id 0) is named in the session's language; the classes keep their own names."""
     order = probs.argsort(descending=True)[:top].tolist()
     fig = go.Figure(
         go.Bar(
             x=[float(probs[c]) for c in order],
-            y=[html_text(class_name(class_names, c)) for c in order],
+            y=[_("background") if c == 0 else html_text(class_name(class_names, c)) for c in order],
             orientation="h",
             marker_color=[
                 "#94A3B8" if c == 0 else PROPOSAL_COLOUR for c in order
@@ -484,7 +498,7 @@ def probabilities_figure(
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(range=[0, 1], title="softmax probability")
+    fig.update_xaxes(range=[0, 1], title=_("softmax probability"))
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0))
     return fig
 
@@ -533,7 +547,8 @@ def comparison_rows(
         backbone_label: what its backbone is called ("ResNet-50").
 
     Returns:
-        Rows ``{"step", "tutorial", "production", "why"}`` of plain text.
+        Rows ``{"step", "tutorial", "production", "why"}`` of plain text, in the session's
+        language (the keys are not shown).
     """
     params = tutorial.params
     run = cached.run
@@ -549,132 +564,252 @@ def comparison_rows(
     inp = run.input
     (ih, iw), (ph, pw) = inp.input_size, inp.padded_size
     row(
-        "Input frame (height × width)",
-        f"{th} × {tw}: the {oh:,} × {ow:,} photo stretched (× {image.scale[1]:.3f} down, "
-        f"× {image.scale[0]:.3f} across)",
-        f"{ih} × {iw}: scaled × {inp.scale:.3f} both ways (shorter side {inp.min_size}, longer "
-        f"at most {inp.max_size}), zero-padded to {ph} × {pw}, a multiple of "
-        f"{inp.size_divisible}",
-        "Keeping the aspect ratio keeps every object's shape; padding to a multiple of 32 lets "
-        "images of any size share one batch and keeps every FPN level's cells aligned.",
+        _("Input frame (height × width)"),
+        _(
+            "{th} × {tw}: the {oh:,} × {ow:,} photo stretched (× {sy:.3f} down, × {sx:.3f} across)"
+        ).format(th=th, tw=tw, oh=oh, ow=ow, sy=image.scale[1], sx=image.scale[0]),
+        _(
+            "{ih} × {iw}: scaled × {scale:.3f} both ways (shorter side {shorter}, longer at most "
+            "{longer}), zero-padded to {ph} × {pw}, a multiple of {multiple}"
+        ).format(
+            ih=ih,
+            iw=iw,
+            scale=inp.scale,
+            shorter=inp.min_size,
+            longer=inp.max_size,
+            ph=ph,
+            pw=pw,
+            multiple=inp.size_divisible,
+        ),
+        _(
+            "Keeping the aspect ratio keeps every object's shape; padding to a multiple of 32 "
+            "lets images of any size share one batch and keeps every FPN level's cells aligned."
+        ),
     )
     mean = ", ".join(f"{v:.3f}" for v in inp.image_mean)
     std = ", ".join(f"{v:.3f}" for v in inp.image_std)
     row(
-        "Normalisation",
-        "ImageNet mean and std per channel"
+        _("Normalisation"),
+        _("ImageNet mean and std per channel")
         if params.backbone.normalize
-        else "none (the tutorial's bug B13 is on)",
-        f"mean ({mean}), std ({std}), inside the model",
-        "The transform is part of the model, so no caller can forget it (the tutorial did).",
+        else _("none (the tutorial's bug B13 is on)"),
+        _("mean ({mean}), std ({std}), inside the model").format(mean=mean, std=std),
+        _("The transform is part of the model, so no caller can forget it (the tutorial did)."),
     )
     features = tutorial.backbone.features
     stride = tutorial.anchors.stride
     levels = "; ".join(
-        f"{name}: {fmt_hw(level.shape[1:])} (stride {fmt_stride(level.stride)})"
+        _("{level}: {size} (stride {stride})").format(
+            level=name, size=fmt_hw(level.shape[1:]), stride=fmt_stride(level.stride)
+        )
         for name, level in cached.levels.items()
     )
     channels = next(iter(cached.levels.values())).shape[0]
     row(
-        "Backbone and feature maps",
-        f"VGG16 to conv5_3: one map of {fmt_hw(tuple(features.shape[1:]))}, stride {stride}",
-        f"{backbone_label} + FPN: {len(cached.levels)} maps of {channels} channels: {levels}",
-        "Fine maps find small objects and coarse maps large ones; FPN's top-down path gives "
-        "the fine maps the coarse maps' meaning.",
+        _("Backbone and feature maps"),
+        _("VGG16 to conv5_3: one map of {size}, stride {stride}").format(
+            size=fmt_hw(tuple(features.shape[1:])), stride=stride
+        ),
+        _("{backbone} + FPN: {n} maps of {channels} channels: {levels}").format(
+            backbone=backbone_label, n=len(cached.levels), channels=channels, levels=levels
+        ),
+        _(
+            "Fine maps find small objects and coarse maps large ones; FPN's top-down path gives "
+            "the fine maps the coarse maps' meaning."
+        ),
     )
     grid = tutorial.anchors
     hf, wf = grid.feature_size
     counts = run.anchors.counts()
     per_level = " + ".join(f"{n:,}" for n in counts.values())
     detail = "; ".join(
-        f"{name}: {fmt_hw(tuple(run.rpn.objectness[name].shape[1:]))} × "
-        f"{_per_cell(cached, name)} of size {', '.join(map(str, run.anchors.sizes[name]))}"
+        _("{level}: {size} × {per_cell} of size {sizes}").format(
+            level=name,
+            size=fmt_hw(tuple(run.rpn.objectness[name].shape[1:])),
+            per_cell=_per_cell(cached, name),
+            sizes=", ".join(map(str, run.anchors.sizes[name])),
+        )
         for name in counts
     )
-    row(
-        "Anchors",
-        f"{grid.total:,} = {hf} × {wf} × {params.anchors.per_cell}; {grid.inside:,} lie inside "
-        "the image and only those are trained on",
-        f"{run.anchors.total:,} = {per_level} ({detail}); none left out, boxes are clipped",
-        (
-            "One size per level: each level's anchors fit what its stride can resolve"
-            if all(len(sizes) == 1 for sizes in run.anchors.sizes.values())
-            else "Every size on every level (this backbone's maps share one stride)"
+    if all(len(sizes) == 1 for sizes in run.anchors.sizes.values()):
+        why = _(
+            "One size per level: each level's anchors fit what its stride can resolve; anchors "
+            "crossing the border still learn the objects at the border."
         )
-        + "; anchors crossing the border still learn the objects at the border.",
+    else:
+        why = _(
+            "Every size on every level (this backbone's maps share one stride); anchors "
+            "crossing the border still learn the objects at the border."
+        )
+    row(
+        _("Anchors"),
+        _(
+            "{total:,} = {hf} × {wf} × {per_cell}; {inside:,} lie inside the image and only "
+            "those are trained on"
+        ).format(
+            total=grid.total, hf=hf, wf=wf, per_cell=params.anchors.per_cell, inside=grid.inside
+        ),
+        _("{total:,} = {per_level} ({detail}); none left out, boxes are clipped").format(
+            total=run.anchors.total, per_level=per_level, detail=detail
+        ),
+        why,
     )
     tut_targets = tutorial.anchor_targets.counts()
     at = params.anchor_targets
     prod_counts = targets.anchor_counts()
     hi, lo = targets.rpn_thresholds
+    if targets.rpn_low_quality:
+        matcher = _(
+            "Matcher({hi:g}, {lo:g}, best anchors kept): {positive:,} object, {negative:,} "
+            "background, {ignored:,} ignored (of every anchor); sampled {sampled_positive} + "
+            "{sampled_negative} of {batch}"
+        )
+    else:
+        matcher = _(
+            "Matcher({hi:g}, {lo:g}, best anchors not kept): {positive:,} object, {negative:,} "
+            "background, {ignored:,} ignored (of every anchor); sampled {sampled_positive} + "
+            "{sampled_negative} of {batch}"
+        )
     row(
-        "Anchor matching",
-        f"IoU ≥ {at.pos_iou:g} object, < {at.neg_iou:g} background, plus each box's best "
-        f"anchors: {tut_targets['positive']:,} object, {tut_targets['negative']:,} background, "
-        f"{tut_targets['ignored']:,} ignored (of the inside anchors); sampled "
-        f"{tut_targets['sampled_positive']} + {tut_targets['sampled_negative']} of "
-        f"{at.batch_size}",
-        f"Matcher({hi:g}, {lo:g}, best anchors "
-        f"{'kept' if targets.rpn_low_quality else 'not kept'}): {prod_counts['positive']:,} "
-        f"object, {prod_counts['negative']:,} background, {prod_counts['ignored']:,} ignored "
-        f"(of every anchor); sampled {targets.rpn_sampled_positive} + "
-        f"{targets.rpn_sampled_negative} of {targets.rpn_batch}",
-        "The same rule as the paper; torchvision matches every anchor, border ones too. The "
-        "production side counts only your boxes whose label is one of its classes.",
+        _("Anchor matching"),
+        _(
+            "IoU ≥ {pos_iou:g} object, < {neg_iou:g} background, plus each box's best anchors: "
+            "{positive:,} object, {negative:,} background, {ignored:,} ignored (of the inside "
+            "anchors); sampled {sampled_positive} + {sampled_negative} of {batch}"
+        ).format(
+            pos_iou=at.pos_iou,
+            neg_iou=at.neg_iou,
+            positive=tut_targets["positive"],
+            negative=tut_targets["negative"],
+            ignored=tut_targets["ignored"],
+            sampled_positive=tut_targets["sampled_positive"],
+            sampled_negative=tut_targets["sampled_negative"],
+            batch=at.batch_size,
+        ),
+        matcher.format(
+            hi=hi,
+            lo=lo,
+            positive=prod_counts["positive"],
+            negative=prod_counts["negative"],
+            ignored=prod_counts["ignored"],
+            sampled_positive=targets.rpn_sampled_positive,
+            sampled_negative=targets.rpn_sampled_negative,
+            batch=targets.rpn_batch,
+        ),
+        _(
+            "The same rule as the paper; torchvision matches every anchor, border ones too. The "
+            "production side counts only your boxes whose label is one of its classes."
+        ),
     )
     scores = tuple(tutorial.rpn.scores.shape)
     objectness = sum(int(o.numel()) for o in run.rpn.objectness.values())
     deltas = sum(int(d.numel()) for d in run.rpn.box_deltas.values())
     row(
-        "RPN outputs",
-        f"2 logits (softmax) and 4 deltas per anchor: scores {fmt_hw(scores)}, deltas "
-        f"{fmt_hw(tuple(tutorial.rpn.locs.shape))}",
-        f"1 logit (sigmoid) and 4 deltas per anchor, per level: {objectness:,} logits, "
-        f"{deltas:,} deltas; one head shared by every level",
-        "One sigmoid logit says what a two-way softmax says with half the outputs.",
+        _("RPN outputs"),
+        _("2 logits (softmax) and 4 deltas per anchor: scores {scores}, deltas {deltas}").format(
+            scores=fmt_hw(scores), deltas=fmt_hw(tuple(tutorial.rpn.locs.shape))
+        ),
+        _(
+            "1 logit (sigmoid) and 4 deltas per anchor, per level: {logits:,} logits, "
+            "{deltas:,} deltas; one head shared by every level"
+        ).format(logits=objectness, deltas=deltas),
+        _("One sigmoid logit says what a two-way softmax says with half the outputs."),
     )
     tp = tutorial.test_proposals.counts()
     p = run.proposals
     funnel = p.funnel.values()
     after_nms = sum(c["after_nms"] for c in funnel)
     row(
-        "Proposals before and after NMS (test time)",
-        f"{tp['after_min_size']:,} boxes of at least {params.proposals.min_size:g} px → the best "
-        f"{tp['pre_nms']:,} → NMS at IoU {params.proposals.nms_iou:g} → {tp['after_nms']:,} → "
-        f"top {tp['kept']:,}",
-        f"the best {p.pre_nms_top_n:,} per level ({sum(c['top_n'] for c in funnel):,}) → "
-        f"clipped, boxes under {p.min_size:g} px and scores under {p.score_thresh:g} removed "
-        f"({p.pre_nms:,}) → NMS at IoU {p.nms_thresh:g} per level → {after_nms:,} → top "
-        f"{p.post_nms_top_n:,}: {p.post_nms:,}",
-        "A top-n per level keeps every level represented, and NMS per level never lets a large "
-        "box on a coarse level remove a small one on a fine level.",
+        _("Proposals before and after NMS (test time)"),
+        _(
+            "{boxes:,} boxes of at least {min_size:g} px → the best {pre_nms:,} → NMS at IoU "
+            "{nms_iou:g} → {after_nms:,} → top {kept:,}"
+        ).format(
+            boxes=tp["after_min_size"],
+            min_size=params.proposals.min_size,
+            pre_nms=tp["pre_nms"],
+            nms_iou=params.proposals.nms_iou,
+            after_nms=tp["after_nms"],
+            kept=tp["kept"],
+        ),
+        _(
+            "the best {top_n:,} per level ({top:,}) → clipped, boxes under {min_size:g} px and "
+            "scores under {score:g} removed ({pre_nms:,}) → NMS at IoU {nms_iou:g} per level → "
+            "{after_nms:,} → top {post_nms_top_n:,}: {post_nms:,}"
+        ).format(
+            top_n=p.pre_nms_top_n,
+            top=sum(c["top_n"] for c in funnel),
+            min_size=p.min_size,
+            score=p.score_thresh,
+            pre_nms=p.pre_nms,
+            nms_iou=p.nms_thresh,
+            after_nms=after_nms,
+            post_nms_top_n=p.post_nms_top_n,
+            post_nms=p.post_nms,
+        ),
+        _(
+            "A top-n per level keeps every level represented, and NMS per level never lets a "
+            "large box on a coarse level remove a small one on a fine level."
+        ),
     )
     pt = tutorial.proposal_targets.counts()
     ptp = params.proposal_targets
     roi = targets.roi_counts()
-    fg, _ = targets.roi_thresholds
+    fg = targets.roi_thresholds[0]
     row(
-        "RoI sampling (training)",
-        f"{ptp.roi_batch_size} RoIs, at most {ptp.roi_pos_fraction:.0%} objects (IoU ≥ "
-        f"{ptp.roi_pos_iou:g}): {pt['positive']} object + {pt['negative']} background",
-        f"{targets.roi_batch} RoIs, at most {targets.roi_positive_fraction:.0%} objects (IoU ≥ "
-        f"{fg:g}), drawn from {targets.roi_candidates:,} proposals and your boxes: "
-        f"{roi['positive']} object + {roi['negative']} background",
-        "More RoIs per image, and the ground-truth boxes join the proposals, so the head sees "
-        "perfect positives from the first iteration.",
+        _("RoI sampling (training)"),
+        _(
+            "{batch} RoIs, at most {fraction:.0%} objects (IoU ≥ {iou:g}): {positive} object + "
+            "{negative} background"
+        ).format(
+            batch=ptp.roi_batch_size,
+            fraction=ptp.roi_pos_fraction,
+            iou=ptp.roi_pos_iou,
+            positive=pt["positive"],
+            negative=pt["negative"],
+        ),
+        _(
+            "{batch} RoIs, at most {fraction:.0%} objects (IoU ≥ {iou:g}), drawn from "
+            "{candidates:,} proposals and your boxes: {positive} object + {negative} background"
+        ).format(
+            batch=targets.roi_batch,
+            fraction=targets.roi_positive_fraction,
+            iou=fg,
+            candidates=targets.roi_candidates,
+            positive=roi["positive"],
+            negative=roi["negative"],
+        ),
+        _(
+            "More RoIs per image, and the ground-truth boxes join the proposals, so the head "
+            "sees perfect positives from the first iteration."
+        ),
     )
     pooled = tuple(tutorial.roi_pool.pooled.shape)
     r = run.roi
     per_level = ", ".join(f"{name}: {n}" for name, n in r.counts().items())
     method = "RoI Align" if params.roi_pool.method == "align" else "RoI Pool (max)"
     row(
-        "RoI pooling",
-        f"{method} to {pooled[-2]} × {pooled[-1]} at 1/{stride} on the one map: {fmt_hw(pooled)}",
-        f"MultiScaleRoIAlign to {r.output_size[0]} × {r.output_size[1]} (sampling ratio "
-        f"{r.sampling_ratio}) from level k = ⌊{r.canonical_level} + log2(√(wh) / "
-        f"{r.canonical_scale})⌋, clamped to {r.k_min}…{r.k_max}: {per_level}",
-        "RoI Align samples the exact box (no rounding to cells); large RoIs pool from coarse "
-        "levels, small ones from fine levels.",
+        _("RoI pooling"),
+        _("{method} to {h} × {w} at 1/{stride} on the one map: {shape}").format(
+            method=method, h=pooled[-2], w=pooled[-1], stride=stride, shape=fmt_hw(pooled)
+        ),
+        _(
+            "MultiScaleRoIAlign to {h} × {w} (sampling ratio {ratio}) from level k = "
+            "⌊{k0} + log2(√(wh) / {s0})⌋, clamped to {k_min}…{k_max}: {per_level}"
+        ).format(
+            h=r.output_size[0],
+            w=r.output_size[1],
+            ratio=r.sampling_ratio,
+            k0=r.canonical_level,
+            s0=r.canonical_scale,
+            k_min=r.k_min,
+            k_max=r.k_max,
+            per_level=per_level,
+        ),
+        _(
+            "RoI Align samples the exact box (no rounding to cells); large RoIs pool from coarse "
+            "levels, small ones from fine levels."
+        ),
     )
     head = tutorial.test_head
     fc = tutorial["heads"].head
@@ -683,69 +818,115 @@ def comparison_rows(
     logits = tuple(run.head.class_logits.shape)
     width = heads.box_predictor.cls_score.in_features
     row(
-        "Head",
-        f"fc6 and fc7 of {fc.fc6.out_features:,} ({tutorial_params:,} weights) → "
-        f"{head.scores.shape[1]} class scores and {head.scores.shape[1] * 4} deltas per RoI: "
-        f"scores {fmt_hw(tuple(head.scores.shape))}",
-        f"{type(heads.box_head).__name__} of {width:,} ({production_params:,} weights) → "
-        f"{logits[1]} class scores and {run.head.box_regression.shape[1]} deltas per RoI: "
-        f"scores {fmt_hw(logits)}",
-        "A narrower head is far smaller than VGG's 4096-wide fc layers, so it trains faster "
-        "and overfits less; COCO has 80 classes (91 ids with gaps, plus the background).",
+        _("Head"),
+        _(
+            "fc6 and fc7 of {width:,} ({weights:,} weights) → {classes} class scores and "
+            "{deltas} deltas per RoI: scores {shape}"
+        ).format(
+            width=fc.fc6.out_features,
+            weights=tutorial_params,
+            classes=head.scores.shape[1],
+            deltas=head.scores.shape[1] * 4,
+            shape=fmt_hw(tuple(head.scores.shape)),
+        ),
+        _(
+            "{module} of {width:,} ({weights:,} weights) → {classes} class scores and {deltas} "
+            "deltas per RoI: scores {shape}"
+        ).format(
+            module=type(heads.box_head).__name__,
+            width=width,
+            weights=production_params,
+            classes=logits[1],
+            deltas=run.head.box_regression.shape[1],
+            shape=fmt_hw(logits),
+        ),
+        _(
+            "A narrower head is far smaller than VGG's 4096-wide fc layers, so it trains faster "
+            "and overfits less; COCO has 80 classes (91 ids with gaps, plus the background)."
+        ),
     )
     weights = ", ".join(f"{w:g}" for w in heads.box_coder.weights)
     rpn_weights = ", ".join(f"{w:g}" for w in rpn.box_coder.weights)
     row(
-        "Box coder",
-        f"(dx, dy, dw, dh) unweighted for the RPN and the head; dw, dh clamped at "
-        f"{params.proposals.scale_clamp:.3f}",
-        f"RPN weights ({rpn_weights}), head weights ({weights}); dw, dh clamped at "
-        f"{heads.box_coder.bbox_xform_clip:.3f}",
-        f"Weights ({weights}) scale the head's small refinements up to about unit size, so its "
-        "box loss and its class loss are of similar size.",
+        _("Box coder"),
+        _(
+            "(dx, dy, dw, dh) unweighted for the RPN and the head; dw, dh clamped at {clamp:.3f}"
+        ).format(clamp=params.proposals.scale_clamp),
+        _("RPN weights ({rpn}), head weights ({head}); dw, dh clamped at {clamp:.3f}").format(
+            rpn=rpn_weights, head=weights, clamp=heads.box_coder.bbox_xform_clip
+        ),
+        _(
+            "Weights ({weights}) scale the head's small refinements up to about unit size, so "
+            "its box loss and its class loss are of similar size."
+        ).format(weights=weights),
     )
     dets = tutorial.detections
     n_all, n_scored, n_nms = dets.candidates
     c = found.counts
     row(
-        "Detections (post-process)",
-        f"{n_all:,} (RoI, class) pairs → score ≥ {params.detect.score_threshold:g}: "
-        f"{n_scored:,} → per-class NMS {params.detect.class_nms_iou:g}: {n_nms:,} → top "
-        f"{params.detect.max_detections}: {int(dets.boxes.shape[0])}",
-        f"{c['candidates']:,} (RoI, class) pairs → score > {found.detections.threshold:g}: "
-        f"{c['above']:,} → per-class NMS {heads.nms_thresh:g}: {c['after_nms']:,} → top "
-        f"{heads.detections_per_img}: {c['kept']}",
-        f"The same steps. torchvision's model keeps every score above {heads.score_thresh:g}; "
-        "the page shows those above your threshold (the tutorial's MMDetection demo: "
-        f"{DISPLAY_SCORE_THRESHOLD:g}).",
+        _("Detections (post-process)"),
+        _(
+            "{pairs:,} (RoI, class) pairs → score ≥ {threshold:g}: {scored:,} → per-class NMS "
+            "{nms:g}: {after_nms:,} → top {top}: {kept}"
+        ).format(
+            pairs=n_all,
+            threshold=params.detect.score_threshold,
+            scored=n_scored,
+            nms=params.detect.class_nms_iou,
+            after_nms=n_nms,
+            top=params.detect.max_detections,
+            kept=int(dets.boxes.shape[0]),
+        ),
+        _(
+            "{pairs:,} (RoI, class) pairs → score > {threshold:g}: {scored:,} → per-class NMS "
+            "{nms:g}: {after_nms:,} → top {top}: {kept}"
+        ).format(
+            pairs=c["candidates"],
+            threshold=found.detections.threshold,
+            scored=c["above"],
+            nms=heads.nms_thresh,
+            after_nms=c["after_nms"],
+            top=heads.detections_per_img,
+            kept=c["kept"],
+        ),
+        _(
+            "The same steps. torchvision's model keeps every score above {kept:g}; the page "
+            "shows those above your threshold (the tutorial's MMDetection demo: {demo:g})."
+        ).format(kept=heads.score_thresh, demo=DISPLAY_SCORE_THRESHOLD),
     )
     tutorial_losses = tutorial.losses.floats()
     tut = _losses_text(
         {
-            "RPN class": tutorial_losses["rpn_cls"],
-            "RPN box": tutorial_losses["rpn_loc"],
-            "head class": tutorial_losses["roi_cls"],
-            "head box": tutorial_losses["roi_loc"],
-            "total": tutorial_losses["total"],
+            _("RPN class"): tutorial_losses["rpn_cls"],
+            _("RPN box"): tutorial_losses["rpn_loc"],
+            _("head class"): tutorial_losses["roi_cls"],
+            _("head box"): tutorial_losses["roi_loc"],
+            _("total"): tutorial_losses["total"],
         }
     )
-    prod = {"RPN objectness": targets.rpn_objectness_loss, "RPN box": targets.rpn_box_loss}
+    prod = {_("RPN objectness"): targets.rpn_objectness_loss, _("RPN box"): targets.rpn_box_loss}
     if head_loss is not None:
-        prod |= {"head class": head_loss.classifier, "head box": head_loss.box_reg}
-        prod["total"] = math.fsum(prod.values())
+        prod |= {_("head class"): head_loss.classifier, _("head box"): head_loss.box_reg}
+        prod[_("total")] = math.fsum(prod.values())
         prod_text = _losses_text(prod)
     else:
-        prod_text = (
-            _losses_text(prod) + "; the head's terms need one more forward pass: turn on "
-            "“Compute the production head's loss” in the sidebar"
-        )
+        prod_text = _(
+            "{losses}; the head's terms need one more forward pass: turn on “Compute the "
+            "production head's loss” in the sidebar"
+        ).format(losses=_losses_text(prod))
     row(
-        "Losses",
-        f"cross-entropy, and λ = {params.rpn_loss.loss_lambda:g} × smooth L1 with β = "
-        f"{params.rpn_loss.smooth_l1_beta:g} divided by the positives: {tut}",
-        "binary cross-entropy for the RPN, cross-entropy for the head, smooth L1 with β = 1/9 "
-        f"divided by every sampled anchor or RoI: {prod_text}",
-        "A small β makes the box loss linear sooner (robust to outliers); dividing by all "
-        "sampled boxes keeps its weight steady whatever the number of positives.",
+        _("Losses"),
+        _(
+            "cross-entropy, and λ = {lam:g} × smooth L1 with β = {beta:g} divided by the "
+            "positives: {losses}"
+        ).format(lam=params.rpn_loss.loss_lambda, beta=params.rpn_loss.smooth_l1_beta, losses=tut),
+        _(
+            "binary cross-entropy for the RPN, cross-entropy for the head, smooth L1 with β = 1/9 "
+            "divided by every sampled anchor or RoI: {losses}"
+        ).format(losses=prod_text),
+        _(
+            "A small β makes the box loss linear sooner (robust to outliers); dividing by all "
+            "sampled boxes keeps its weight steady whatever the number of positives."
+        ),
     )
     return rows

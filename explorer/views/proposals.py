@@ -24,9 +24,18 @@ from explorer.figures import (
 )
 from explorer.views.inspect import PARTNER_COLOUR, PICKED_COLOUR, centre_markers, clickable
 from frcnn_core.anchors import AnchorParams, anchor_position
+from frcnn_core.i18n import N_, _
 from frcnn_core.proposals import BoxFate, ProposalParams, ProposalResult
 
-STEPS = ("decode", "clip", "min size", "pre-NMS top-N", "NMS", "post-NMS top-N")
+# The steps' ids (BoxFate.removed_at, the page's radio values): shown as _(step).
+STEPS = (
+    N_("decode"),
+    N_("clip"),
+    N_("min size"),
+    N_("pre-NMS top-N"),
+    N_("NMS"),
+    N_("post-NMS top-N"),
+)
 FUNNEL_MAIN = "#0891B2"
 FUNNEL_SIDE = "#CBD5E1"
 FUNNEL_ROI = "#F97316"
@@ -47,40 +56,58 @@ def funnel_stages(
     params: ProposalParams,
     sampled_rois: int | None,
 ) -> list[FunnelStage]:
-    """Box counts through the pipeline, anchors to sampled RoIs.
+    """Box counts through the pipeline, anchors to sampled RoIs (labels and notes in the
+    session's language).
 
     The inside-the-image count is a side branch (it feeds the RPN loss only), marked so."""
     c = result.counts()
     pre_n, post_n = result.pre_nms_n, result.post_nms_n
     stages = [
-        FunnelStage("anchors", total_anchors, FUNNEL_MAIN, "every anchor of the grid"),
+        FunnelStage(_("anchors"), total_anchors, FUNNEL_MAIN, _("every anchor of the grid")),
         FunnelStage(
-            "inside the image (RPN loss only)",
+            _("inside the image (RPN loss only)"),
             inside_anchors,
             FUNNEL_SIDE,
-            "labelled for the RPN loss; the proposal layer uses all anchors",
+            _("labelled for the RPN loss; the proposal layer uses all anchors"),
         ),
         FunnelStage(
-            "decoded + clipped", c["decoded"], FUNNEL_MAIN, "all anchors, moved and clipped"
+            _("decoded + clipped"),
+            c["decoded"],
+            FUNNEL_MAIN,
+            _("all anchors, moved and clipped"),
         ),
         FunnelStage(
-            f"at least {params.min_size:g} px",
+            _("at least {size:g} px").format(size=params.min_size),
             c["after_min_size"],
             FUNNEL_MAIN,
-            "boxes narrower or shorter than min size dropped",
+            _("boxes narrower or shorter than min size dropped"),
         ),
         FunnelStage(
-            f"pre-NMS top {pre_n:,}", c["pre_nms"], FUNNEL_MAIN, "highest object probability"
+            _("pre-NMS top {n:,}").format(n=pre_n),
+            c["pre_nms"],
+            FUNNEL_MAIN,
+            _("highest object probability"),
         ),
         FunnelStage(
-            f"after NMS (IoU {params.nms_iou:g})", c["after_nms"], FUNNEL_MAIN, "overlaps removed"
+            _("after NMS (IoU {iou:g})").format(iou=params.nms_iou),
+            c["after_nms"],
+            FUNNEL_MAIN,
+            _("overlaps removed"),
         ),
-        FunnelStage(f"post-NMS top {post_n:,}", c["kept"], FUNNEL_MAIN, "the proposals (RoIs)"),
+        FunnelStage(
+            _("post-NMS top {n:,}").format(n=post_n),
+            c["kept"],
+            FUNNEL_MAIN,
+            _("the proposals (RoIs)"),
+        ),
     ]
     if sampled_rois is not None:
         stages.append(
             FunnelStage(
-                "sampled RoIs (training)", sampled_rois, FUNNEL_ROI, "RoIs the head is trained on"
+                _("sampled RoIs (training)"),
+                sampled_rois,
+                FUNNEL_ROI,
+                _("RoIs the head is trained on"),
             )
         )
     return stages
@@ -101,7 +128,7 @@ def funnel_figure(stages: list[FunnelStage]) -> go.Figure:
     fig.update_layout(
         height=60 + 44 * len(stages),
         margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(text="Boxes left after each step", x=0.01, font=dict(size=14)),
+        title=dict(text=_("Boxes left after each step"), x=0.01, font=dict(size=14)),
     )
     return fig
 
@@ -178,7 +205,8 @@ def step_view(
     step: str,
     n_draw: int,
 ) -> StepView:
-    """The boxes before and after ``step`` (one of :data:`STEPS`), at most ``n_draw`` each."""
+    """The boxes before and after ``step`` (one of :data:`STEPS`), at most ``n_draw`` each;
+    titles and explanation in the session's language."""
     scores = result.rank_scores.cpu()
     n_all = scores.numel()
     pre_n, post_n = result.pre_nms_n, result.post_nms_n
@@ -205,11 +233,13 @@ def step_view(
             n_before=n_all,
             n_after=n_all,
             n_removed=0,
-            before_title="anchors",
-            after_title="decoded boxes",
+            before_title=_("anchors"),
+            after_title=_("decoded boxes"),
             removed_name="",
-            explanation="Every anchor is moved by its predicted deltas (dx, dy, dw, dh); dw and "
-            "dh are clamped at log(1000/16) so exp() cannot explode. Nothing is removed.",
+            explanation=_(
+                "Every anchor is moved by its predicted deltas (dx, dy, dw, dh); dw and dh are "
+                "clamped at log(1000/16) so exp() cannot explode. Nothing is removed."
+            ),
             frame=True,
         )
     if step == "clip":
@@ -224,11 +254,12 @@ def step_view(
             n_before=n_all,
             n_after=n_all,
             n_removed=0,
-            before_title="decoded boxes",
-            after_title="clipped to the image",
+            before_title=_("decoded boxes"),
+            after_title=_("clipped to the image"),
             removed_name="",
-            explanation="Edges that stick out of the image are moved onto its border. Nothing "
-            "is removed.",
+            explanation=_(
+                "Edges that stick out of the image are moved onto its border. Nothing is removed."
+            ),
             frame=True,
         )
     if step == "min size":
@@ -245,11 +276,13 @@ def step_view(
             n_before=n_all,
             n_after=size_keep.numel(),
             n_removed=removed.numel(),
-            before_title="clipped boxes",
-            after_title=f"at least {params.min_size:g} px wide and tall",
-            removed_name=f"under {params.min_size:g} px",
-            explanation=f"Boxes narrower or shorter than {params.min_size:g} px (mostly anchors "
-            "squeezed by clipping at the border) are dropped.",
+            before_title=_("clipped boxes"),
+            after_title=_("at least {size:g} px wide and tall").format(size=params.min_size),
+            removed_name=_("under {size:g} px").format(size=params.min_size),
+            explanation=_(
+                "Boxes narrower or shorter than {size:g} px (mostly anchors squeezed by "
+                "clipping at the border) are dropped."
+            ).format(size=params.min_size),
         )
     if step == "pre-NMS top-N":
         ranked = _by_score(size_keep, scores)
@@ -264,11 +297,13 @@ def step_view(
             n_before=ranked.numel(),
             n_after=pre.numel(),
             n_removed=removed.numel(),
-            before_title="after min size",
-            after_title=f"top {pre_n:,} by score",
-            removed_name="lowest scores, cut",
-            explanation=f"Boxes are ranked by object probability and only the best {pre_n:,} "
-            "go on to NMS, the slow step.",
+            before_title=_("after min size"),
+            after_title=_("top {n:,} by score").format(n=pre_n),
+            removed_name=_("lowest scores, cut"),
+            explanation=_(
+                "Boxes are ranked by object probability and only the best {n:,} go on to NMS, "
+                "the slow step."
+            ).format(n=pre_n),
         )
     if step == "NMS":
         survived = torch.zeros(pre.numel(), dtype=torch.bool)
@@ -284,12 +319,14 @@ def step_view(
             n_before=pre.numel(),
             n_after=after_nms.numel(),
             n_removed=removed.numel(),
-            before_title="before NMS",
-            after_title="after NMS",
-            removed_name="suppressed",
-            explanation="Visiting boxes best first, NMS keeps a box and deletes every later box "
-            f"that overlaps it with IoU > {params.nms_iou:g}: near-duplicates vanish and the "
-            "survivors spread over the image.",
+            before_title=_("before NMS"),
+            after_title=_("after NMS"),
+            removed_name=_("suppressed"),
+            explanation=_(
+                "Visiting boxes best first, NMS keeps a box and deletes every later box that "
+                "overlaps it with IoU > {iou:g}: near-duplicates vanish and the survivors spread "
+                "over the image."
+            ).format(iou=params.nms_iou),
         )
     if step == "post-NMS top-N":
         removed = after_nms[kept.numel() :]
@@ -303,11 +340,13 @@ def step_view(
             n_before=after_nms.numel(),
             n_after=kept.numel(),
             n_removed=removed.numel(),
-            before_title="after NMS",
-            after_title=f"top {post_n:,}: the proposals",
-            removed_name="lowest scores, cut",
-            explanation=f"The best {post_n:,} survivors of NMS are the proposals (RoIs), passed "
-            "on to RoI sampling (training) or to the detection head (test).",
+            before_title=_("after NMS"),
+            after_title=_("top {n:,}: the proposals").format(n=post_n),
+            removed_name=_("lowest scores, cut"),
+            explanation=_(
+                "The best {n:,} survivors of NMS are the proposals (RoIs), passed on to RoI "
+                "sampling (training) or to the detection head (test)."
+            ).format(n=post_n),
         )
     raise ValueError(f"unknown step {step!r}")
 
@@ -332,9 +371,10 @@ def _hover(n: int, start: int = 1) -> list[str]:
 
 def _marker_text(view: StepView, index: torch.Tensor, removed: list[bool]) -> list[str]:
     scores = view.scores[index].tolist()
-    gone = f" · removed: {view.removed_name}"
+    kept = _("anchor #{i} · score {score:.4f}")
+    gone = _("anchor #{i} · score {score:.4f} · removed: {reason}")
     return [
-        f"anchor #{i} · score {v:.4f}{gone if r else ''}"
+        (gone if r else kept).format(i=i, score=v, reason=view.removed_name)
         for i, v, r in zip(index.tolist(), scores, removed, strict=True)
     ]
 
@@ -361,19 +401,25 @@ def step_figures(
         source = view.before_source if side == "before" else view.after_source
         total = view.n_before if side == "before" else view.n_after
         title = view.before_title if side == "before" else view.after_title
-        fig = image_figure(pixels, height=height, dim=0.55, title=f"{title}: {total:,} boxes")
+        fig = image_figure(
+            pixels,
+            height=height,
+            dim=0.55,
+            title=_("{title}: {n:,} boxes").format(title=title, n=total),
+        )
         drawn = boxes.shape[0]
-        shown = f"best {drawn:,} drawn" if drawn < total else f"{drawn:,} drawn"
+        shown = (_("best {n:,} drawn") if drawn < total else _("{n:,} drawn")).format(n=drawn)
         add_boxes(fig, boxes, PROPOSAL_COLOUR, shown, 1.0, 0.6, _hover(drawn))
         if drawn:
             best = min(drawn, 10)
-            add_boxes(fig, boxes[:best], ACCENT_COLOUR, f"best {best}", 2.5, 1.0, _hover(best))
+            name = _("best {n}").format(n=best)
+            add_boxes(fig, boxes[:best], ACCENT_COLOUR, name, 2.5, 1.0, _hover(best))
         colours = [PROPOSAL_COLOUR] * drawn
         if side == "before" and view.removed_index.numel():
             n = view.removed_index.numel()
-            name = f"{view.removed_name}: {view.n_removed:,}"
-            if n < view.n_removed:
-                name += f" ({n:,} drawn)"
+            name = (
+                _("{reason}: {n:,} ({drawn:,} drawn)") if n < view.n_removed else "{reason}: {n:,}"
+            ).format(reason=view.removed_name, n=view.n_removed, drawn=n)
             add_boxes(fig, view.removed, NEGATIVE_COLOUR, name, 1.0, 0.8)
             # The removed boxes' markers too (red), each box once.
             extra = view.removed_index[~torch.isin(view.removed_index, index)]
@@ -383,12 +429,12 @@ def step_figures(
             index = torch.cat((index, extra))
         add_gt(fig, gt_boxes, gt_labels)
         for fate, colour, label in (
-            (suppressor, PARTNER_COLOUR, "suppressed it"),
-            (picked, PICKED_COLOUR, "picked box"),
+            (suppressor, PARTNER_COLOUR, _("suppressed it: anchor #{n}")),
+            (picked, PICKED_COLOUR, _("picked box: anchor #{n}")),
         ):
             if fate is not None and view.shows(fate, side):
                 box = source[fate.anchor : fate.anchor + 1]
-                name = f"{label}: anchor #{fate.anchor}"
+                name = label.format(n=fate.anchor)
                 add_boxes(fig, box, colour, name, 3, 1.0, dash="dash" if fate is picked else None)
         if index.numel():
             fig.add_trace(
@@ -397,7 +443,7 @@ def step_figures(
                     index,
                     _marker_text(view, index, [c == NEGATIVE_COLOUR for c in colours]),
                     colours,
-                    "box centres (click one to inspect it)",
+                    _("box centres (click one to inspect it)"),
                     size=6,
                     escape=False,  # numbers only
                 )
@@ -412,20 +458,25 @@ def step_figures(
         if view.frame:
             _framed(fig, [view.before, view.after], size)
             h, w = size
-            add_boxes(fig, torch.tensor([[0.0, 0.0, w, h]]), IGNORED_COLOUR, "image border", 1)
+            border = torch.tensor([[0.0, 0.0, w, h]])
+            add_boxes(fig, border, IGNORED_COLOUR, _("image border"), 1)
         figs.append(clickable(fig))
     return figs[0], figs[1]
 
 
 def step_caption(view: StepView) -> str:
     """What the colours of :func:`step_figures` mean (red only where this step removed boxes)."""
-    parts = ["Cyan: the boxes drawn", "purple: the 10 best-scored of each view"]
     if view.removed_index.numel():
-        parts.append(f"red (left): boxes this step removed ({view.removed_name})")
-    parts.append("yellow: ground truth")
-    return (
-        "; ".join(parts) + ". Click a box's centre dot to inspect it: dashed white is the "
-        "picked box, orange the box that suppressed it in NMS."
+        return _(
+            "Cyan: the boxes drawn; purple: the 10 best-scored of each view; red (left): boxes "
+            "this step removed ({reason}); yellow: ground truth. Click a box's centre dot to "
+            "inspect it: dashed white is the picked box, orange the box that suppressed it in "
+            "NMS."
+        ).format(reason=view.removed_name)
+    return _(
+        "Cyan: the boxes drawn; purple: the 10 best-scored of each view; yellow: ground truth. "
+        "Click a box's centre dot to inspect it: dashed white is the picked box, orange the box "
+        "that suppressed it in NMS."
     )
 
 
@@ -438,10 +489,10 @@ def anchor_line(
     ratio, scale = params.ratios[ri], params.scales[si]
     # The base anchor of ratio h/w and scale s: w = stride * s / sqrt(r), h = stride * s * sqrt(r).
     w, h = stride * scale / math.sqrt(ratio), stride * scale * math.sqrt(ratio)
-    return (
-        f"**Anchor #{index}**: cell (iy {iy}, ix {ix}), shape a = {a} (ratio {ratio:g}, "
-        f"scale {scale:g}: {w:.0f} × {h:.0f} px)"
-    )
+    return _(
+        "**Anchor #{index}**: cell (iy {iy}, ix {ix}), shape a = {a} (ratio {ratio:g}, scale "
+        "{scale:g}: {w:.0f} × {h:.0f} px)"
+    ).format(index=index, iy=iy, ix=ix, a=a, ratio=ratio, scale=scale, w=w, h=h)
 
 
 def _box_text(box: torch.Tensor) -> str:
@@ -455,62 +506,93 @@ def fate_lines(
     params: ProposalParams,
     anchors: torch.Tensor,
 ) -> list[str]:
-    """Markdown lines: the box's score, what each step did with it, and its boxes.
+    """Markdown lines in the session's language: the box's score, what each step did with it,
+    and its boxes.
 
     Args:
         fate: :func:`frcnn_core.proposals.box_fate` of the box.
         anchors (Tensor[N, 4]): every anchor.
     """
     n = fate.anchor
-    score = (
-        f"object logit {fate.score:.4f} (bug B7)"
-        if params.bug_b7_logit_rank
-        else f"p(object) = {fate.score:.4f}"
-    )
-    p = result.pre_nms_index.numel()
-    rank = (
-        f", rank {fate.pre_nms_rank + 1:,} of the {p:,} boxes entering NMS"
-        if fate.pre_nms_rank >= 0
-        else ""
-    )
-    lines = [f"Score: {score}{rank}."]
+    entering = fate.pre_nms_rank >= 0
+    if params.bug_b7_logit_rank:
+        score = (
+            _(
+                "Score: object logit {score:.4f} (bug B7), rank {rank:,} of the {n:,} boxes "
+                "entering NMS."
+            )
+            if entering
+            else _("Score: object logit {score:.4f} (bug B7).")
+        )
+    else:
+        score = (
+            _("Score: p(object) = {score:.4f}, rank {rank:,} of the {n:,} boxes entering NMS.")
+            if entering
+            else _("Score: p(object) = {score:.4f}.")
+        )
+    lines = [
+        score.format(score=fate.score, rank=fate.pre_nms_rank + 1, n=result.pre_nms_index.numel())
+    ]
     if fate.removed_at == "":
         lines.append(
-            f"**Kept**: proposal {fate.proposal} of {result.keep_index.numel():,}; it survives "
-            "every step."
+            _("**Kept**: proposal {i} of {n:,}; it survives every step.").format(
+                i=fate.proposal, n=result.keep_index.numel()
+            )
         )
     elif fate.removed_at == "min size":
         x1, y1, x2, y2 = result.clipped[n].tolist()
         lines.append(
-            f"**Removed at min size**: clipped, it is {x2 - x1:.1f} × {y2 - y1:.1f} px, under "
-            f"{params.min_size:g} px."
+            _(
+                "**Removed at min size**: clipped, it is {w:.1f} × {h:.1f} px, under {size:g} px."
+            ).format(w=x2 - x1, h=y2 - y1, size=params.min_size)
         )
     elif fate.removed_at == "pre-NMS top-N":
         lines.append(
-            f"**Cut before NMS**: not among the {result.pre_nms_n:,} best-scored boxes that "
-            "go on to NMS."
+            _(
+                "**Cut before NMS**: not among the {n:,} best-scored boxes that go on to NMS."
+            ).format(n=result.pre_nms_n)
         )
     elif fate.removed_at == "NMS":
-        order = "by anchor index (bug B8)" if params.bug_b8_index_order else "best score first"
         if fate.suppressor >= 0:
-            other = float(result.rank_scores[fate.suppressor])
+            message = (
+                _(
+                    "**Suppressed by NMS**: the box of anchor #{other} (score {score:.4f}), "
+                    "kept before it (NMS visits boxes by anchor index (bug B8)), overlaps it at "
+                    "IoU **{iou:.3f}** > {threshold:g}. It is outlined in orange."
+                )
+                if params.bug_b8_index_order
+                else _(
+                    "**Suppressed by NMS**: the box of anchor #{other} (score {score:.4f}), "
+                    "kept before it (NMS visits boxes best score first), overlaps it at IoU "
+                    "**{iou:.3f}** > {threshold:g}. It is outlined in orange."
+                )
+            )
             lines.append(
-                f"**Suppressed by NMS**: the box of anchor #{fate.suppressor} (score "
-                f"{other:.4f}), kept before it (NMS visits boxes {order}), overlaps it at IoU "
-                f"**{fate.suppressor_iou:.3f}** > {params.nms_iou:g}. It is outlined in orange."
+                message.format(
+                    other=fate.suppressor,
+                    score=float(result.rank_scores[fate.suppressor]),
+                    iou=fate.suppressor_iou,
+                    threshold=params.nms_iou,
+                )
             )
         else:
             lines.append(
-                f"**Suppressed by NMS**: a kept box overlaps it at IoU {params.nms_iou:g}, "
-                "equal to the threshold within rounding."
+                _(
+                    "**Suppressed by NMS**: a kept box overlaps it at IoU {threshold:g}, equal "
+                    "to the threshold within rounding."
+                ).format(threshold=params.nms_iou)
             )
     else:
         lines.append(
-            f"**Cut after NMS**: it survives NMS, but only the {result.post_nms_n:,} best "
-            "survivors are kept."
+            _(
+                "**Cut after NMS**: it survives NMS, but only the {n:,} best survivors are kept."
+            ).format(n=result.post_nms_n)
         )
     lines.append(
-        f"Anchor {_box_text(anchors[n].float().cpu())} → decoded "
-        f"{_box_text(result.decoded[n].cpu())} → clipped {_box_text(result.clipped[n].cpu())}."
+        _("Anchor {anchor} → decoded {decoded} → clipped {clipped}.").format(
+            anchor=_box_text(anchors[n].float().cpu()),
+            decoded=_box_text(result.decoded[n].cpu()),
+            clipped=_box_text(result.clipped[n].cpu()),
+        )
     )
     return lines

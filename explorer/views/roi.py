@@ -27,6 +27,7 @@ from explorer.figures import (
 )
 from explorer.text import MAX_MESSAGE_CHARS, html_text
 from explorer.views.inspect import clicked_indices
+from frcnn_core.i18n import _
 from frcnn_core.proposal_targets import ProposalTargetParams, ProposalTargetResult
 from frcnn_core.roi_pool import POOL_METHODS, RoIPoolParams, pool_rois
 
@@ -35,9 +36,10 @@ SELECTED_COLOUR = "#FFFFFF"
 
 
 def roi_class(targets: ProposalTargetResult, i: int, class_names: tuple[str, ...]) -> str:
-    """The class name of sampled RoI ``i`` ("background" for label 0)."""
+    """The class name of sampled RoI ``i`` ("background", in the session's language, for
+    label 0)."""
     label = int(targets.labels[i])
-    return class_names[label - 1] if label > 0 else "background"
+    return class_names[label - 1] if label > 0 else _("background")
 
 
 def roi_iou(targets: ProposalTargetResult, i: int) -> float:
@@ -46,12 +48,16 @@ def roi_iou(targets: ProposalTargetResult, i: int) -> float:
 
 
 def roi_descriptions(targets: ProposalTargetResult, class_names: tuple[str, ...]) -> list[str]:
-    """One line per sampled RoI, for a picker: ``RoI 3 · positive: zebra · IoU 0.612``."""
+    """One line per sampled RoI, for a picker: ``RoI 3 · positive: zebra · IoU 0.612`` (in the
+    session's language)."""
     n_pos = targets.pos_index.numel()
+    positive = _("RoI {i} · positive: {name} · IoU {iou:.3f}")
+    negative = _("RoI {i} · negative · IoU {iou:.3f}")
     out = []
     for i in range(targets.sample_index.numel()):
-        kind = f"positive: {roi_class(targets, i, class_names)}" if i < n_pos else "negative"
-        out.append(f"RoI {i} · {kind} · IoU {roi_iou(targets, i):.3f}")
+        line = positive if i < n_pos else negative
+        name = roi_class(targets, i, class_names) if i < n_pos else ""
+        out.append(line.format(i=i, name=name, iou=roi_iou(targets, i)))
     return out
 
 
@@ -98,9 +104,15 @@ def rois_figure(
     text = roi_descriptions(targets, class_names)
     gt = gt_boxes.detach().cpu().reshape(-1, 4)
     traces = [
-        _outlines(rois[n_pos:], NEGATIVE_COLOUR, f"negative: {rois.shape[0] - n_pos}", 1, 0.6),
-        _outlines(rois[:n_pos], POSITIVE_COLOUR, f"positive: {n_pos}", 2),
-        _outlines(gt, GT_COLOUR, "ground truth", 3),
+        _outlines(
+            rois[n_pos:],
+            NEGATIVE_COLOUR,
+            _("negative: {n}").format(n=rois.shape[0] - n_pos),
+            1,
+            0.6,
+        ),
+        _outlines(rois[:n_pos], POSITIVE_COLOUR, _("positive: {n}").format(n=n_pos), 2),
+        _outlines(gt, GT_COLOUR, _("ground truth"), 3),
         go.Scatter(
             x=gt[:, 0].numpy(),
             y=gt[:, 1].numpy(),
@@ -122,7 +134,7 @@ def rois_figure(
                 x=centres[:, 0],
                 y=centres[:, 1],
                 mode="markers",
-                name="RoI centres (click one to pick it)",
+                name=_("RoI centres (click one to pick it)"),
                 marker=dict(color=colours, size=7, line=dict(color="#000000", width=1)),
                 customdata=np.arange(len(text)),
                 text=[html_text(t, MAX_MESSAGE_CHARS) for t in text],
@@ -131,7 +143,7 @@ def rois_figure(
         )
     if selected is not None and 0 <= selected < rois.shape[0]:
         box = rois[selected : selected + 1]
-        traces.append(_outlines(box, SELECTED_COLOUR, "selected RoI", 3, dash="dash"))
+        traces.append(_outlines(box, SELECTED_COLOUR, _("selected RoI"), 3, dash="dash"))
     fig.add_traces(traces)
     fig.layout.clickmode = "event+select"
     return fig
@@ -171,8 +183,9 @@ def iou_histogram(
             x=values,
             xbins=dict(start=0.0, end=1.0, size=0.025),
             marker_color=ACCENT_COLOUR,
-            name="proposals",
-            hovertemplate="IoU %{x}: %{y} proposals<extra></extra>",
+            name=_("proposals"),
+            # A plotly template: %{x} and %{y} stay for plotly.
+            hovertemplate=_("IoU %{x}: %{y} proposals") + "<extra></extra>",
         ),
         layout=dict(
             height=height,
@@ -180,10 +193,10 @@ def iou_histogram(
             bargap=0.05,
             shapes=shapes,
             showlegend=False,
-            xaxis=dict(range=[0, 1], title="best IoU of a proposal with any GT box"),
-            yaxis=dict(type="log", title="proposals"),
+            xaxis=dict(range=[0, 1], title=_("best IoU of a proposal with any GT box")),
+            yaxis=dict(type="log", title=_("proposals")),
             title=dict(
-                text="Red band: negative range · green: positive (IoU ≥ threshold)",
+                text=_("Red band: negative range · green: positive (IoU ≥ threshold)"),
                 x=0.01,
                 font=dict(size=13),
             ),
@@ -352,7 +365,7 @@ def crop_figure(
             zmin=zmin,
             zmax=zmax,
             showscale=False,
-            hovertemplate="cell x %{x}, y %{y}: %{z:.3f}<extra></extra>",
+            hovertemplate=_("cell x %{x}, y %{y}: %{z:.3f}") + "<extra></extra>",
         )
     ]
     s = 1.0 / stride
@@ -360,10 +373,12 @@ def crop_figure(
     n = params.output_size
     if method == "pool":
         q = quantise_roi(roi, params, (hf, wf), stride)
-        xs = [a - 0.5 for a, _ in q.x_bins] + [q.x_bins[-1][1] - 0.5]
-        ys = [a - 0.5 for a, _ in q.y_bins] + [q.y_bins[-1][1] - 0.5]
+        xs = [a - 0.5 for a, _end in q.x_bins] + [q.x_bins[-1][1] - 0.5]
+        ys = [a - 0.5 for a, _end in q.y_bins] + [q.y_bins[-1][1] - 0.5]
         gx, gy = _grid_lines(xs, ys, (xs[0], xs[-1]), (ys[0], ys[-1]))
-        name = f"quantised: cells x {q.x_start}–{q.x_end}, y {q.y_start}–{q.y_end}"
+        name = _("quantised: cells x {x1}–{x2}, y {y1}–{y2}").format(
+            x1=q.x_start, x2=q.x_end, y1=q.y_start, y2=q.y_end
+        )
         traces.append(
             go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=ACCENT_COLOUR, width=2), name=name)
         )
@@ -378,7 +393,7 @@ def crop_figure(
                 y=gy,
                 mode="lines",
                 line=dict(color=ACCENT_COLOUR, width=1.5),
-                name=f"{n} × {n} equal bins (not rounded)",
+                name=_("{n} × {n} equal bins (not rounded)").format(n=n),
             )
         )
         k = params.sampling_ratio
@@ -392,7 +407,7 @@ def crop_figure(
                 y=my.reshape(-1),
                 mode="markers",
                 marker=dict(color="#FFFFFF", size=3),
-                name=f"{k} × {k} bilinear samples per bin",
+                name=_("{k} × {k} bilinear samples per bin").format(k=k),
                 hoverinfo="skip",
             )
         )
@@ -403,7 +418,7 @@ def crop_figure(
             y=oy,
             mode="lines",
             line=dict(color=SELECTED_COLOUR, width=2, dash="dash"),
-            name="exact RoI ÷ 16",
+            name=_("exact RoI ÷ {stride}").format(stride=stride),
             hoverinfo="skip",
         )
     )
@@ -413,7 +428,9 @@ def crop_figure(
             height=height,
             margin=dict(l=0, r=0, t=30, b=0),
             title=dict(
-                text=f"{METHOD_NAMES[method]}: the RoI on the {hf} × {wf} feature map (cells)",
+                text=_("{method}: the RoI on the {hf} × {wf} feature map (cells)").format(
+                    method=METHOD_NAMES[method], hf=hf, wf=wf
+                ),
                 x=0.01,
                 font=dict(size=13),
             ),
@@ -446,12 +463,16 @@ def pooled_figure(
             colorscale="Viridis",
             zmin=zmin,
             zmax=zmax,
-            hovertemplate="bin (%{x}, %{y}): %{z:.3f}<extra></extra>",
+            hovertemplate=_("bin (%{x}, %{y}): %{z:.3f}") + "<extra></extra>",
         ),
         layout=dict(
             height=280,
             margin=dict(l=0, r=0, t=30, b=0),
-            title=dict(text=f"{METHOD_NAMES[method]} output: {n} × {n}", x=0.01, font_size=13),
+            title=dict(
+                text=_("{method} output: {n} × {n}").format(method=METHOD_NAMES[method], n=n),
+                x=0.01,
+                font_size=13,
+            ),
             xaxis=dict(showgrid=False, constrain="domain"),
             yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False, constrain="domain"),
         ),

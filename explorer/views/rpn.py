@@ -17,6 +17,7 @@ from explorer.figures import IGNORED_COLOUR, PROPOSAL_COLOUR, add_boxes, add_gt,
 from explorer.views.anchors import shape_names
 from frcnn_core.anchors import AnchorParams
 from frcnn_core.boxes import decode, smooth_l1_sum
+from frcnn_core.i18n import _, number
 from frcnn_core.rpn import RPNHead, RPNLoss, RPNOutput, RPNParams
 
 
@@ -27,7 +28,8 @@ def _count(module: torch.nn.Module) -> int:
 def head_layers(
     head: RPNHead, feature_size: tuple[int, int], params: RPNParams
 ) -> list[dict[str, str]]:
-    """The RPN head layer by layer with the output shape of each step, for a table."""
+    """The RPN head layer by layer with the output shape of each step, for a table (headers
+    and words in the session's language)."""
     hf, wf = feature_size
     c_in = head.conv.in_channels
     mid = head.conv.out_channels
@@ -35,51 +37,37 @@ def head_layers(
     n_score = head.score.out_channels
     a = n_loc // 4
     n = hf * wf * a
-    relu = "no ReLU (bug B6 on)" if params.bug_b6_no_relu else "+ ReLU"
-    return [
-        {
-            "step": "input: VGG16 conv5_3 features",
-            "operation": "",
-            "output shape": f"(1, {c_in}, {hf}, {wf})",
-            "weights": "",
-        },
-        {
-            "step": "shared conv",
-            "operation": f"3×3 conv {c_in}→{mid}, padding 1, {relu}",
-            "output shape": f"(1, {mid}, {hf}, {wf})",
-            "weights": f"{_count(head.conv):,}",
-        },
-        {
-            "step": "box deltas",
-            "operation": f"1×1 conv {mid}→A·4 = {n_loc}",
-            "output shape": f"(1, {n_loc}, {hf}, {wf})",
-            "weights": f"{_count(head.loc):,}",
-        },
-        {
-            "step": "objectness logits",
-            "operation": f"1×1 conv {mid}→A·2 = {n_score}",
-            "output shape": f"(1, {n_score}, {hf}, {wf})",
-            "weights": f"{_count(head.score):,}",
-        },
-        {
-            "step": "deltas per anchor",
-            "operation": "permute(0, 2, 3, 1).reshape(-1, 4)",
-            "output shape": f"({n}, 4)",
-            "weights": "",
-        },
-        {
-            "step": "logits per anchor",
-            "operation": "permute(0, 2, 3, 1).reshape(-1, 2)",
-            "output shape": f"({n}, 2)",
-            "weights": "",
-        },
-        {
-            "step": "objectness",
-            "operation": "softmax over (background, object), take column 1",
-            "output shape": f"({n},)",
-            "weights": "",
-        },
+    shared = (
+        _("3×3 conv {c_in}→{mid}, padding 1, no ReLU (bug B6 on)")
+        if params.bug_b6_no_relu
+        else _("3×3 conv {c_in}→{mid}, padding 1, + ReLU")
+    ).format(c_in=c_in, mid=mid)
+    rows = [
+        (_("input: VGG16 conv5_3 features"), "", f"(1, {c_in}, {hf}, {wf})", ""),
+        (_("shared conv"), shared, f"(1, {mid}, {hf}, {wf})", f"{_count(head.conv):,}"),
+        (
+            _("box deltas"),
+            _("1×1 conv {mid}→A·4 = {n}").format(mid=mid, n=n_loc),
+            f"(1, {n_loc}, {hf}, {wf})",
+            f"{_count(head.loc):,}",
+        ),
+        (
+            _("objectness logits"),
+            _("1×1 conv {mid}→A·2 = {n}").format(mid=mid, n=n_score),
+            f"(1, {n_score}, {hf}, {wf})",
+            f"{_count(head.score):,}",
+        ),
+        (_("deltas per anchor"), "permute(0, 2, 3, 1).reshape(-1, 4)", f"({n}, 4)", ""),
+        (_("logits per anchor"), "permute(0, 2, 3, 1).reshape(-1, 2)", f"({n}, 2)", ""),
+        (
+            _("objectness"),
+            _("softmax over (background, object), take column 1"),
+            f"({n},)",
+            "",
+        ),
     ]
+    header = (_("step"), _("operation"), _("output shape"), _("weights"))
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def reshape_code(feature_size: tuple[int, int], anchors_per_cell: int) -> str:
@@ -122,6 +110,9 @@ def objectness_heatmaps(
     width = (1 - (n_s - 1) * h_gap) / n_s
     height = (1 - (n_r - 1) * v_gap) / n_r
     data, layout, notes = [], {}, []
+    p_object = _("p(object)")
+    # A plotly template, not a format string: %{x} stays for plotly.
+    hover = _("cell x %{x}, y %{y}: p(object) %{z:.4f}")
     for k, name in enumerate(shape_names(params, stride)):
         r, c = divmod(k, n_s)
         suffix = "" if k == 0 else str(k + 1)
@@ -135,11 +126,10 @@ def objectness_heatmaps(
                 zmax=zmax,
                 colorscale="Viridis",
                 showscale=k == 0,
-                colorbar=dict(title=dict(text="p(object)", side="right"), thickness=14),
+                colorbar=dict(title=dict(text=p_object, side="right"), thickness=14),
                 xaxis=f"x{suffix}",
                 yaxis=f"y{suffix}",
-                hovertemplate=f"{name}<br>cell x %{{x}}, y %{{y}}: p(object) %{{z:.4f}}"
-                "<extra></extra>",
+                hovertemplate=f"{name}<br>{hover}<extra></extra>",
             )
         )
         layout[f"xaxis{suffix}"] = dict(
@@ -188,15 +178,19 @@ def objectness_histogram(objectness: torch.Tensor, bins: int = 60) -> go.Figure:
             y=counts,
             width=float(edges[1] - edges[0]),
             marker_color=PROPOSAL_COLOUR,
-            hovertemplate="p(object) ≈ %{x:.4f}: %{y} anchors<extra></extra>",
+            hovertemplate=_("p(object) ≈ %{x:.4f}: %{y} anchors") + "<extra></extra>",
         )
     )
     fig.update_layout(
         height=260,
         margin=dict(l=0, r=0, t=30, b=0),
-        title=dict(text=f"p(object) of all {p.size:,} anchors", x=0.01, font=dict(size=13)),
-        xaxis_title="p(object)",
-        yaxis_title="anchors",
+        title=dict(
+            text=_("p(object) of all {n} anchors").format(n=number(p.size)),
+            x=0.01,
+            font=dict(size=13),
+        ),
+        xaxis_title=_("p(object)"),
+        yaxis_title=_("anchors"),
         bargap=0.0,
     )
     return fig
@@ -258,12 +252,14 @@ def top_boxes_figure(
     fig = image_figure(pixels, dim=0.6)
     n = top.index.numel()
     if show_anchors and n:
-        add_boxes(fig, top.anchors, IGNORED_COLOUR, "their anchors", 1, 0.7, dash="dot")
+        add_boxes(fig, top.anchors, IGNORED_COLOUR, _("their anchors"), 1, 0.7, dash="dot")
+    line = _("#{rank}: anchor {i}, p(object) {p:.4f}")
     hover = [
-        f"#{rank + 1}: anchor {i}, p(object) {s:.4f}"
+        line.format(rank=rank + 1, i=i, p=s)
         for rank, (i, s) in enumerate(zip(top.index.tolist(), top.scores.tolist(), strict=True))
     ]
-    add_boxes(fig, top.boxes, PROPOSAL_COLOUR, f"top {n} predicted boxes", 1.5, 0.9, hover)
+    name = _("top {n} predicted boxes").format(n=n)
+    add_boxes(fig, top.boxes, PROPOSAL_COLOUR, name, 1.5, 0.9, hover)
     add_gt(fig, gt_boxes, gt_labels)
     return fig
 
@@ -277,11 +273,20 @@ def top_boxes_table(
     rows: int,
 ) -> list[dict[str, object]]:
     """The best ``rows`` anchors: where they sit (cell, shape) and what the head said."""
-    _, wf = feature_size
+    wf = feature_size[1]
     a_count = params.per_cell
     names = shape_names(params, stride)
     logits = rpn.scores.detach().float().cpu()
     deltas = rpn.locs.detach().float().cpu()
+    header = (
+        _("rank"),
+        _("anchor"),
+        _("cell (iy, ix)"),
+        _("shape a"),
+        _("logits (bg, obj)"),
+        _("p(object)"),
+        _("deltas (dx, dy, dw, dh)"),
+    )
     out = []
     for rank, (i, p) in enumerate(
         zip(top.index[:rows].tolist(), top.scores.tolist(), strict=False)
@@ -289,17 +294,16 @@ def top_boxes_table(
         cell, a = divmod(i, a_count)
         iy, ix = divmod(cell, wf)
         dx, dy, dw, dh = deltas[i].tolist()
-        out.append(
-            {
-                "rank": rank + 1,
-                "anchor": i,
-                "cell (iy, ix)": f"({iy}, {ix})",
-                "shape a": f"{a}: {names[a]}",
-                "logits (bg, obj)": f"({logits[i, 0]:.3f}, {logits[i, 1]:.3f})",
-                "p(object)": round(p, 4),
-                "deltas (dx, dy, dw, dh)": f"({dx:.3f}, {dy:.3f}, {dw:.3f}, {dh:.3f})",
-            }
+        row = (
+            rank + 1,
+            i,
+            f"({iy}, {ix})",
+            f"{a}: {names[a]}",
+            f"({logits[i, 0]:.3f}, {logits[i, 1]:.3f})",
+            round(p, 4),
+            f"({dx:.3f}, {dy:.3f}, {dw:.3f}, {dh:.3f})",
         )
+        out.append(dict(zip(header, row, strict=True)))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from explorer.figures import LOSS_COLOURS
+from frcnn_core.i18n import _
 from frcnn_core.train import LOSS_NAMES
 
 
@@ -25,8 +26,8 @@ def loss_curves(history: list[dict[str, float]], height: int = 380) -> go.Figure
     fig.update_layout(
         height=height,
         margin=dict(l=0, r=0, t=10, b=0),
-        xaxis_title="iteration",
-        yaxis_title="loss",
+        xaxis_title=_("iteration"),
+        yaxis_title=_("loss"),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
         uirevision="losses",
     )

@@ -13,6 +13,7 @@ import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -334,7 +335,8 @@ def test_reload_comes_back_usable(app: StreamlitPage) -> None:
     assert app.metric_int("Positive") == 45
     app.reload("Inside anchors")
     assert_clean(app, "after reload")
-    assert app.page.url.rstrip("/").endswith("/labelling")
+    assert urlparse(app.page.url).path.rstrip("/").endswith("/labelling")
+    assert parse_qs(urlparse(app.page.url).query).get("lang") == ["en"]  # kept in the URL
     assert app.metric("Inside anchors") == "8,940"
     assert app.metric_int("Positive") == 45
     expect(app.sidebar()).to_contain_text(ZEBRA_SIDEBAR)
