@@ -8,7 +8,7 @@ import streamlit as st
 from explorer import finetune, jobs
 from explorer.text import plain_message
 from explorer.views.finetune import loss_figure, map_figure
-from explorer.widgets import intro, page_guard
+from explorer.widgets import intro, page_guard, queue_notice
 from frcnn_core.datasets import DatasetError
 from frcnn_core.detectors import MODELS
 from frcnn_core.finetune import BASE_BATCH, BASE_LR
@@ -486,16 +486,7 @@ with page_guard():
         job = run.job
         if job.state == jobs.QUEUED:
             ahead = finetune.queue_position(run)
-            st.info(
-                ngettext(
-                    "Waiting for the server: {n} training ahead of yours. Yours starts as soon "
-                    "as one ends.",
-                    "Waiting for the server: {n} trainings ahead of yours. Yours starts as soon "
-                    "as one ends.",
-                    ahead,
-                ).format(n=ahead),
-                icon=":material/hourglass_top:",
-            )
+            queue_notice(ahead)
             return
         if not job.active and not run.taken:
             st.rerun()  # ended: the whole page reruns and keeps the model

@@ -10,7 +10,7 @@ from explorer import jobs, models, training
 from explorer.text import plain_message
 from explorer.uploads import LIMITS_MB
 from explorer.views.train import loss_curves
-from explorer.widgets import intro, page_guard, run_or_stop
+from explorer.widgets import intro, page_guard, queue_notice, run_or_stop
 from frcnn_core.i18n import _, ngettext
 from frcnn_core.train import TrainParams
 
@@ -200,16 +200,7 @@ with page_guard():
         job = current.job
         if job.state == jobs.QUEUED:
             ahead = training.QUEUE.ahead(job)
-            st.info(
-                ngettext(
-                    "Waiting for the server: {n} training ahead of yours. Yours starts as soon "
-                    "as one ends.",
-                    "Waiting for the server: {n} trainings ahead of yours. Yours starts as soon "
-                    "as one ends.",
-                    ahead,
-                ).format(n=ahead),
-                icon=":material/hourglass_top:",
-            )
+            queue_notice(ahead)
             return
         if not job.active and not current.taken:
             st.rerun()  # ended: the whole page reruns, and the router installs the model

@@ -23,7 +23,7 @@ from explorer import state
 from explorer.runner import PageRun
 from explorer.runtime import OUT_OF_MEMORY
 from explorer.text import number_text, plain_message
-from frcnn_core.i18n import _
+from frcnn_core.i18n import _, ngettext
 from frcnn_core.image import ImageError
 from frcnn_core.params import Parameter, ParamsError, parameter
 
@@ -226,3 +226,18 @@ def timing_caption(run: PageRun, names: Sequence[str]) -> None:
     ]
     if parts:
         st.caption(_("Server compute: {steps}").format(steps=", ".join(parts)))
+
+
+def queue_notice(ahead: int) -> None:
+    """A training waiting for the server: how many run or wait before it (Train and
+    Fine-tune: train pages)."""
+    st.info(
+        ngettext(
+            "Waiting for the server: {n} training ahead of yours. Yours starts as soon "
+            "as one ends.",
+            "Waiting for the server: {n} trainings ahead of yours. Yours starts as soon "
+            "as one ends.",
+            ahead,
+        ).format(n=ahead),
+        icon=":material/hourglass_top:",
+    )
