@@ -386,8 +386,8 @@ def bench_chain(
 
     def lib_stage6() -> tuple[torch.Tensor, torch.Tensor]:
         # anchor_targets' second half: sampling, deltas, both scattered to all anchors.
-        labels = sample_anchors(at.labels_unsampled, params.anchor_targets)
-        targets = anchor_deltas(inside_anchors_dev, gt[at.argmax_gt])
+        labels = sample_anchors(at.labels_unsampled.to(device), params.anchor_targets).to(device)
+        targets = anchor_deltas(inside_anchors_dev, gt[at.argmax_gt.to(device)])
         n = anchors_dev.shape[0]
         labels_all = torch.full((n,), -1, dtype=torch.int64, device=device)
         labels_all[inside_dev] = labels
