@@ -59,6 +59,7 @@ TABLE = P + "table"  # {"digest", "key", "base", "synced", "pending"}: the mount
 TABLE_VERSION = P + "table_version"
 LABEL = P + "label"  # label for the next drawn box (survives page switches)
 LABEL_WIDGET = P + "label_widget"
+LABEL_IMAGE = P + "label_image"  # the image the label was chosen on (another image resets it)
 SAMPLE_WIDGET = P + "sample"
 SAMPLE_SHOWN = P + "sample_shown"  # what image_pickers last put in the sample selector
 UPLOAD_WIDGET = P + "upload"
@@ -281,9 +282,14 @@ def next_label() -> str:
 
 
 def label_input() -> str:
-    if LABEL not in st.session_state:
+    choice = state.image()
+    digest = choice.digest if choice is not None else None
+    if LABEL not in st.session_state or st.session_state.get(LABEL_IMAGE) != digest:
+        # A new image starts from its own last box's label ("zebra" does not follow a photo).
         last = state.boxes()[-1]["label"] if state.boxes() else DEFAULT_LABEL
         st.session_state[LABEL] = clean_label(last)
+        st.session_state[LABEL_WIDGET] = st.session_state[LABEL]
+        st.session_state[LABEL_IMAGE] = digest
     if LABEL_WIDGET not in st.session_state:
         st.session_state[LABEL_WIDGET] = st.session_state[LABEL]
     text = st.text_input(

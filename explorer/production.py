@@ -31,6 +31,7 @@ import streamlit as st
 import torch
 
 from explorer import caches, runtime, state
+from explorer.runner import forward_turn
 from explorer.runtime import CPU, OUT_OF_MEMORY
 from explorer.text import plain, plain_message, shown
 from explorer.widgets import page_guard
@@ -394,7 +395,7 @@ def weights_notice(detector: Detector) -> None:
 
 
 def _slot(stage: Stage) -> AbstractContextManager[Any]:
-    return runtime.FORWARDS.hold() if stage.heavy else nullcontext()
+    return forward_turn(_("forward pass")) if stage.heavy else nullcontext()
 
 
 class ProductionRun(Run):

@@ -13,11 +13,13 @@ stage that runs out of GPU memory is computed again on the CPU, with a notice on
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import nn
 
 from explorer import caches, models, runtime, state
@@ -25,7 +27,7 @@ from explorer.caches import StageCache
 from explorer.runtime import CPU, OUT_OF_MEMORY
 from frcnn_core.backbone import Backbone
 from frcnn_core.graph import Run, Source, Stage
-from frcnn_core.i18n import N_, _
+from frcnn_core.i18n import N_, _, ngettext
 from frcnn_core.params import PipelineParams
 from frcnn_core.pipeline import PIPELINE, UserBoxes
 from frcnn_core.train import split_backbone
@@ -46,7 +48,41 @@ STEP_NAMES = {
 
 
 def _slot(stage: Stage) -> AbstractContextManager[Any]:
-    return runtime.FORWARDS.hold() if stage.heavy else nullcontext()
+    return forward_turn(_(STEP_NAMES.get(stage.name, stage.name))) if stage.heavy else nullcontext()
+
+
+@contextmanager
+def forward_turn(step: str) -> Iterator[None]:
+    """One of the server's forward slots for a step; while others' forwards come first, the
+    page says how many (in a script run; a background job just waits)."""
+    notice: list[Any] = []
+
+    def on_wait(ahead: int) -> None:
+        if get_script_run_ctx() is None:
+            return
+        if not notice:
+            notice.append(st.empty())
+        with notice[0]:
+            forward_queue_notice(ahead, step)
+
+    with runtime.FORWARDS.hold(on_wait):
+        if notice:
+            notice[0].empty()
+        yield
+
+
+def forward_queue_notice(ahead: int, step: str) -> None:
+    """A forward waiting for the server: how many run or wait before it."""
+    st.info(
+        ngettext(
+            "Waiting for the server: {n} computation is ahead of your {step}. Yours runs as "
+            "soon as it ends.",
+            "Waiting for the server: {n} computations are ahead of your {step}. Yours runs "
+            "in turn, first come first served.",
+            ahead,
+        ).format(n=ahead, step=step),
+        icon=":material/hourglass_top:",
+    )
 
 
 def image_sources(

@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import os
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -91,11 +93,21 @@ def default_forward_slots() -> int:
     return max(1, (os.cpu_count() or 1) // max(torch.get_num_threads(), 1))
 
 
+# While a forward waits for a slot, how often it tells its page how many are ahead (and so
+# also notices, at that write, a rerun the student asked for meanwhile and gives up its place).
+WAIT_REPORT_S = 0.5
+
+
 class ForwardSlots:
-    """At most ``slots`` heavy torch forwards at once in this process, whatever the sessions.
+    """At most ``slots`` heavy torch forwards at once in this process, whatever the sessions,
+    served first come, first served.
 
     Streamlit runs each session's script in its own thread; a session whose forward finds every
-    slot taken waits (behind the stage's spinner) until one is free.
+    slot taken joins a queue and waits its turn. ``hold(on_wait)`` calls ``on_wait(ahead)``
+    on the waiting thread (at once, then every :data:`WAIT_REPORT_S` seconds): ``ahead`` is
+    the number of forwards running or queued before this one, for a page to show "2 ahead of
+    you". If ``on_wait`` raises (Streamlit stops a script that way when its student has moved
+    on), the waiter leaves the queue and the exception goes on.
 
     Deadlock-free by construction: a slot is held only around plain torch code (never around a
     cache lookup or anything else that waits), and a thread that already holds a slot passes
@@ -104,22 +116,68 @@ class ForwardSlots:
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self._free = threading.BoundedSemaphore(slots)
+        self._changed = threading.Condition()
+        self._running = 0
+        self._queue: collections.deque[object] = collections.deque()
         self._depth = threading.local()
 
     def held(self) -> bool:
         """True inside ``hold()`` on this thread."""
         return getattr(self._depth, "n", 0) > 0
 
+    def load(self) -> tuple[int, int]:
+        """(forwards running, forwards waiting) right now."""
+        with self._changed:
+            return self._running, len(self._queue)
+
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
         depth = getattr(self._depth, "n", 0)
-        with self._free if depth == 0 else contextlib.nullcontext():
-            self._depth.n = depth + 1
-            try:
-                yield
-            finally:
-                self._depth.n = depth
+        if depth == 0:
+            self._acquire(on_wait)
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._changed:
+                    self._running -= 1
+                    self._changed.notify_all()
+
+    def _acquire(self, on_wait: Callable[[int], None] | None) -> None:
+        ticket = object()
+        with self._changed:
+            if self._running < self.slots and not self._queue:
+                self._running += 1
+                return
+            self._queue.append(ticket)
+        told: tuple[int, float] | None = None  # (ahead, when) last reported
+        try:
+            while True:
+                with self._changed:
+                    place = self._queue.index(ticket)
+                    if place == 0 and self._running < self.slots:
+                        self._queue.popleft()
+                        self._running += 1
+                        # The next in line may have a free slot too (several slots).
+                        self._changed.notify_all()
+                        return
+                    ahead = self._running + place
+                now = time.monotonic()
+                due = told is None or ahead != told[0] or now - told[1] >= WAIT_REPORT_S
+                if on_wait is not None and due:
+                    told = (ahead, now)
+                    on_wait(ahead)  # outside the lock: it talks to the browser
+                with self._changed:
+                    if self._queue[0] is not ticket or self._running >= self.slots:
+                        self._changed.wait(WAIT_REPORT_S)
+        except BaseException:
+            with self._changed:
+                if ticket in self._queue:
+                    self._queue.remove(ticket)
+                self._changed.notify_all()
+            raise
 
 
 FORWARDS = ForwardSlots(env_int(FORWARD_SLOTS_ENV, default_forward_slots()))

@@ -181,8 +181,7 @@ def test_a_failing_forward_gives_its_slot_back() -> None:
     with pytest.raises(torch.cuda.OutOfMemoryError), slots.hold():
         raise torch.cuda.OutOfMemoryError("simulated")
     assert not slots.held()
-    assert slots._free.acquire(blocking=False)  # free again
-    slots._free.release()
+    assert slots.load() == (0, 0)  # free again
 
 
 def test_a_slot_is_held_per_thread() -> None:
@@ -194,6 +193,72 @@ def test_a_slot_is_held_per_thread() -> None:
         worker.join(timeout=5)
         assert slots.held()
     assert other == [False]
+
+
+def test_waiting_forwards_are_served_first_come_first_served_and_told_their_place() -> None:
+    slots = ForwardSlots(1)
+    order: list[int] = []
+    told: dict[int, list[int]] = {}
+
+    def work(i: int) -> None:
+        def on_wait(ahead: int) -> None:
+            told.setdefault(i, []).append(ahead)
+
+        with slots.hold(on_wait):
+            order.append(i)
+
+    with slots.hold():  # the slot is busy: everyone queues behind it
+        workers = []
+        for i in range(4):
+            workers.append(threading.Thread(target=work, args=(i,)))
+            workers[-1].start()
+            deadline = time.monotonic() + 5
+            while slots.load() != (1, i + 1) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert slots.load() == (1, 4)
+    for w in workers:
+        w.join(timeout=10)
+    assert order == [0, 1, 2, 3]
+    # Each was told at once how many were ahead (the running forward and those queued before).
+    assert [told[i][0] for i in range(4)] == [1, 2, 3, 4]
+    # ... and its place only ever went down.
+    assert all(seq == sorted(seq, reverse=True) for seq in told.values())
+    assert slots.load() == (0, 0)
+
+
+def test_a_waiter_that_gives_up_leaves_the_queue() -> None:
+    """Streamlit stops a script whose student moved on by raising at its next write: the
+    waiting forward then leaves its place, and the one behind it moves up."""
+    slots = ForwardSlots(1)
+    done: list[str] = []
+
+    class MovedOn(Exception):
+        pass
+
+    def quitter() -> None:
+        def on_wait(ahead: int) -> None:
+            raise MovedOn
+
+        with pytest.raises(MovedOn), slots.hold(on_wait):
+            done.append("quitter ran")  # never
+
+    def patient() -> None:
+        with slots.hold(lambda ahead: None):
+            done.append("patient ran")
+
+    with slots.hold():
+        first = threading.Thread(target=quitter)
+        first.start()
+        first.join(timeout=5)
+        assert slots.load() == (1, 0)  # the quitter is gone from the queue
+        second = threading.Thread(target=patient)
+        second.start()
+        deadline = time.monotonic() + 5
+        while slots.load() != (1, 1) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    second.join(timeout=5)
+    assert done == ["patient ran"]
+    assert slots.load() == (0, 0)
 
 
 # -- after running out of GPU memory ----------------------------------------------------------

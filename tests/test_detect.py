@@ -75,3 +75,29 @@ def test_match_detections_greedy_by_score():
     assert strict.gt_found.tolist() == [True, False]
     none = match_detections(det, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), 0.5)
     assert none.best_gt.tolist() == [-1] * 4 and not none.true_positive.any()
+
+
+def test_detection_captions_sit_on_the_box_tops_and_stay_inside_the_image() -> None:
+    """Captions along the image's bottom edge ran into each other and off the image: each now
+    sits inside its box under the top edge (where the GT box's label is above)."""
+    import numpy as np
+
+    from explorer.views.detect import detections_figure
+
+    boxes = torch.tensor([[10.0, 700.0, 200.0, 800.0], [220.0, 2.0, 400.0, 800.0]])
+    dets = Detections(boxes, torch.tensor([0.9, 0.8]), torch.tensor([1, 1]), (2, 2, 2))
+    gt = torch.tensor([[10.0, 700.0, 200.0, 800.0]])
+    match = match_detections(dets, gt, torch.tensor([1]), 0.5)
+    fig = detections_figure(
+        np.zeros((800, 800, 3), np.uint8), dets, match, ("kite",), gt, ("kite",)
+    )
+    captions = sorted(
+        (str(trace.text[0]), float(trace.x[0]), float(trace.y[0]), trace.textposition)
+        for trace in fig.data
+        if trace.mode == "text" and " · IoU " in str(trace.text[0])
+    )
+    assert [c[1:] for c in captions] == [
+        (220.0, 2.0, "bottom right"),
+        (10.0, 700.0, "bottom right"),
+    ]
+    assert captions[0][0].startswith("kite 0.80") and captions[1][0].startswith("kite 0.90")

@@ -111,6 +111,8 @@ def test_choosing_another_sample_changes_the_boxes(at: AppTest) -> None:
     assert at.session_state["image"].name == "astronaut"
     labels = list(at.data_editor[0].value["label"])
     assert labels == ["person", "helmet", "flag", "space shuttle"]
+    # The next box's label follows the new image, not the zebras.
+    assert at.text_input(key="image_page:label_widget").value == "space shuttle"
     assert table_boxes(at) == [b["box"] for b in at.session_state["boxes"]]
     assert any("Public domain" in c.value for c in at.caption)
     assert markdown_texts(at)[-1].startswith("**512 x 512 -> 800 x 800, sx = 1.562")
@@ -237,6 +239,7 @@ def test_a_bad_upload_keeps_the_image_and_boxes(at: AppTest) -> None:
 
 
 def test_a_good_upload_starts_with_no_boxes(at: AppTest) -> None:
+    assert at.text_input(key="image_page:label_widget").value == "zebra"
     at.file_uploader(key="image_page:upload").set_value(("mine.png", png_bytes(), "image/png"))
     at.run()
     assert not at.exception
@@ -244,6 +247,7 @@ def test_a_good_upload_starts_with_no_boxes(at: AppTest) -> None:
     assert at.session_state["boxes"] == []
     assert len(at.data_editor[0].value) == 0
     assert any("No boxes yet" in i.value for i in at.info)
+    assert at.text_input(key="image_page:label_widget").value == "object"
     assert markdown_texts(at)[-1].startswith("**90 x 60 -> 800 x 800")
 
 

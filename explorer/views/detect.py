@@ -206,11 +206,14 @@ def detections_figure(
             2.5,
             hover=[text[i] for i in idx],
         )
+        # Each caption sits inside its box, under the top edge (the GT labels sit above it):
+        # along the bottom edge, where objects stand, captions ran into each other and off the
+        # image.
         b = dets.boxes[idx].cpu().numpy()
         fig.add_trace(
             go.Scatter(
                 x=b[:, 0],
-                y=b[:, 3],
+                y=b[:, 1],
                 mode="text",
                 text=[text[i] for i in idx],
                 textposition="bottom right",

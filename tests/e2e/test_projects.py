@@ -119,6 +119,8 @@ def test_work_survives_reload_tab_restart_and_travels_as_a_file(
     viewer.page.goto(link)
     viewer.wait_idle()
     viewer.wait_texts(("Sampled RoIs",))
+    # A fresh browser fetches the metric's code on first use: until then it is a grey skeleton.
+    expect(viewer.metric_locator("Sampled RoIs")).to_have_text(numbers["Sampled RoIs"])
     assert viewer.metrics() == numbers
     visitor.close()
 
