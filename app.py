@@ -21,6 +21,7 @@ from explorer import (
     runtime,
     state,
     training,
+    warmup,
 )
 from explorer.text import plain, plain_message
 from frcnn_core.i18n import N_, _, ngettext
@@ -31,6 +32,7 @@ st.set_page_config(page_title="Faster R-CNN Explorer", page_icon=str(ICON), layo
 display.install()  # every chart drawn for this session's theme and presentation setting
 language = i18n.init()  # this session's language, before any text
 state.init()
+warmup.start()  # once per server: the samples' feature maps, before a class asks for them
 if training.collect():  # a training that ended while the student was elsewhere
     st.toast(_("Training finished: every page now uses the trained heads."))
 if finetune.collect():  # a fine-tuning run that ended: its model joins the production menu

@@ -15,7 +15,9 @@ backbone forward, not thirty).
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -28,6 +30,9 @@ from frcnn_core.image import LoadedImage, load_image
 
 T = TypeVar("T")
 MB = 2**20
+# A result's cost is counted in steps of this (and at least one): cheap results tie, and go
+# least recently used first.
+MIN_COST_S = 0.01
 # Decoded originals are the large entries: a 40-megapixel upload (frcnn_core.image's limit) is
 # 120 MB of RGB, so a count alone allows 64 x 120 MB; the byte budget keeps them to this many MB
 # (four such photos, or a dozen 12-megapixel ones, or all 64 entries of a class's small photos).
@@ -89,10 +94,21 @@ class DecodedImages:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= dropped.pixels.nbytes
 
+    def _evict(self) -> None:
+        """Drop the result with the least credit (the least recently used among equals)."""
+        victim, least = None, math.inf
+        for key, (_value, _size, _worth, credit) in self._items.items():
+            if credit < least:
+                victim, least = key, credit
+        _value, size, _worth, credit = self._items.pop(victim)
+        self._bytes -= size
+        self._inflation = credit
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+            self._inflation = 0.0
 
 
 def nbytes(value: Any) -> int:
@@ -132,7 +148,17 @@ class _Pending:
 
 
 class StageCache:
-    """Results by key, shared by every session; bounded by entries and bytes, LRU.
+    """Results by key, shared by every session; bounded by entries and bytes.
+
+    Eviction weighs what a result cost against the memory it takes (GreedyDual-Size, Cao and
+    Irani 1997): each result has a credit ``L + seconds / megabytes``, where ``seconds`` is
+    what computing it took (at least :data:`MIN_COST_S`, in steps of it, so cheap results tie)
+    and ``L`` the credit of the last result evicted; a hit renews the credit; the result with
+    the least credit goes first, the least recently used among equals (plain LRU when costs
+    are alike). A class's many small-but-large RoI batches therefore go before the few
+    backbone feature maps that every student of a sample shares and that take seconds to
+    compute again (with plain LRU, 30 students evicted them and paid the forward again and
+    again).
 
     A key computed by one thread while another asks for it is computed once: the second waits
     and takes the first's result (if the first fails, the second computes it itself and meets
@@ -148,9 +174,11 @@ class StageCache:
         self.max_bytes = max_bytes
         self.misses: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
-        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        # key -> (value, bytes, worth (seconds per MB), credit); least recently used first.
+        self._items: OrderedDict[Hashable, tuple[Any, int, float, float]] = OrderedDict()
         self._pending: dict[Hashable, _Pending] = {}
         self._bytes = 0
+        self._inflation = 0.0  # L: the credit of the last result evicted
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -170,9 +198,11 @@ class StageCache:
             with self._lock:
                 hit = self._items.get(key)
                 if hit is not None:
+                    value, size, worth, _credit = hit
+                    self._items[key] = (value, size, worth, self._inflation + worth)
                     self._items.move_to_end(key)
                     self.hits[name] += 1
-                    return hit[0]
+                    return value
                 pending = self._pending.get(key)
                 if pending is None:
                     pending = self._pending[key] = _Pending()
@@ -186,6 +216,7 @@ class StageCache:
             with self._lock:
                 if self._pending.get(key) is pending:
                     del self._pending[key]
+        started = time.perf_counter()
         try:
             value = compute()
         except BaseException:
@@ -194,24 +225,36 @@ class StageCache:
             pending.failed = True
             pending.done.set()
             raise
+        seconds = time.perf_counter() - started
         size = nbytes(value)
+        worth = math.ceil(seconds / MIN_COST_S) * MIN_COST_S / (max(size, 1024) / MB)
         with self._lock:
             self.misses[name] += 1
             self._pending.pop(key, None)
             if size <= self.max_bytes:
-                self._items[key] = (value, size)
+                self._items[key] = (value, size, worth, self._inflation + worth)
                 self._bytes += size
                 while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
-                    _, (_, dropped) = self._items.popitem(last=False)
-                    self._bytes -= dropped
+                    self._evict()
         pending.value = value
         pending.done.set()
         return value
+
+    def _evict(self) -> None:
+        """Drop the result with the least credit (the least recently used among equals)."""
+        victim, least = None, math.inf
+        for key, (_value, _size, _worth, credit) in self._items.items():
+            if credit < least:
+                victim, least = key, credit
+        _value, size, _worth, credit = self._items.pop(victim)
+        self._bytes -= size
+        self._inflation = credit
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+            self._inflation = 0.0
             self.misses.clear()
             self.hits.clear()
 

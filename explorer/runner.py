@@ -58,7 +58,7 @@ def forward_turn(step: str) -> Iterator[None]:
     notice: list[Any] = []
 
     def on_wait(ahead: int) -> None:
-        if get_script_run_ctx() is None:
+        if get_script_run_ctx(suppress_warning=True) is None:
             return
         if not notice:
             notice.append(st.empty())

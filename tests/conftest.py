@@ -24,6 +24,9 @@ import torch
 # browser tests start inherit it).
 os.environ.setdefault("FRCNN_STORE", f"sqlite:///{tempfile.mkdtemp()}/store.sqlite3")
 os.environ.setdefault("FRCNN_OFFLINE", "1")
+# No background warm-up of the samples in tests (it would compete with the test for the CPU
+# and change the stage counts tests assert on); tests/test_warmup.py runs it on purpose.
+os.environ.setdefault("FRCNN_WARMUP", "0")
 # The CLI speaks the machine's language (LANG=ko_KR...): the tests read its English.
 os.environ["FRCNN_LANG"] = "en"
 

@@ -305,6 +305,28 @@ def test_the_stage_cache_is_bounded_by_bytes_and_entries() -> None:
     assert len(too_big) == 0  # used, not kept
 
 
+def test_a_costly_result_outlives_cheap_ones_of_the_same_size() -> None:
+    """A backbone's features (seconds to compute) stay while a class's many RoI batches
+    (cheap, as large) come and go; with plain LRU they were evicted and computed again."""
+    cache = StageCache(max_entries=100, max_bytes=4 * 40_000)
+
+    def costly() -> torch.Tensor:
+        time.sleep(0.2)
+        return torch.zeros(10_000)  # 40 kB
+
+    cache.get_or_compute(("backbone", 0), costly)
+    for i in range(20):
+        cache.get_or_compute(("roi_pool", i), lambda: torch.zeros(10_000))
+        assert ("backbone", 0) in cache, i
+    assert cache.misses["backbone"] == 1 and cache.misses["roi_pool"] == 20
+    assert len(cache) == 4 and ("roi_pool", 19) in cache and ("roi_pool", 15) not in cache
+    # Aging: results that keep being used win in the end over one that is never asked again.
+    for i in range(400):
+        cache.get_or_compute(("roi_pool", 100 + i % 3), lambda: torch.zeros(10_000))
+        cache.get_or_compute(("roi_pool", 200 + i), lambda: torch.zeros(10_000))
+    assert ("backbone", 0) not in cache
+
+
 def test_a_hit_is_the_same_object_and_counts() -> None:
     cache = StageCache(max_entries=10, max_bytes=10**9)
     first = cache.get_or_compute(("anchors", 1), lambda: torch.ones(3))

@@ -48,6 +48,25 @@ def test_no_file_watching_and_no_error_details(config: str) -> None:
     assert '".venv"' in blacklist and '"tests"' in blacklist
 
 
+def test_no_full_garbage_collection_after_every_run() -> None:
+    """A hidden option (``config show`` leaves it out): read as a server started here does."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from streamlit import config as c; print(c.get_option("
+            + repr("runner.postScriptGC")
+            + "))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_a_laptop_serves_only_itself(config: str) -> None:
     assert setting(config, "address") == '"localhost"'
 

@@ -1,0 +1,89 @@
+"""The sample images' expensive stages, computed once when the server starts.
+
+A class opens the app within a minute and most students start on a sample: without this, the
+first students to reach the Backbone page each waited for the forwards of all six samples in
+turn (one forward slot, seconds each), and everyone behind them waited longer still (measured
+with ``benchmarks.class_load``: the Backbone page's median open was 17 s for 30 students).
+
+One background thread per server process computes, for each sample with the tutorial's
+settings, the backbone's feature map (every student of that image shares it, whatever their
+boxes) and, with the sample's own boxes, the RPN and both proposal sets. It goes through the
+same forward slots as everyone (first come, first served), so a student who is quicker still
+gets their turn, and the results land in the shared stage cache under the keys a page asks
+for. ``FRCNN_WARMUP=0`` turns it off (tests that count computations).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from explorer import caches, samples, state
+from explorer.runner import PageRun
+from frcnn_core.params import PipelineParams
+
+log = logging.getLogger("frcnn_explorer")
+WARMUP_ENV = "FRCNN_WARMUP"
+# The stages computed per sample: the backbone first for every sample (it is the costly one and
+# the one every student shares), then the sample-box stages.
+FIRST = ("backbone",)
+THEN = ("rpn", "proposals", "test_proposals")
+
+_started = False
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+done = threading.Event()  # set when the warm-up has finished (or failed, or was skipped)
+
+
+def enabled() -> bool:
+    return os.environ.get(WARMUP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def start() -> None:
+    """Start the warm-up once per process (later calls do nothing)."""
+    global _started, _thread
+    with _lock:
+        if _started:
+            return
+        _started = True
+        if not enabled():
+            done.set()
+            return
+        _thread = threading.Thread(target=_warm, name="frcnn-warmup", daemon=True)
+        _thread.start()
+
+
+def _runs(names: tuple[str, ...] | None = None) -> list[PageRun]:
+    params = PipelineParams()
+    runs = []
+    for sample in samples.samples().values():
+        if names is not None and sample.name not in names:
+            continue
+        data = sample.path.read_bytes()
+        choice = state.ImageChoice(sample.name, data, state.digest_of(data), True)
+        boxes = state.key_of_boxes(sample.box_dicts())
+        runs.append(PageRun(params, choice=choice, boxes=boxes, own=None))
+    return runs
+
+
+def _warm(names: tuple[str, ...] | None = None) -> None:
+    """Compute the samples' stages (``names``: only these samples)."""
+    started = time.perf_counter()
+    try:
+        runs = _runs(names)
+        for stages in (FIRST, THEN):
+            for run in runs:
+                for stage in stages:
+                    run[stage]
+        log.info(
+            "warm-up: %d sample(s) computed in %.1f s (%d stage results cached)",
+            len(runs),
+            time.perf_counter() - started,
+            len(caches.STAGES),
+        )
+    except Exception:  # a missing sample or weights: pages compute on demand as before
+        log.exception("warm-up of the sample images failed")
+    finally:
+        done.set()
