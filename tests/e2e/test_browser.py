@@ -279,7 +279,8 @@ def test_upload_draw_two_boxes_and_see_positives(app: StreamlitPage, tmp_path: P
     app.go("labelling", "Inside anchors")
     assert_clean(app, "/labelling after drawing")
     expect(app.page.get_by_text("No ground-truth boxes yet")).to_have_count(0)
-    assert app.metric("Inside anchors") == "8,940"
+    # Waited for, not read once: the page's metrics can still be the last run's for a moment.
+    expect(app.metric_locator("Inside anchors")).to_have_text("8,940")
     positives = app.metric_int("Positive")
     assert positives > 0, "two drawn boxes should give positive anchors"
     assert app.metric_int("Sampled positive") == min(positives, 128)
