@@ -94,21 +94,10 @@ class DecodedImages:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= dropped.pixels.nbytes
 
-    def _evict(self) -> None:
-        """Drop the result with the least credit (the least recently used among equals)."""
-        victim, least = None, math.inf
-        for key, (_value, _size, _worth, credit) in self._items.items():
-            if credit < least:
-                victim, least = key, credit
-        _value, size, _worth, credit = self._items.pop(victim)
-        self._bytes -= size
-        self._inflation = credit
-
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._bytes = 0
-            self._inflation = 0.0
 
 
 def nbytes(value: Any) -> int:
@@ -155,7 +144,7 @@ class StageCache:
     what computing it took (at least :data:`MIN_COST_S`, in steps of it, so cheap results tie)
     and ``L`` the credit of the last result evicted; a hit renews the credit; the result with
     the least credit goes first, the least recently used among equals (plain LRU when costs
-    are alike). A class's many small-but-large RoI batches therefore go before the few
+    are alike). A class's many large but cheap RoI batches therefore go before the few
     backbone feature maps that every student of a sample shares and that take seconds to
     compute again (with plain LRU, 30 students evicted them and paid the forward again and
     again).

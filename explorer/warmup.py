@@ -33,8 +33,6 @@ THEN = ("rpn", "proposals", "test_proposals")
 
 _started = False
 _lock = threading.Lock()
-_thread: threading.Thread | None = None
-done = threading.Event()  # set when the warm-up has finished (or failed, or was skipped)
 
 
 def enabled() -> bool:
@@ -43,16 +41,13 @@ def enabled() -> bool:
 
 def start() -> None:
     """Start the warm-up once per process (later calls do nothing)."""
-    global _started, _thread
+    global _started
     with _lock:
         if _started:
             return
         _started = True
-        if not enabled():
-            done.set()
-            return
-        _thread = threading.Thread(target=_warm, name="frcnn-warmup", daemon=True)
-        _thread.start()
+        if enabled():
+            threading.Thread(target=_warm, name="frcnn-warmup", daemon=True).start()
 
 
 def _runs(names: tuple[str, ...] | None = None) -> list[PageRun]:
@@ -85,5 +80,3 @@ def _warm(names: tuple[str, ...] | None = None) -> None:
         )
     except Exception:  # a missing sample or weights: pages compute on demand as before
         log.exception("warm-up of the sample images failed")
-    finally:
-        done.set()
