@@ -45,8 +45,12 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
     """
     entry = parameter(path)
     key = _key(path, scope)
-    current = state.get_param(path, scope)
-    _bind(key, _shown(entry, current))
+    shown = _shown(entry, state.get_param(path, scope))
+    _bind(key, shown)
+    # The setting is also each widget's default: a browser that lost a widget's state while a
+    # first, slow run was replaced by the next (a fresh session on a busy server) mounts it from
+    # its default and sends that back as the user's choice. With the minimum as the default,
+    # that reset the input frame to 160 x 160 and "truncate" to off.
     common = {
         "key": key,
         "help": _(entry.help),  # the registry's English, in the session's language
@@ -62,14 +66,16 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
             max_value=cast(entry.high),
             step=cast(entry.step),
             format=entry.fmt,
+            value=shown,
             **common,
         )
     elif entry.kind == "bool":
-        st.toggle(text, **common)
+        st.toggle(text, value=shown, **common)
     elif entry.kind == "choice":
         st.radio(
             text,
             options=list(entry.options),
+            index=list(entry.options).index(shown),
             format_func=functools.partial(_choice_label, entry),
             horizontal=True,
             **common,
@@ -77,10 +83,11 @@ def param_widget(path: str, scope: str | None = None, label: str | None = None) 
     elif entry.kind == "numbers":
         st.multiselect(
             text,
-            sorted(set(entry.suggestions) | set(current)),
+            sorted(set(entry.suggestions) | set(shown)),
             format_func=number_text,
             accept_new_options=True,
             max_selections=entry.most,
+            default=shown,
             **common,
         )
     else:

@@ -67,6 +67,11 @@ def test_no_full_garbage_collection_after_every_run() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_no_warning_for_widgets_whose_default_is_their_state(config: str) -> None:
+    """explorer/widgets.py gives every setting's widget its session value as the default too."""
+    assert setting(config, "disableWidgetStateDuplicationWarning") == "true"
+
+
 def test_a_laptop_serves_only_itself(config: str) -> None:
     assert setting(config, "address") == '"localhost"'
 
