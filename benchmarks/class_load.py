@@ -49,6 +49,7 @@ import platform
 import random
 import re
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from benchmarks.replicas import Deployment
 from benchmarks.st_client import (
     ActionTimeout,
     ConnectionLost,
@@ -103,15 +105,16 @@ def student_photo(seed: int, width: int, height: int) -> bytes:
 # -- the server's process tree ----------------------------------------------------------------
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and its descendants (from /proc/*/stat)."""
+def _tree(root: int | list[int]) -> list[int]:
+    """``root`` (a process id or several) and its descendants (from /proc/*/stat)."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 stat = Path(entry.path, "stat").read_text()
                 parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = [root], [root]
+    roots = [root] if isinstance(root, int) else list(root)
+    tree, frontier = list(roots), list(roots)
     while frontier:
         children = [pid for pid, parent in parents.items() if parent in frontier]
         tree += children
@@ -119,9 +122,9 @@ def _tree(root: int) -> list[int]:
     return tree
 
 
-def tree_usage(root: int) -> tuple[int, float]:
+def tree_usage(root: int | list[int]) -> tuple[int, float]:
     """Resident bytes and CPU seconds (user + system, reaped children included) of ``root``'s
-    process tree."""
+    process tree (of every replica's, for a list)."""
     ticks = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     rss, cpu = 0, 0.0
@@ -137,7 +140,7 @@ def tree_usage(root: int) -> tuple[int, float]:
 class Sampler:
     """Samples the server tree's memory and CPU every ``period`` seconds in a thread."""
 
-    def __init__(self, pid: int, period: float = 0.5) -> None:
+    def __init__(self, pid: int | list[int], period: float = 0.5) -> None:
         self.pid = pid
         self.period = period
         self.samples: list[tuple[float, int, float]] = []  # (monotonic, rss bytes, cpu s)
@@ -406,8 +409,8 @@ def latency_summary(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run_class(n: int, args: argparse.Namespace, app: LocalApp) -> dict[str, Any]:
-    """``n`` students against the started ``app``; the figures of :func:`main`'s table."""
+async def run_class(n: int, args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """``n`` students against the app at ``url``; the figures of :func:`main`'s table."""
     rng = random.Random(args.seed * 1000 + n)
     uploaders = set(rng.sample(range(1, n + 1), round(n * args.upload_share)))
     # Made before the class starts: encoding a photo would stall every session's messages.
@@ -415,7 +418,7 @@ async def run_class(n: int, args: argparse.Namespace, app: LocalApp) -> dict[str
     load_at_start = os.getloadavg()[0]
     started = time.monotonic()
     plan = Plan(
-        url=app.url,
+        url=url,
         think=(args.think[0], args.think[1]),
         moves=args.moves,
         end=started + args.duration,
@@ -485,18 +488,28 @@ async def warm_up(url: str, timeout: float) -> float:
 
 
 def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """A fresh server, a warm-up, ``n`` students; the server stopped in every case."""
-    log = Path(args.log_dir) / f"class_load_{n}.log"
-    app = LocalApp(log_path=log, args=args.server_arg)
-    app.start(timeout=args.action_timeout)
-    sampler = Sampler(app.pid or 0).start()
+    """A fresh server (or replicas behind nginx), a warm-up, ``n`` students; everything
+    stopped in every case."""
+    server: LocalApp | Deployment
+    if args.replicas > 1:
+        folder = Path(tempfile.mkdtemp(prefix=f"class_load_{n}_", dir=args.log_dir))
+        names = tuple(f"r{i}" for i in range(1, args.replicas + 1))
+        server = Deployment(folder, names, args=args.server_arg, start_s=args.action_timeout)
+        server.start()
+        url, pids = server.url, server.pids
+    else:
+        log = Path(args.log_dir) / f"class_load_{n}.log"
+        server = LocalApp(log_path=log, args=args.server_arg)
+        server.start(timeout=args.action_timeout)
+        url, pids = server.url, [server.pid or 0]
+    sampler = Sampler(pids).start()
     try:
-        warm = asyncio.run(warm_up(app.url, args.action_timeout))
-        rss0, cpu0 = tree_usage(app.pid or 0)
+        warm = asyncio.run(warm_up(url, args.action_timeout))
+        rss0, cpu0 = tree_usage(pids)
         own0 = time.process_time()
         since = time.monotonic()
-        result = asyncio.run(run_class(n, args, app))
-        rss1, cpu1 = tree_usage(app.pid or 0)
+        result = asyncio.run(run_class(n, args, url))
+        rss1, cpu1 = tree_usage(pids)
         result |= {
             "warm_up_s": warm,
             "rss_after_warm_up_mib": rss0 / 2**20,
@@ -511,7 +524,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         return result
     finally:
         sampler.stop()
-        app.stop()
+        server.stop()
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -523,8 +536,9 @@ def _s(value: float) -> str:
 
 def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     mix = f"{args.upload_share:.0%} own uploads" if args.upload_share else "samples only"
+    servers = f"{args.replicas} replicas behind nginx" if args.replicas > 1 else "one server"
     print(
-        f"\nClass load: {mix}, think {args.think[0]:g}-{args.think[1]:g} s, "
+        f"\nClass load ({servers}): {mix}, think {args.think[0]:g}-{args.think[1]:g} s, "
         f"{args.duration:g} s, {os.cpu_count()} CPUs ({platform.machine()}); "
         "latency = rerun sent -> script finished, seconds"
     )
@@ -603,6 +617,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--photo-size", type=int, nargs=2, default=[1600, 1200], metavar=("W", "H"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="app processes behind nginx with a Redis store (benchmarks/replicas.py); 1: one "
+        "server, no proxy",
+    )
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -615,6 +636,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.deadline = args.duration + args.action_timeout + 30
     if not 0 <= args.upload_share <= 1 or args.think[0] > args.think[1] or min(args.sessions) < 1:
         parser.error("--upload-share in [0, 1], --think MIN <= MAX, --sessions >= 1")
+    if args.replicas < 1:
+        parser.error("--replicas >= 1")
     return args
 
 

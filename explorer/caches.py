@@ -15,6 +15,7 @@ backbone forward, not thirty).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import threading
 import time
@@ -260,3 +261,101 @@ def decode(digest: str, data: bytes) -> LoadedImage:
     """Decode image bytes once per digest (raises ``ImageError`` for a bad file). The pixels
     are read-only: every session showing this image shares them."""
     return DECODED.get(digest, data)
+
+
+# -- fc6 rows ---------------------------------------------------------------------------------
+
+# fc6 (25088 -> 4096) is 86 % of the head's arithmetic, and its rows repeat across a class: the
+# same RoI on the same feature map pools to the same bytes, whoever asks. Each cached row is
+# 4096 floats (16 KB); the budget holds this many MB of them.
+FC6_ROWS_MB = 128
+FC6_ROWS_MB_ENV = "FRCNN_FC6_CACHE_MB"
+
+
+_HASHABLE = (torch.float32, torch.float64)
+
+
+class RowCachedLinear(torch.nn.Linear):
+    """A frozen ``nn.Linear`` (the same weight and bias tensors, the same state_dict keys) that
+    remembers its output row for each input row it has seen, by the row's content.
+
+    The shared seeded fc6 is one: each student's head runs on its own RoIs (its boxes, its
+    sliders), but most of those RoIs are other students' too (the same sample, the same top
+    proposals), so only the rows nobody asked for yet are multiplied. Used only where no
+    gradient is needed and on the CPU (a GPU multiplies faster than rows can be hashed there);
+    otherwise, and after the weights changed in place, it is a plain ``nn.Linear``. A copy
+    (``copy.deepcopy``, e.g. to train fc6) is a plain ``nn.Linear`` of its own.
+    """
+
+    def __init__(self, linear: torch.nn.Linear, budget_bytes: int) -> None:
+        torch.nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
+        self.budget = budget_bytes
+        self._rows: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._version: tuple[int, int] = self._weights_version()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _weights_version(self) -> tuple[int, int]:
+        bias = self.bias._version if self.bias is not None else 0
+        return (self.weight._version, bias)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> torch.nn.Linear:
+        plain = torch.nn.Linear(
+            self.in_features, self.out_features, self.bias is not None, device="meta"
+        )
+        plain.weight = torch.nn.Parameter(
+            self.weight.detach().clone(), requires_grad=self.weight.requires_grad
+        )
+        if self.bias is not None:
+            plain.bias = torch.nn.Parameter(
+                self.bias.detach().clone(), requires_grad=self.bias.requires_grad
+            )
+        memo[id(self)] = plain
+        return plain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        plain = x.device.type != "cpu" or x.dim() != 2 or x.dtype not in _HASHABLE
+        if needs_grad or plain or self.budget <= 0:
+            return super().forward(x)
+        rows = x.detach().contiguous()
+        flat = rows.numpy().view(np.uint8).reshape(rows.shape[0], -1)
+        tag = str(rows.dtype).encode()
+        # SHA-1 for speed (the CPU's SHA instructions: 30 MB of 300 RoIs in about 30 ms here,
+        # against about 350 ms to multiply them), not for secrecy.
+        keys = [tag + hashlib.sha1(row, usedforsecurity=False).digest() for row in flat]
+        out: list[torch.Tensor | None] = [None] * len(keys)
+        with self._lock:
+            if self._weights_version() != self._version:  # trained in place: start again
+                self._rows.clear()
+                self._version = self._weights_version()
+            for i, key in enumerate(keys):
+                found = self._rows.get(key)
+                if found is not None:
+                    self._rows.move_to_end(key)
+                    out[i] = found
+        missing = [i for i, row in enumerate(out) if row is None]
+        if missing:
+            computed = super().forward(rows[missing])
+            with self._lock:
+                for i, row in zip(missing, computed, strict=True):
+                    out[i] = row
+                    self._rows[keys[i]] = row.clone()
+                    self._rows.move_to_end(keys[i])
+                row_bytes = computed.shape[1] * computed.element_size()
+                while self._rows and len(self._rows) * row_bytes > self.budget:
+                    self._rows.popitem(last=False)
+        with self._lock:
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
+        if not out:
+            return super().forward(rows)
+        return torch.stack(out)  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self.hits = self.misses = 0

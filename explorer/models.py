@@ -24,8 +24,8 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from explorer import runtime
-from explorer.runtime import CPU
+from explorer import caches, runtime
+from explorer.runtime import CPU, env_int
 from frcnn_core.backbone import Backbone, load_backbone
 from frcnn_core.head import FastRCNNHead
 from frcnn_core.i18n import N_, _
@@ -113,8 +113,13 @@ def shared_fc(pooled_size: int, on: str = "") -> FastRCNNHead:
 @st.cache_resource(max_entries=3, show_spinner=False)
 def _shared_fc(pooled_size: int, on: str = "") -> FastRCNNHead:
     channels = _backbone().spec.channels
-    head = FastRCNNHead(1, channels * pooled_size * pooled_size, seed=MODEL_SEED + 1)
-    return _frozen_module(head, on)
+    head = _frozen_module(
+        FastRCNNHead(1, channels * pooled_size * pooled_size, seed=MODEL_SEED + 1), on
+    )
+    # Frozen and shared by every session: fc6 keeps the rows it computed (see RowCachedLinear).
+    budget = env_int(caches.FC6_ROWS_MB_ENV, caches.FC6_ROWS_MB) * caches.MB
+    head.fc6 = caches.RowCachedLinear(head.fc6, budget)
+    return head
 
 
 def initial_heads(

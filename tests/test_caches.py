@@ -5,6 +5,7 @@ after running out of GPU memory. The fallback itself runs in tests/test_app_robu
 
 from __future__ import annotations
 
+import copy
 import io
 import threading
 import time
@@ -458,3 +459,82 @@ def test_a_failing_job_says_why_and_frees_its_worker() -> None:
     assert failed.wait(5) and after.wait(5)
     assert failed.state == FAILED and failed.error == "out of ideas"
     assert after.state == DONE and after.result == 42
+
+
+# -- fc6 rows ---------------------------------------------------------------------------------
+
+
+def _frozen_linear(n_in: int = 96, n_out: int = 32, seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(n_in, n_out).eval().requires_grad_(False)
+
+
+def test_cached_rows_give_the_linear_layers_own_outputs_and_only_new_rows_are_multiplied() -> None:
+    plain = _frozen_linear()
+    cached = caches.RowCachedLinear(plain, 2**20)
+    a, b = torch.randn(10, 96), torch.randn(6, 96)
+    with torch.no_grad():
+        first = cached(a)
+        assert torch.equal(first, plain(a))
+        assert (cached.hits, cached.misses) == (0, 10)
+        # Another student's RoIs: four of the first batch (reordered) and six new ones.
+        mixed = torch.cat([a[[7, 2]], b, a[[0, 9]]])
+        out = cached(mixed)
+    assert (cached.hits, cached.misses) == (4, 16)
+    assert torch.allclose(out, plain(mixed), atol=1e-6, rtol=0)
+    assert torch.equal(out[:2], first[[7, 2]])  # the rows kept, not recomputed
+    assert list(cached.state_dict()) == ["weight", "bias"]
+    assert cached.weight is plain.weight and cached.bias is plain.bias  # shared, not copied
+
+
+def test_the_row_budget_bounds_the_rows_kept() -> None:
+    cached = caches.RowCachedLinear(_frozen_linear(), 5 * 32 * 4)  # five rows of 32 floats
+    with torch.no_grad():
+        cached(torch.randn(12, 96))
+        assert len(cached._rows) == 5
+        last = torch.randn(3, 96)
+        cached(last)
+        cached(last)
+    assert len(cached._rows) == 5 and cached.hits == 3  # the newest stay, least recent go
+
+
+def test_weights_changed_in_place_start_the_rows_again() -> None:
+    plain = _frozen_linear()
+    cached = caches.RowCachedLinear(plain, 2**20)
+    x = torch.randn(4, 96)
+    with torch.no_grad():
+        before = cached(x)
+        plain.weight.add_(1.0)
+        after = cached(x)
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, torch.nn.functional.linear(x, plain.weight, plain.bias))
+
+
+def test_a_gradient_or_an_input_that_is_no_batch_of_rows_computes_plainly() -> None:
+    plain = torch.nn.Linear(96, 32)  # trainable: a gradient is wanted
+    cached = caches.RowCachedLinear(plain, 2**20)
+    x = torch.randn(4, 96)
+    out = cached(x)
+    out.sum().backward()
+    assert plain.weight.grad is not None and (cached.hits, cached.misses) == (0, 0)
+    frozen = caches.RowCachedLinear(_frozen_linear(), 2**20)
+    with torch.no_grad():
+        frozen(torch.randn(4, 96))
+        assert frozen.misses == 4
+        out = frozen(torch.randn(2, 3, 96))  # not a batch of rows
+    assert out.shape == (2, 3, 32) and frozen.misses == 4
+
+
+def test_a_copy_is_a_plain_layer_of_its_own() -> None:
+    cached = caches.RowCachedLinear(_frozen_linear(), 2**20)
+    copied = copy.deepcopy(cached)
+    assert type(copied) is torch.nn.Linear
+    assert torch.equal(copied.weight, cached.weight)
+    assert copied.weight.data_ptr() != cached.weight.data_ptr()
+
+
+def test_the_shared_fc6_keeps_its_rows_and_the_initial_heads_use_it() -> None:
+    heads = models.initial_heads(2, 9, 7)
+    assert isinstance(heads.head.fc6, caches.RowCachedLinear)
+    assert heads.head.fc6 is models.initial_heads(3, 9, 7).head.fc6  # one for every class count
+    assert not isinstance(heads.head.fc7, caches.RowCachedLinear)

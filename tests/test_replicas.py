@@ -10,16 +10,11 @@ then A is killed mid-lesson and the student's reconnect lands on B with the proj
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +23,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.st_client import LocalApp, StreamlitSession, free_port
+from benchmarks.replicas import Deployment, available
+from benchmarks.st_client import LocalApp, StreamlitSession
 
 ROOT = Path(__file__).resolve().parents[1]
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 TIMEOUT_S = 180.0
 # Two servers start at once and each loads VGG16: a busy 2-core CPU has taken minutes.
 START_S = 300.0
@@ -40,115 +34,26 @@ START_S = 300.0
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not (os.path.exists(NGINX) and os.path.exists(REDIS)),
+        not available(),
         reason="needs Debian's nginx and redis-server (.ci/run installs them)",
     ),
 ]
 
 
-def wait_port(port: int, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with Deployment(tmp_path_factory.mktemp("replicas"), ("a", "b"), start_s=START_S) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    command = [
-        REDIS,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--dir",
-        str(folder),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> Path:
-    """The shipped site config with this test's ports, in a main config that runs unprivileged
-    from ``folder``."""
-    site = (ROOT / "deploy" / "nginx" / "frcnn.conf").read_text()
-    site = site.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
-    servers = re.findall(r"server app\d+:8501", site)
-    assert len(servers) == len(upstreams) == 2, servers
-    for old, port in zip(servers, upstreams, strict=True):
-        site = site.replace(old, f"server 127.0.0.1:{port}")
-    (folder / "frcnn.conf").write_text(site)
-    temp = {name: folder / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir(exist_ok=True)
-    main = f"""
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log {folder}/access.log;
-    client_body_temp_path {temp["body"]};
-    proxy_temp_path {temp["proxy"]};
-    fastcgi_temp_path {temp["fastcgi"]};
-    uwsgi_temp_path {temp["uwsgi"]};
-    scgi_temp_path {temp["scgi"]};
-    include {folder}/frcnn.conf;
-}}
-"""
-    path = folder / "nginx.conf"
-    path.write_text(main)
-    return path
+def redis_url(replicated: Deployment) -> str:
+    return replicated.store
 
 
 @pytest.fixture(scope="module")
-def deployment(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str
-) -> Iterator[tuple[str, dict[str, LocalApp]]]:
-    folder = tmp_path_factory.mktemp("replicas")
-    replicas = {
-        name: LocalApp(
-            log_path=folder / f"{name}.log",
-            env={
-                "FRCNN_DEVICE": "cpu",
-                "FRCNN_STORE": redis_url,
-                "FRCNN_REPLICA": name,
-                "STREAMLIT_SERVER_COOKIE_SECRET": "the same on every replica",
-            },
-        )
-        for name in ("a", "b")
-    }
-    starts = [threading.Thread(target=r.start, args=(START_S,)) for r in replicas.values()]
-    for t in starts:
-        t.start()
-    for t in starts:
-        t.join()
-    port = free_port()
-    conf = nginx_conf(folder, port, [r.port for r in replicas.values()])
-    check = subprocess.run([NGINX, "-t", "-p", str(folder), "-c", str(conf)], capture_output=True)
-    assert check.returncode == 0, check.stderr.decode()
-    proxy = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(conf)])
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}", replicas
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
-        for replica in replicas.values():
-            replica.stop()
+def deployment(replicated: Deployment) -> tuple[str, dict[str, LocalApp]]:
+    return replicated.url, replicated.replicas
 
 
 def replica_of(session: StreamlitSession) -> str:
