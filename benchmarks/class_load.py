@@ -10,8 +10,10 @@ browser sends and receives, no rendering), so the 2 CPU cores measure the server
 load generator (its own CPU time is printed next to the server's).
 
 For each N it starts a fresh ``streamlit run app.py`` on a free port on 127.0.0.1 (never another
-host; ``FRCNN_OFFLINE=1``), opens the app once to load the models (not measured), then starts the
-N students ``--ramp`` seconds apart at most. Each student, thinking ``--think`` seconds (uniform)
+host; ``FRCNN_OFFLINE=1``; ``--replicas K``: K of them behind nginx over Redis), opens the app
+once to load the models and waits for every sample's feature map (the server's warm-up; not
+measured, ``--cold`` skips the wait), then starts the N students ``--ramp`` seconds apart at
+most. Each student, thinking ``--think`` seconds (uniform)
 between actions:
 
 1. opens the app (the Image page);
@@ -479,11 +481,18 @@ async def run_class(n: int, args: argparse.Namespace, url: str) -> dict[str, Any
     }
 
 
-async def warm_up(url: str, timeout: float) -> float:
-    """Open the app once (loads VGG16 and the initial heads); seconds it took."""
+async def warm_up(url: str, timeout: float, samples: bool = True) -> float:
+    """Open the app once (loads VGG16 and the initial heads) and, with ``samples``, wait until
+    every sample's feature map is computed (the server's own warm-up computes them at start:
+    this opens each sample's Backbone page, which waits for it in the shared cache), as when a
+    lecturer starts the server before the class; seconds it took."""
     started = time.monotonic()
-    async with StreamlitSession(url, timeout=timeout, name="warm-up"):
-        pass
+    async with StreamlitSession(url, timeout=timeout, name="warm-up") as st:
+        if samples:
+            for title in st.widget(SAMPLE_WIDGET).options:
+                await st.set_value(SAMPLE_WIDGET, title)
+                await st.navigate("backbone")
+                await st.navigate("")
     return time.monotonic() - started
 
 
@@ -504,7 +513,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         url, pids = server.url, [server.pid or 0]
     sampler = Sampler(pids).start()
     try:
-        warm = asyncio.run(warm_up(url, args.action_timeout))
+        warm = asyncio.run(warm_up(url, args.action_timeout, not args.cold))
         rss0, cpu0 = tree_usage(pids)
         own0 = time.process_time()
         since = time.monotonic()
@@ -616,6 +625,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--photo-size", type=int, nargs=2, default=[1600, 1200], metavar=("W", "H"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="start the class as soon as the server answers (default: once every sample's "
+        "feature map is computed, as for a server started before class)",
+    )
     parser.add_argument(
         "--replicas",
         type=int,
