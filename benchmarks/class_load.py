@@ -124,6 +124,24 @@ def _tree(root: int | list[int]) -> list[int]:
     return tree
 
 
+def machine_cpu_ticks() -> list[int]:
+    """The machine's CPU ticks by kind, from the first line of /proc/stat."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """Of the time the machine's CPUs were busy or wanted to be, the share a virtual machine's
+    host gave to others (steal): latencies measured at 20 % are not this machine's own."""
+    if len(before) < 8 or len(after) < 8:
+        return math.nan
+    d = [b - a for a, b in zip(before, after, strict=False)]
+    busy = d[0] + d[1] + d[2] + d[5] + d[6] + d[7]  # user nice system irq softirq steal
+    return d[7] / busy if busy else math.nan
+
+
 def tree_usage(root: int | list[int]) -> tuple[int, float]:
     """Resident bytes and CPU seconds (user + system, reaped children included) of ``root``'s
     process tree (of every replica's, for a list)."""
@@ -418,6 +436,7 @@ async def run_class(n: int, args: argparse.Namespace, url: str) -> dict[str, Any
     # Made before the class starts: encoding a photo would stall every session's messages.
     photos = {i: student_photo(1000 + i, *args.photo_size) for i in uploaders}
     load_at_start = os.getloadavg()[0]
+    cpu_at_start = machine_cpu_ticks()
     started = time.monotonic()
     plan = Plan(
         url=url,
@@ -458,6 +477,7 @@ async def run_class(n: int, args: argparse.Namespace, url: str) -> dict[str, Any
         "uploaders": len(uploaders),
         "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
+        "steal_share": steal_share(cpu_at_start, machine_cpu_ticks()),
         "wall_s": wall,
         "actions": sum(len(s.actions) for s in students),
         "latency": {c: latency_summary(v) for c, v in by_category.items()},
@@ -584,7 +604,8 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         print(
             f"  N={r['sessions']}: " + ", ".join(parts) + f"; wall {r['wall_s']:.0f} s, "
             f"machine load average {r['load_average_1min_at_start']:.1f} at the start, "
-            f"{r['load_average_1min_at_end']:.1f} at the end"
+            f"{r['load_average_1min_at_end']:.1f} at the end; CPU time taken by the "
+            f"hypervisor (steal) {r.get('steal_share', math.nan):.0%} of the busy time"
         )
         pages = [
             f"{page} {_s(v['median'])}/{_s(v['max'])} ({v['count']})"
