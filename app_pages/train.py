@@ -166,15 +166,16 @@ with page_guard():
                 "fc6 / fc7* from diverging."
             )
         )
-    cols = st.columns([1, 1, 1, 2])
-    if cols[0].button(_("Start training"), type="primary", disabled=running, key="train:start"):
+    # One row, each button as wide as its label: in columns, the longer Korean labels were cut.
+    row = st.container(horizontal=True)
+    if row.button(_("Start training"), type="primary", disabled=running, key="train:start"):
         with st.spinner(_("Preparing the training…")):
             error = training.start(scope, settings)
         if error:
             st.warning(error)
         else:
             st.rerun()
-    if cols[1].button(
+    if row.button(
         _("Stop"),
         disabled=not running,
         help=_("Keep the weights trained so far"),
@@ -182,7 +183,7 @@ with page_guard():
     ):
         training.stop()
         st.rerun()
-    if cols[2].button(
+    if row.button(
         _("Reset to initial weights"),
         disabled=running or (own is None and job is None),
         key="train:reset",

@@ -294,9 +294,6 @@ def label_input() -> str:
         st.session_state[LABEL_WIDGET] = st.session_state[LABEL]
     text = st.text_input(
         _("Label for the next box"),
-        # Its default too: a browser that lost the field's state mounts it from the default
-        # (see widgets.param_widget) and would send back an empty label.
-        value=st.session_state[LABEL_WIDGET],
         key=LABEL_WIDGET,
         max_chars=MAX_LABEL_CHARS,
         help=_("Boxes you draw get this class label; edit a box's label in the table."),
