@@ -180,7 +180,8 @@ with st.sidebar:
         classroom.panel(project_panel.base_url())
 
 try:
-    page.run()
+    with runtime.SCRIPTS.running():
+        page.run()
 finally:  # also after st.stop() or st.rerun() in the page: what it changed is saved
     classroom.finish(page.url_path)  # the instructor's view goes to the class
     if classroom.saves_own_project():

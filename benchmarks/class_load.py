@@ -11,8 +11,9 @@ load generator (its own CPU time is printed next to the server's).
 
 For each N it starts a fresh ``streamlit run app.py`` on a free port on 127.0.0.1 (never another
 host; ``FRCNN_OFFLINE=1``; ``--replicas K``: K of them behind nginx over Redis), opens the app
-once to load the models and waits for every sample's feature map (the server's warm-up; not
-measured, ``--cold`` skips the wait), then starts the N students ``--ramp`` seconds apart at
+once to load the models, waits for every sample's feature map and then for the server's CPU to
+settle (the server's warm-up, NMS sweep included; not measured, ``--cold`` skips both waits),
+then starts the N students ``--ramp`` seconds apart at
 most. Each student, thinking ``--think`` seconds (uniform)
 between actions:
 
@@ -198,6 +199,7 @@ class Action:
     page: str
     latency_s: float | None  # None: failed or timed out
     outcome: str  # "ok", "error", "timeout"
+    ended: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -492,6 +494,24 @@ async def run_class(n: int, args: argparse.Namespace, url: str) -> dict[str, Any
             )
             for page in ["", *LESSON]
         },
+        "slider_by_page": {
+            page: latency_summary(
+                [
+                    a.latency_s
+                    for s in students
+                    for a in s.actions
+                    if a.category == "slider" and a.page == page and a.latency_s
+                ]
+            )
+            for page in SLIDERS
+        },
+        # Every timed action: (seconds since the first student started, category, page, s).
+        "timeline": sorted(
+            (round(a.ended - a.latency_s - started, 2), a.category, a.page, round(a.latency_s, 3))
+            for s in students
+            for a in s.actions
+            if a.latency_s
+        ),
         "errors": sum(s.errors for s in students),
         "timeouts": sum(s.timeouts for s in students),
         "isolation_violations": sum(len(s.violations) for s in students),
@@ -516,6 +536,20 @@ async def warm_up(url: str, timeout: float, samples: bool = True) -> float:
     return time.monotonic() - started
 
 
+def settle(pids: list[int], timeout: float, window: float = 2.0, busy: float = 0.2) -> float:
+    """Wait until the server's processes use under ``busy`` of a core over ``window`` seconds
+    (its background warm-up is done), at most ``timeout`` seconds; seconds waited."""
+    started = time.monotonic()
+    _, before = tree_usage(pids)
+    while time.monotonic() - started < timeout:
+        time.sleep(window)
+        _, now = tree_usage(pids)
+        if now - before < busy * window:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     """A fresh server (or replicas behind nginx), a warm-up, ``n`` students; everything
     stopped in every case."""
@@ -534,6 +568,8 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     sampler = Sampler(pids).start()
     try:
         warm = asyncio.run(warm_up(url, args.action_timeout, not args.cold))
+        if not args.cold:
+            warm += settle(pids, args.action_timeout)
         rss0, cpu0 = tree_usage(pids)
         own0 = time.process_time()
         since = time.monotonic()
@@ -613,6 +649,13 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             if v["count"]
         ]
         print("    page opens, median/max s (count): " + ", ".join(pages))
+        sliders = [
+            f"{page} {_s(v['median'])}/{_s(v['max'])} ({v['count']})"
+            for page, v in r.get("slider_by_page", {}).items()
+            if v["count"]
+        ]
+        if sliders:
+            print("    slider changes, median/max s (count): " + ", ".join(sliders))
         for example in r["error_examples"][:5] + r["violation_examples"][:5]:
             print(f"    {example}")
 

@@ -15,7 +15,6 @@ backbone forward, not thirty).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import threading
 import time
@@ -275,6 +274,24 @@ FC6_ROWS_MB_ENV = "FRCNN_FC6_CACHE_MB"
 _HASHABLE = (torch.float32, torch.float64)
 
 
+def row_keys(rows: torch.Tensor) -> list[tuple[str, int, float]]:
+    """A key per row of a 2-D CPU tensor, by its content: (dtype, the interpreter's keyed
+    64-bit hash of the row's bytes, the row's sum).
+
+    Rows are equal exactly when their bytes are; two different rows share a key only if both
+    the 64-bit hash (SipHash, keyed with a secret drawn per process) and their sums agree.
+    Every row is hashed without giving the interpreter lock away: SHA-1 did (``hashlib`` lets
+    go of it for every buffer over 2 kB), and under a class's load each of a RoI batch's 128
+    hand-overs waited for another thread's turn to end (``benchmarks.switch_interval``)."""
+    values = rows.numpy()
+    flat = values.view(np.uint8).reshape(rows.shape[0], -1)
+    # numpy sums each row on its own (torch may split a lone row's sum across threads, in
+    # another order): the same row always gives the same sum, wherever it sits in a batch.
+    sums = values.sum(axis=1, dtype=np.float64).tolist()
+    tag = str(rows.dtype)
+    return [(tag, hash(row.tobytes()), total) for row, total in zip(flat, sums, strict=True)]
+
+
 class RowCachedLinear(torch.nn.Linear):
     """A frozen ``nn.Linear`` (the same weight and bias tensors, the same state_dict keys) that
     remembers its output row for each input row it has seen, by the row's content.
@@ -292,7 +309,7 @@ class RowCachedLinear(torch.nn.Linear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
         self.budget = budget_bytes
-        self._rows: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._rows: OrderedDict[tuple[str, int, float], torch.Tensor] = OrderedDict()
         self._version: tuple[int, int] = self._weights_version()
         self._lock = threading.Lock()
         self.hits = 0
@@ -322,11 +339,7 @@ class RowCachedLinear(torch.nn.Linear):
         if needs_grad or plain or self.budget <= 0:
             return super().forward(x)
         rows = x.detach().contiguous()
-        flat = rows.numpy().view(np.uint8).reshape(rows.shape[0], -1)
-        tag = str(rows.dtype).encode()
-        # SHA-1 for speed (the CPU's SHA instructions: 30 MB of 300 RoIs in about 30 ms here,
-        # against about 350 ms to multiply them), not for secrecy.
-        keys = [tag + hashlib.sha1(row, usedforsecurity=False).digest() for row in flat]
+        keys = row_keys(rows)
         out: list[torch.Tensor | None] = [None] * len(keys)
         with self._lock:
             if self._weights_version() != self._version:  # trained in place: start again

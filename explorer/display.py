@@ -19,7 +19,6 @@ run) draws the toggle and the page's CSS.
 
 from __future__ import annotations
 
-import copy
 import functools
 import numbers
 from collections.abc import Iterable, Mapping
@@ -98,7 +97,7 @@ def style(fig: Any, display: Display | None = None) -> Any:
         return fig
     # Shallow copies: the arrays (thousands of box outlines) are shared and never written.
     data = [dict(trace) for trace in fig._data]  # to_dict would copy every array
-    layout = copy.deepcopy(fig._layout)
+    layout = _tree_copy(fig._layout)
     if k != 1.0:
         scale_fonts(layout, data, k)
     if is_image:
@@ -111,6 +110,17 @@ def style(fig: Any, display: Display | None = None) -> Any:
         if recolour and isinstance(line, dict) and line.get("color") in recolour:
             trace["line"] = {**line, "color": recolour[line["color"]]}
     return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+def _tree_copy(value: Any) -> Any:
+    """A copy of the dicts and lists of a figure's layout; the values in them (numbers, text,
+    arrays) are shared, as they are never written. ``copy.deepcopy`` took a tenth of every
+    figure's serving time under a class's load."""
+    if isinstance(value, dict):
+        return {k: _tree_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tree_copy(v) for v in value]
+    return value
 
 
 def _legend_proxies(data: list[dict[str, Any]]) -> list[dict[str, Any]]:

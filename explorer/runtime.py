@@ -3,6 +3,8 @@
 - ``FRCNN_DEVICE`` picks the device (:func:`frcnn_core.device.default_device`).
 - ``FRCNN_FORWARD_SLOTS``: how many backbone, RPN or head forwards (and training steps) run at
   once in this process, whatever the number of sessions (:data:`FORWARDS`).
+- ``FRCNN_SWITCH_INTERVAL_MS``: how long a thread may keep the interpreter while another waits
+  for it (:func:`tune_switch_interval`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from frcnn_core import boxes
 from frcnn_core.device import default_device, device_name
 from frcnn_core.i18n import ngettext
 
@@ -62,6 +65,36 @@ def tune_allocator() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):  # not glibc (musl, say): its own policy stands
         return False
+
+
+# How long one thread may hold the interpreter lock while another waits for it.
+SWITCH_INTERVAL_ENV = "FRCNN_SWITCH_INTERVAL_MS"
+SWITCH_INTERVAL_MS = 0.5
+
+
+def tune_switch_interval() -> float:
+    """Shorten the interpreter's switch interval (``sys.setswitchinterval``) from Python's 5 ms
+    to ``FRCNN_SWITCH_INTERVAL_MS`` (default 0.5); returns the interval now in force, seconds.
+
+    Every session's script runs in its own thread of this process, and torch releases the
+    interpreter lock around each operation. A page computing with many small operations (the
+    blocked NMS, a RoI batch's row lookups) gives the lock away at every one of them; while other
+    sessions' threads run Python (building figures), it gets it back only when the holder is
+    forced to let go, after the switch interval. Under a class's load each of its operations
+    then waits up to 5 ms per busy thread, and a page of a few hundred of them takes seconds.
+    ``python -m benchmarks.switch_interval`` measures both sides (README): with four threads
+    running Python, 300 small operations took 7.1 s at 5 ms and 0.2 s at 0.5 ms, while those
+    threads lost a few percent of their speed.
+    """
+    raw = os.environ.get(SWITCH_INTERVAL_ENV, "")
+    try:
+        ms = float(raw) if raw.strip() else SWITCH_INTERVAL_MS
+    except ValueError:
+        ms = SWITCH_INTERVAL_MS
+    if not 0.01 <= ms <= 100:  # outside: not a sensible setting
+        ms = SWITCH_INTERVAL_MS
+    sys.setswitchinterval(ms / 1000)
+    return sys.getswitchinterval()
 
 
 def device_label() -> str:
@@ -183,5 +216,43 @@ class ForwardSlots:
 FORWARDS = ForwardSlots(env_int(FORWARD_SLOTS_ENV, default_forward_slots()))
 
 
+class RunningScripts:
+    """How many sessions' scripts are running in this process right now (``app.py`` counts
+    each page run)."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with self._lock:
+            self._n += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._n -= 1
+
+
+SCRIPTS = RunningScripts()
+
+
+def runs_alone() -> bool:
+    """True while at most one session's script runs: then nothing else wants the interpreter."""
+    return SCRIPTS.count <= 1
+
+
+# The blocked NMS only while a script runs alone; with a class, torchvision's NMS in one call
+# (``python -m benchmarks.switch_interval``: under three threads running Python, 0.17 s of
+# blocked NMS took 18 s, one call 0.25 s).
+boxes.blocked_nms_allowed = runs_alone
+
+
 # Once per server process, before any session allocates.
 ALLOCATOR_TUNED = tune_allocator()
+SWITCH_INTERVAL_S = tune_switch_interval()

@@ -7,7 +7,11 @@ with ``benchmarks.class_load``: the Backbone page's median open was 17 s for 30 
 
 One background thread per server process computes, for each sample with the tutorial's
 settings, the backbone's feature map (every student of that image shares it, whatever their
-boxes) and, with the sample's own boxes, the RPN and both proposal sets. It goes through the
+boxes) and, with the sample's own boxes, the RPN and both proposal sets; then both proposal sets
+at every value of the NMS threshold's slider (:data:`SWEEP`), the slider a class moves most: a
+new value costs an NMS over 12000 boxes (0.1-0.9 s alone), and 30 students moving it at once
+waited seconds for each other's (``benchmarks.class_load``). About 250 MB of the stage cache
+for the six samples. It goes through the
 same forward slots as everyone (first come, first served), so a student who is quicker still
 gets their turn, and the results land in the shared stage cache under the keys a page asks
 for. ``FRCNN_WARMUP=0`` turns it off (tests that count computations).
@@ -22,7 +26,7 @@ import time
 
 from explorer import caches, samples, state
 from explorer.runner import PageRun
-from frcnn_core.params import PipelineParams
+from frcnn_core.params import PipelineParams, parameter
 
 log = logging.getLogger("frcnn_explorer")
 WARMUP_ENV = "FRCNN_WARMUP"
@@ -30,6 +34,9 @@ WARMUP_ENV = "FRCNN_WARMUP"
 # the one every student shares), then the sample-box stages.
 FIRST = ("backbone",)
 THEN = ("rpn", "proposals", "test_proposals")
+# Then these stages at every value of this slider.
+SWEEP = "proposals.nms_iou"
+SWEPT = ("proposals", "test_proposals")
 
 _started = False
 _lock = threading.Lock()
@@ -50,8 +57,10 @@ def start() -> None:
             threading.Thread(target=_warm, name="frcnn-warmup", daemon=True).start()
 
 
-def _runs(names: tuple[str, ...] | None = None) -> list[PageRun]:
-    params = PipelineParams()
+def _runs(
+    names: tuple[str, ...] | None = None, params: PipelineParams | None = None
+) -> list[PageRun]:
+    params = params or PipelineParams()
     runs = []
     for sample in samples.samples().values():
         if names is not None and sample.name not in names:
@@ -63,14 +72,23 @@ def _runs(names: tuple[str, ...] | None = None) -> list[PageRun]:
     return runs
 
 
-def _warm(names: tuple[str, ...] | None = None) -> None:
-    """Compute the samples' stages (``names``: only these samples)."""
+def _warm(names: tuple[str, ...] | None = None, sweep: list[float] | None = None) -> None:
+    """Compute the samples' stages (``names``: only these samples; ``sweep``: these values of
+    :data:`SWEEP`, default every value of its slider)."""
     started = time.perf_counter()
     try:
         runs = _runs(names)
         for stages in (FIRST, THEN):
             for run in runs:
                 for stage in stages:
+                    run[stage]
+        default = PipelineParams().get(SWEEP)
+        values = parameter(SWEEP).steps() if sweep is None else sweep
+        for value in values:
+            if value == default:
+                continue
+            for run in _runs(names, PipelineParams().replace(SWEEP, value)):
+                for stage in SWEPT:
                     run[stage]
         log.info(
             "warm-up: %d sample(s) computed in %.1f s (%d stage results cached)",

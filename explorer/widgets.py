@@ -132,7 +132,10 @@ def _sync(path: str, key: str, scope: str | None) -> None:
     entry = parameter(path)
     error_key = f"{key}#error"
     try:
-        state.set_param(path, entry.check(st.session_state[key]), scope)
+        value = st.session_state[key]
+        if entry.kind == "float" and isinstance(value, float):
+            value = entry.on_step(value)  # equal settings, equal cache keys (and warm-up's)
+        state.set_param(path, entry.check(value), scope)
     except ParamsError as exc:
         st.session_state[error_key] = _("Not applied: {reason}").format(reason=exc)
         st.session_state[key] = _shown(entry, state.get_param(path, scope))

@@ -16,6 +16,7 @@ Shape letters: N boxes, M reference boxes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torchvision.ops import box_iou, nms
@@ -107,6 +108,18 @@ NMS_PAIRS = 16384
 NMS_BLOCKED_FROM = 0.5
 
 
+def _blocked_nms_allowed() -> bool:
+    return True
+
+
+# Asked before each blocked NMS; False runs ``torchvision.ops.nms`` in one call instead (the same
+# result). The blocked NMS makes hundreds of small torch calls, and torch gives the interpreter
+# lock away around each: where other threads of the process run Python meanwhile (a server's
+# other sessions), each call waits for the lock to come back, and the whole takes seconds where
+# one call takes a fraction of one. The app's server sets it (``explorer.runtime``).
+blocked_nms_allowed: Callable[[], bool] = _blocked_nms_allowed
+
+
 def nms_in_order(
     boxes: torch.Tensor, priority: torch.Tensor, iou_threshold: float, block: int = NMS_BLOCK
 ) -> torch.Tensor:
@@ -142,7 +155,12 @@ def nms_in_order(
     rank = torch.arange(n, 0, -1, dtype=torch.float32, device=boxes.device)
     ordered = boxes[order]
     # CUDA's kernel already tests all pairs in parallel; small inputs gain nothing from blocks.
-    if boxes.is_cuda or n <= block or not NMS_BLOCKED_FROM <= iou_threshold < 1.0:
+    if (
+        boxes.is_cuda
+        or n <= block
+        or not NMS_BLOCKED_FROM <= iou_threshold < 1.0
+        or not blocked_nms_allowed()
+    ):
         return order[nms(ordered, rank, iou_threshold)]
     area = (ordered[:, 2] - ordered[:, 0]) * (ordered[:, 3] - ordered[:, 1])
     # Area bins a factor (1 / threshold) wide, widened by 0.1% against rounding: a box can

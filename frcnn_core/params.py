@@ -190,6 +190,23 @@ class Parameter:
         """The tutorial's value: the dataclass default."""
         return PipelineParams().get(self.path)
 
+    def on_step(self, value: float) -> float:
+        """A float slider's value on its grid (``low + k * step``), without the binary noise a
+        browser's arithmetic may add (0.35000000000000003 is 0.35): the same setting then
+        gives the same cache keys, whoever moved the slider."""
+        if self.kind != "float" or not self.step or self.low is None or not math.isfinite(value):
+            return value
+        k = round((value - self.low) / self.step)
+        return round(self.low + k * self.step, 10)
+
+    def steps(self) -> list[float]:
+        """Every value a float or int slider offers, from ``low`` to ``high``."""
+        if self.kind not in ("float", "int") or not self.step:
+            return []
+        n = round((self.high - self.low) / self.step)
+        values = [self.on_step(self.low + k * self.step) for k in range(n + 1)]
+        return [int(v) for v in values] if self.kind == "int" else values
+
     def parse(self, text: str) -> Any:
         """A value from text (the command line, a shared link), checked.
 

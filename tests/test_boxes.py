@@ -147,6 +147,30 @@ def test_nms_in_order_equals_torchvision_and_loop_reference(seed):
         assert got == ref.nms(boxes.tolist(), scores.tolist(), threshold)
 
 
+def test_nms_in_order_runs_one_call_when_the_blocked_nms_is_not_allowed(monkeypatch):
+    # A server with several sessions' scripts running turns the blocked NMS off: the same kept
+    # boxes, from one torchvision call (no box_iou of the blocked path).
+    import frcnn_core.boxes as boxes_module
+    from explorer import runtime
+
+    g = torch.Generator().manual_seed(7)
+    xy = torch.rand(400, 2, generator=g) * 200
+    boxes = torch.cat((xy, xy + torch.rand(400, 2, generator=g) * 120 + 1), dim=1)
+    scores = torch.rand(400, generator=g)
+    calls = []
+    real_iou = boxes_module.box_iou
+    monkeypatch.setattr(boxes_module, "box_iou", lambda a, b: calls.append(1) or real_iou(a, b))
+    blocked = nms_in_order(boxes, scores, 0.7, block=32)
+    assert calls and boxes_module.blocked_nms_allowed is runtime.runs_alone
+    calls.clear()
+    with runtime.SCRIPTS.running(), runtime.SCRIPTS.running():  # two sessions at once
+        assert not runtime.runs_alone()
+        one_call = nms_in_order(boxes, scores, 0.7, block=32)
+    assert not calls
+    assert one_call.tolist() == blocked.tolist() == nms(boxes, scores, 0.7).tolist()
+    assert runtime.SCRIPTS.count == 0 and runtime.runs_alone()
+
+
 def test_nms_in_order_breaks_ties_by_input_order():
     # Five identical boxes with one score: the first one is kept, the rest suppressed.
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 5 + [[100.0, 100.0, 120.0, 120.0]] * 5)

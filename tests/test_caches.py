@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -108,6 +111,42 @@ def test_one_forward_slot_per_torch_threads_worth_of_cores(
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: cores)
     monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: threads)
     assert default_forward_slots() == slots
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, 0.0005),
+        ("2", 0.002),
+        ("0.25", 0.00025),
+        ("x", 0.0005),
+        ("0", 0.0005),
+        ("1e9", 0.0005),
+    ],
+)
+def test_the_switch_interval_comes_from_its_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, seconds: float
+) -> None:
+    before = sys.getswitchinterval()
+    if value is None:
+        monkeypatch.delenv(runtime.SWITCH_INTERVAL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(runtime.SWITCH_INTERVAL_ENV, value)
+    try:
+        assert runtime.tune_switch_interval() == pytest.approx(seconds)
+        assert sys.getswitchinterval() == pytest.approx(seconds)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_the_server_process_runs_at_the_short_switch_interval() -> None:
+    # Importing the runtime (as the app does) sets it, in a fresh interpreter.
+    code = "import sys, explorer.runtime; print(sys.getswitchinterval())"
+    env = {k: v for k, v in os.environ.items() if k != runtime.SWITCH_INTERVAL_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert float(out.stdout) == pytest.approx(runtime.SWITCH_INTERVAL_MS / 1000)
 
 
 # -- forward slots ----------------------------------------------------------------------------
@@ -485,6 +524,24 @@ def test_cached_rows_give_the_linear_layers_own_outputs_and_only_new_rows_are_mu
     assert torch.equal(out[:2], first[[7, 2]])  # the rows kept, not recomputed
     assert list(cached.state_dict()) == ["weight", "bias"]
     assert cached.weight is plain.weight and cached.bias is plain.bias  # shared, not copied
+
+
+def test_a_rows_key_is_its_content_to_the_last_bit() -> None:
+    rows = torch.randn(6, 512)
+    rows[3] = rows[1]  # the same RoI twice
+    flipped = rows.clone()
+    flipped.view(torch.int32)[4, 100] ^= 1  # one bit of one float: the nearest other value
+    zero = torch.zeros(2, 512)
+    zero[1, 7] = -0.0  # equal as numbers, not as bytes (and fc6 outputs may differ in sign)
+    keys = caches.row_keys(rows)
+    assert keys[3] == keys[1]
+    assert len(set(keys)) == 5
+    assert caches.row_keys(flipped)[4] != keys[4]
+    assert caches.row_keys(flipped)[:4] == keys[:4]
+    assert caches.row_keys(zero)[0] != caches.row_keys(zero)[1]
+    assert caches.row_keys(rows.double())[0] != keys[0]  # the dtype is part of the key
+    # Every key is made holding the interpreter lock: no thread switch per row.
+    assert caches.row_keys(rows) == keys
 
 
 def test_the_row_budget_bounds_the_rows_kept() -> None:

@@ -7,6 +7,8 @@ way into what the browser receives through AppTest (the chart's spec as sent).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 from pathlib import Path
@@ -51,6 +53,33 @@ def curve_figure(colour: str = "#111827") -> go.Figure:
     )
     fig.update_layout(title=dict(text="loss"), xaxis_title="iteration", height=300)
     return fig
+
+
+def test_a_picture_is_encoded_once_per_content_and_dimming() -> None:
+    from PIL import Image
+
+    from explorer import figures
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    figures._uris.clear()
+    plain = figures.image_source(pixels)
+    assert figures.image_source(pixels.copy()) is plain  # equal content: the kept text
+    dimmed = figures.image_source(pixels, dim=0.5)
+    other = pixels.copy()
+    other[:20] = 0
+    assert len({plain, dimmed, figures.image_source(other)}) == 3
+    assert len(figures._uris) == 3
+
+    def decoded(uri: str) -> np.ndarray:
+        data = base64.b64decode(uri.split(",", 1)[1])
+        return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32)
+
+    assert decoded(dimmed).mean() == pytest.approx(decoded(plain).mean() * 0.5, rel=0.05)
+    assert image_figure(pixels, dim=0.5).layout.images[0].source is dimmed
+    for i in range(figures.IMAGE_URIS + 5):  # bounded: the least recently used go
+        figures.image_source(np.full((8, 8, 3), i, np.uint8))
+    assert len(figures._uris) == figures.IMAGE_URIS
 
 
 # -- style --------------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ pre-NMS) do not depend on the image's pixels or on the random weights (SPEC sect
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +20,8 @@ os.environ.setdefault("FRCNN_OFFLINE", "1")
 from streamlit.testing.v1 import AppTest
 
 from explorer.models import SESSION_MODEL, SessionModel
+from explorer.views.anchors import shape_names
+from explorer.views.labelling import iou_heatmaps
 from explorer.views.proposals import (
     STEPS,
     funnel_figure,
@@ -184,6 +188,30 @@ def test_objectness_maps_follow_the_anchor_order(small_rpn) -> None:
     assert maps[a, iy, ix] == pytest.approx(float(out.objectness[(iy * 20 + ix) * 9 + a]))
     fig = objectness_heatmaps(maps, params, 16, stretch=True)
     assert len(fig.data) == 9
+
+
+def test_the_iou_maps_are_nine_grids_of_the_whole_feature_map() -> None:
+    params = AnchorParams()
+    maps = np.random.default_rng(0).random((9, 50, 50)).astype(np.float32)
+    maps[:, :, :4] = np.nan  # outside the image
+    fig = iou_heatmaps(maps, params, 16, "IoU")
+    names = shape_names(params, 16)
+    assert [t.type for t in fig.data] == ["heatmap"] * 9
+    assert [a.text for a in fig.layout.annotations] == names
+    for k, trace in enumerate(fig.data):
+        suffix = "" if k == 0 else str(k + 1)
+        assert (trace.xaxis, trace.yaxis) == (f"x{suffix}", f"y{suffix}")
+        assert np.array_equal(trace.z, maps[k], equal_nan=True)
+        assert trace.hovertemplate.startswith(names[k])
+        assert (trace.zmin, trace.zmax) == (0.0, 1.0)
+        assert fig.layout[f"xaxis{suffix}"].range == (-0.5, 49.5)
+        assert fig.layout[f"yaxis{suffix}"].range == (49.5, -0.5)  # row 0 at the top
+    assert [t.showscale for t in fig.data].count(True) == 1
+    assert fig.layout.plot_bgcolor == "#E5E7EB"  # what NaN cells show
+    # Nine axes side by side, rows of three: the domains do not overlap.
+    x0 = [fig.layout[f"xaxis{'' if k == 0 else k + 1}"].domain for k in range(3)]
+    assert x0[0][1] < x0[1][0] and x0[1][1] < x0[2][0]
+    assert json.loads(fig.to_json())["layout"]["title"]["text"] == "IoU"
 
 
 def test_top_boxes_are_the_best_scored(small_rpn) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from explorer.figures import (
     NEGATIVE_COLOUR,
@@ -15,7 +14,7 @@ from explorer.figures import (
     image_figure,
 )
 from explorer.text import plain, shown
-from explorer.views.anchors import shape_names
+from explorer.views.anchors import shape_heatmaps
 from explorer.views.inspect import PICKED_COLOUR, centre_markers, clickable
 from frcnn_core.anchor_targets import (
     AnchorOverlaps,
@@ -250,33 +249,17 @@ def iou_maps(
 
 
 def iou_heatmaps(maps: np.ndarray, params: AnchorParams, stride: int, title: str) -> go.Figure:
-    """One heatmap per anchor shape (rows: ratio, columns: scale), shared colour scale 0..1."""
-    n_r, n_s = len(params.ratios), len(params.scales)
-    names = shape_names(params, stride)
-    fig = make_subplots(
-        rows=n_r, cols=n_s, subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.08
+    """One heatmap per anchor shape (rows: ratio, columns: scale), shared colour scale 0..1;
+    every shape's map covers the whole grid, and NaN (outside) cells stay blank."""
+    return shape_heatmaps(
+        maps,
+        params,
+        stride,
+        zmin=0.0,
+        zmax=1.0,
+        # A plotly template, not a format string: %{x} stays for plotly.
+        hover=_("cell x %{x}, y %{y}: IoU %{z:.3f}"),
+        title=title,
+        fixed_ranges=True,
+        blank_colour="#E5E7EB",
     )
-    for k in range(maps.shape[0]):
-        r, c = divmod(k, n_s)
-        fig.add_trace(
-            go.Heatmap(
-                z=maps[k],
-                zmin=0,
-                zmax=1,
-                colorscale="Viridis",
-                showscale=k == 0,
-                hovertemplate="x %{x}, y %{y}: IoU %{z:.3f}<extra></extra>",
-            ),
-            row=r + 1,
-            col=c + 1,
-        )
-    hf, wf = maps.shape[1:]
-    # Fixed ranges: every shape's map covers the whole grid; NaN (outside) cells stay blank.
-    fig.update_yaxes(range=[hf - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_xaxes(range=[-0.5, wf - 0.5], showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_layout(plot_bgcolor="#E5E7EB")
-    fig.update_annotations(font_size=11)
-    fig.update_layout(
-        height=260 * n_r, margin=dict(l=0, r=0, t=60, b=0), title=dict(text=title, x=0.01)
-    )
-    return fig

@@ -14,7 +14,7 @@ import torch
 from torchvision.ops import clip_boxes_to_image
 
 from explorer.figures import IGNORED_COLOUR, PROPOSAL_COLOUR, add_boxes, add_gt, image_figure
-from explorer.views.anchors import shape_names
+from explorer.views.anchors import shape_heatmaps, shape_names
 from frcnn_core.anchors import AnchorParams
 from frcnn_core.boxes import decode, smooth_l1_sum
 from frcnn_core.i18n import _, number
@@ -99,71 +99,21 @@ def objectness_heatmaps(
     maps: np.ndarray, params: AnchorParams, stride: int, stretch: bool = False, title: str = ""
 ) -> go.Figure:
     """One heatmap per anchor shape (rows: ratio, columns: scale) on one colour scale:
-    0..1, or the data's range when ``stretch`` (to see the small variations of a fresh head).
-
-    The grid of axes is laid out by hand: ``make_subplots`` costs ~100 ms per rerun here."""
-    n_r, n_s = len(params.ratios), len(params.scales)
+    0..1, or the data's range when ``stretch`` (to see the small variations of a fresh head)."""
     zmin, zmax = (float(np.nanmin(maps)), float(np.nanmax(maps))) if stretch else (0.0, 1.0)
     if zmax <= zmin:
         zmax = zmin + 1e-6
-    h_gap, v_gap = 0.03, 0.08
-    width = (1 - (n_s - 1) * h_gap) / n_s
-    height = (1 - (n_r - 1) * v_gap) / n_r
-    data, layout, notes = [], {}, []
-    p_object = _("p(object)")
-    # A plotly template, not a format string: %{x} stays for plotly.
-    hover = _("cell x %{x}, y %{y}: p(object) %{z:.4f}")
-    for k, name in enumerate(shape_names(params, stride)):
-        r, c = divmod(k, n_s)
-        suffix = "" if k == 0 else str(k + 1)
-        x0 = c * (width + h_gap)
-        y1 = 1 - r * (height + v_gap)
-        data.append(
-            dict(
-                type="heatmap",
-                z=maps[k],
-                zmin=zmin,
-                zmax=zmax,
-                colorscale="Viridis",
-                showscale=k == 0,
-                colorbar=dict(title=dict(text=p_object, side="right"), thickness=14),
-                xaxis=f"x{suffix}",
-                yaxis=f"y{suffix}",
-                hovertemplate=f"{name}<br>{hover}<extra></extra>",
-            )
-        )
-        layout[f"xaxis{suffix}"] = dict(
-            domain=[x0, x0 + width], anchor=f"y{suffix}", showticklabels=False, showgrid=False
-        )
-        layout[f"yaxis{suffix}"] = dict(
-            domain=[y1 - height, y1],
-            anchor=f"x{suffix}",
-            showticklabels=False,
-            showgrid=False,
-            autorange="reversed",
-            scaleanchor=f"x{suffix}",
-            constrain="domain",
-        )
-        notes.append(
-            dict(
-                text=name,
-                x=x0 + width / 2,
-                y=y1,
-                xref="paper",
-                yref="paper",
-                xanchor="center",
-                yanchor="bottom",
-                showarrow=False,
-                font=dict(size=11),
-            )
-        )
-    layout.update(
-        annotations=notes,
-        height=260 * n_r,
-        margin=dict(l=0, r=0, t=60 if title else 30, b=0),
-        title=dict(text=title, x=0.01) if title else None,
+    return shape_heatmaps(
+        maps,
+        params,
+        stride,
+        zmin=zmin,
+        zmax=zmax,
+        # A plotly template, not a format string: %{x} stays for plotly.
+        hover=_("cell x %{x}, y %{y}: p(object) %{z:.4f}"),
+        colorbar=_("p(object)"),
+        title=title,
     )
-    return go.Figure(data=data, layout=layout)
 
 
 def objectness_histogram(objectness: torch.Tensor, bins: int = 60) -> go.Figure:
