@@ -224,6 +224,9 @@ class Choice:
         key: identifies the heads' weights in the caches: ``init:...`` for the shared seeded
             ones (the same in every session, so their results are shared), the session
             model's token otherwise.
+        rpn_key: identifies the RPN's weights alone: for the seeded heads the same for every
+            class count (a student who adds a class still shares the samples' RPN and
+            proposals, warm-up included); the model's token otherwise.
         trained: the session's own model, not the initial heads.
     """
 
@@ -231,6 +234,11 @@ class Choice:
     vocabulary: tuple[str, ...]
     key: str
     trained: bool
+    rpn_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.rpn_key:
+            object.__setattr__(self, "rpn_key", self.key)
 
 
 def current(
@@ -249,4 +257,6 @@ def current(
     n = max(len(vocabulary), 1)
     heads = initial_heads_for(n, params, where)
     key = f"init:{MODEL_SEED}:{n}:{params.anchors.per_cell}:{params.roi_pool.output_size}"
-    return Choice(heads, vocabulary, key, False)
+    # The seeded RPN is drawn from the seed alone, whatever the classes: one key for all.
+    rpn_key = f"init:{MODEL_SEED}:rpn:{params.anchors.per_cell}"
+    return Choice(heads, vocabulary, key, False, rpn_key)

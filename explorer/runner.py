@@ -187,6 +187,8 @@ class PageRun(Run):
             return Source(self._backbone_key(), self._backbone_net)
         if name == "heads":
             return Source(self.model.key, lambda: self.model.heads)
+        if name == "rpn_net":
+            return Source(self.model.rpn_key, lambda: self.model.heads)
         if name == "vocabulary":
             return Source.of(self.model.vocabulary, self.model.vocabulary)
         raise KeyError(name)
@@ -224,7 +226,7 @@ class PageRun(Run):
         log.warning("the %s ran out of memory on %s; computing it on the CPU", step, failed)
         self.device = CPU
         self._model = None
-        for source in ("backbone_net", "heads"):
+        for source in ("backbone_net", "heads", "rpn_net"):
             self._values.pop(source, None)
         for stage, value in list(self._values.items()):
             self._values[stage] = _to_cpu(value)

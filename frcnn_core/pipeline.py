@@ -301,7 +301,9 @@ def _detection_match(
     return match_detections(detections, gt.boxes, classes.gt_labels, params.match_iou)
 
 
-SOURCES = ("photo", "user_boxes", "spec", "backbone_net", "heads", "vocabulary")
+# ``rpn_net`` is the heads again, keyed by their RPN alone: heads that differ only in the Fast
+# R-CNN head's classes (the seeded ones for 1 class and for 2) share the RPN's results.
+SOURCES = ("photo", "user_boxes", "spec", "backbone_net", "heads", "rpn_net", "vocabulary")
 
 PIPELINE = Graph(
     SOURCES,
@@ -340,7 +342,7 @@ PIPELINE = Graph(
             ("anchor_targets",),
             N_("Anchor labelling and sampling"),
         ),
-        Stage("rpn", _rpn, ("backbone", "heads"), ("rpn",), N_("RPN head"), heavy=True),
+        Stage("rpn", _rpn, ("backbone", "rpn_net"), ("rpn",), N_("RPN head"), heavy=True),
         Stage("rpn_loss", _rpn_loss, ("rpn", "anchor_targets"), ("rpn_loss",), N_("RPN loss")),
         Stage(
             "proposals",
@@ -455,6 +457,7 @@ def run(
         out.sources["heads"] = Source("fresh", fresh_heads)
     else:
         out.sources["heads"] = Source.of(heads, id(heads))
+    out.sources["rpn_net"] = Source(out.sources["heads"].key, lambda: out["heads"])
     return out
 
 
@@ -476,7 +479,11 @@ def run_on_features(
         "classes": classes,
         "backbone": BackboneResult(features, 0.0),
     }
-    known = {"spec": Source.of(spec, spec), "heads": Source.of(heads, id(heads))}
+    known = {
+        "spec": Source.of(spec, spec),
+        "heads": Source.of(heads, id(heads)),
+        "rpn_net": Source.of(heads, id(heads)),
+    }
     return Run(PIPELINE, known, params, given=given, grad=grad)
 
 

@@ -147,6 +147,24 @@ def test_the_heads_follow_the_settings_that_size_them(zebras) -> None:
     assert b1.key("heads") == base.key("heads")  # B1 changes the anchor order, not the heads
 
 
+def test_a_student_who_adds_a_class_shares_the_samples_rpn_and_proposals(zebras) -> None:
+    choice, boxes = zebras
+    cache = CountingCache()
+    sample = PageRun(BASE, choice=choice, boxes=boxes, own=None, cache=cache)
+    mine = (*boxes, ((40.0, 40.0, 300.0, 260.0), "my own class"))
+    student = PageRun(BASE, choice=choice, boxes=mine, own=None, cache=cache)
+    assert sample.heads.head.num_classes == 1 and student.heads.head.num_classes == 2
+    assert student.key("heads") != sample.key("heads")  # their heads' output layers differ
+    assert student.key("rpn_net") == sample.key("rpn_net")
+    for stage in ("rpn", "proposals", "test_proposals"):
+        assert student.key(stage) == sample.key(stage), stage
+        sample[stage]
+        student[stage]
+        assert cache.attempts[stage] == 1, stage  # computed once, for both
+    assert torch.equal(student.proposals.rois, sample.proposals.rois)
+    assert student.key("proposal_targets") != sample.key("proposal_targets")
+
+
 PARAMETER_SETS = {
     "tutorial": BASE,
     "B1 + B3 + B5": BASE.replace("anchors.bug_b1_x_outer", True)
